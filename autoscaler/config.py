@@ -1,0 +1,267 @@
+"""Daemon and per-model configuration: one YAML file, loaded into frozen pydantic models.
+
+Every error names the field, the value and what is allowed; `load_config` raises ConfigError
+with all of them at once, and the CLI prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from policies.spec import HotSpec, LongTailSpec
+
+# Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
+# them safe to place inside PromQL strings (see autoscaler.metrics.promql).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_PROM_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class ConfigError(Exception):
+    """A user's mistake in the config: the message lists every problem, one per line."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PrometheusAuth(_Frozen):
+    bearer_token_file: Path | None = Field(None, description="File holding a bearer token, read at every connect.")
+    ca_bundle: Path | None = Field(None, description="PEM bundle to verify Prometheus's TLS certificate.")
+
+
+class PrometheusConfig(_Frozen):
+    url: str = Field("http://prometheus-operated.monitoring:9090", description="Base URL of the Prometheus HTTP API.")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="Timeout of one query.")
+    stale_after_s: float = Field(
+        90.0,
+        gt=0,
+        description=(
+            "A sample older than this is stale, not current: three scrapes at the 30 s interval "
+            "DCGM collects at. Prometheus still returns such samples for 5 minutes (its lookback)."
+        ),
+    )
+    auth: PrometheusAuth = PrometheusAuth()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url.rstrip("/")
+
+
+class MetricNames(_Frozen):
+    """Series names. Defaults are vLLM v1's and DCGM's (ANCHORS.md); older vLLM exports
+    `vllm:gpu_cache_usage_perc` instead of `vllm:kv_cache_usage_perc`."""
+
+    waiting: str = "vllm:num_requests_waiting"
+    running: str = "vllm:num_requests_running"
+    kv_cache_usage: str = "vllm:kv_cache_usage_perc"
+    gpu_utilization: str = "DCGM_FI_DEV_GPU_UTIL"
+
+    @field_validator("*")
+    @classmethod
+    def _metric_name(cls, name: str) -> str:
+        if not _PROM_NAME.match(name):
+            raise ValueError(f"{name!r} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+        return name
+
+
+class LabelNames(_Frozen):
+    """Label names. DCGM's pod labels often arrive as exported_pod / exported_namespace
+    behind a scrape target (ANCHORS.md); set gpu_pod: pod where yours do not."""
+
+    model: str = "model_name"
+    namespace: str = "namespace"
+    pod: str = "pod"
+    gpu_pod: str = "exported_pod"
+    gpu_namespace: str = "exported_namespace"
+
+    @field_validator("*")
+    @classmethod
+    def _label_name(cls, name: str) -> str:
+        if not _PROM_LABEL.match(name):
+            raise ValueError(f"{name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        return name
+
+
+class DependencyConfig(_Frozen):
+    name: str = Field(description="Name models use to refer to this dependency.")
+    saturation_query: str = Field(description="PromQL giving one value: the dependency's saturation.")
+    saturated_at: float = Field(ge=0, description="Saturation at or above which the models using it do not scale up.")
+
+    _key = field_validator("name")(lambda cls, v: _dns_label("name", v))
+
+
+class TargetConfig(_Frozen):
+    kind: Literal["Deployment", "ScaledObject"] = "Deployment"
+    name: str
+    mode: Literal["bounds", "pin"] | None = Field(
+        None,
+        description=(
+            "ScaledObject only. bounds: patch minReplicaCount/maxReplicaCount (a warm floor, a "
+            "cap while a dependency is saturated) and let KEDA's HPA size. pin: set the "
+            "autoscaling.keda.sh/paused-replicas annotation so the daemon decides the count."
+        ),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            raise ValueError(f"{name!r} is not a Kubernetes object name (lower-case RFC 1123 subdomain)")
+        return name
+
+    @model_validator(mode="after")
+    def _mode_matches_kind(self) -> TargetConfig:
+        if self.kind == "ScaledObject" and self.mode is None:
+            raise ValueError("a ScaledObject target needs mode: bounds or pin")
+        if self.kind == "Deployment" and self.mode is not None:
+            raise ValueError(f"mode {self.mode!r} applies only to kind ScaledObject, not Deployment")
+        return self
+
+
+PolicyConfig = Annotated[HotSpec | LongTailSpec, Field(discriminator="kind")]
+
+
+class ModelConfig(_Frozen):
+    name: str = Field(description="Key of this model in the daemon: logs, metrics, replay traces.")
+    namespace: str
+    model_name: str | None = Field(None, description="Value of vLLM's model_name label; defaults to name.")
+    target: TargetConfig
+    policy: PolicyConfig
+    dependencies: tuple[str, ...] = Field((), description="Names of dependencies this model's requests need.")
+    wake_query: str | None = Field(
+        None,
+        description=(
+            "PromQL giving one value of demand seen outside the pods (a gateway's queue or "
+            "request rate). The only signal at zero replicas: required to scale to zero."
+        ),
+    )
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns(cls, value: str, info: Any) -> str:
+        return _dns_label(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _can_wake(self) -> ModelConfig:
+        if self.policy.min_replicas == 0 and not self.wake_query:
+            raise ValueError(
+                "policy.min_replicas is 0 but wake_query is not set: at zero replicas no vLLM series exist, "
+                "so without a wake signal the model could never come back"
+            )
+        return self
+
+    @property
+    def label_value(self) -> str:
+        return self.model_name or self.name
+
+
+class Config(_Frozen):
+    prometheus: PrometheusConfig = PrometheusConfig()
+    tick_interval_s: float = Field(10.0, ge=1, le=600, description="Seconds between two ticks of the loop.")
+    metrics: MetricNames = MetricNames()
+    labels: LabelNames = LabelNames()
+    dependencies: tuple[DependencyConfig, ...] = ()
+    models: tuple[ModelConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        problems = []
+        problems += _duplicates("models[].name", [m.name for m in self.models])
+        problems += _duplicates("dependencies[].name", [d.name for d in self.dependencies])
+        problems += _duplicates(
+            "models[].target", [f"{m.namespace}/{m.target.kind}/{m.target.name}" for m in self.models]
+        )
+        problems += _duplicates("models[] (namespace, model_name)", [f"{m.namespace}/{m.label_value}" for m in self.models])
+        known = {d.name for d in self.dependencies}
+        for i, model in enumerate(self.models):
+            for dep in model.dependencies:
+                if dep not in known:
+                    problems.append(
+                        f"models[{i}].dependencies: {dep!r} is not defined; defined: {sorted(known) or 'none'}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(sorted({m.namespace for m in self.models}))
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: Any, *, source: str = "config") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with at least 'models', got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in describe_errors(err))) from None
+
+
+def describe_errors(err: ValidationError) -> list[str]:
+    """One line per error: where (models[0].policy.max_replicas), what was given, what is allowed."""
+    lines = []
+    for error in err.errors():
+        where = _location(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        given = error.get("input")
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field (value {given!r}); check the spelling against the reference in README")
+        elif error["type"] == "missing":
+            lines.append(f"{where}: required field is missing")
+        elif isinstance(given, (dict, list)):
+            lines.append(f"{where}: {message}")
+        else:
+            lines.append(f"{where}: {message} (got {given!r})")
+    return lines
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    where = ""
+    for part in loc:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif part in ("hot", "long-tail") and where.endswith("policy"):
+            continue  # the discriminator's tag, not a field the user wrote
+        else:
+            where += f".{part}" if where else str(part)
+    return where or "(top level)"
+
+
+def _dns_label(field: str, value: str) -> str:
+    if not _DNS_LABEL.match(value) or len(value) > 63:
+        raise ValueError(f"{field} {value!r} must be a lower-case RFC 1123 label (a-z, 0-9, '-', at most 63 characters)")
+    return value
+
+
+def _duplicates(field: str, values: list[str]) -> list[str]:
+    seen, dupes = set(), []
+    for value in values:
+        if value in seen and value not in dupes:
+            dupes.append(value)
+        seen.add(value)
+    return [f"{field}: {value!r} appears more than once" for value in dupes]

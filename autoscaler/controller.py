@@ -1,0 +1,77 @@
+"""One tick: observe, decide, act, keep state. The same code runs in the daemon, dry-run,
+replay and the simulator; only the metrics source and the scale target differ."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from autoscaler.config import Config, ModelConfig
+from autoscaler.metrics import MetricsSource, Signals
+from autoscaler.targets import Action, ScaleTarget, TargetState
+from policies import Decision, Dependency, Observation, PolicyState, decide
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One model at one tick: the decision and what acting on it did, or why it was skipped."""
+
+    now: float
+    model: str
+    observation: Observation | None
+    decision: Decision | None
+    action: Action | None
+    skipped: str | None = None
+
+
+class Controller:
+    def __init__(self, config: Config, *, metrics: MetricsSource, targets: ScaleTarget) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._targets = targets
+        self._dependency_levels = {d.name: d.saturated_at for d in config.dependencies}
+        self.states: dict[str, PolicyState] = {}
+
+    def tick(self, *, now: float) -> list[Outcome]:
+        signals = self._metrics.fetch_signals(now=now)
+        targets = self._targets.read_states(now=now)
+        return [self._step(model, signals, targets, now=now) for model in self._config.models]
+
+    def _step(self, model: ModelConfig, signals: Signals, targets: Mapping[str, TargetState], *, now: float) -> Outcome:
+        target = targets.get(model.name)
+        if target is None:
+            return Outcome(now, model.name, None, None, None, skipped="target could not be read this tick")
+        observation = observe(model, signals, target, self._dependency_levels)
+        decision, self.states[model.name] = decide(
+            observation, self.states.get(model.name, PolicyState()), model.policy, now=now
+        )
+        log.debug(
+            "decided",
+            model=model.name,
+            current=decision.current_replicas,
+            desired=decision.desired_replicas,
+            reasons=decision.explain(),
+        )
+        return Outcome(now, model.name, observation, decision, self._targets.apply(model, decision, now=now))
+
+
+def observe(
+    model: ModelConfig, signals: Signals, target: TargetState, dependency_levels: Mapping[str, float]
+) -> Observation:
+    readings = signals.for_model(model.name)
+    return Observation(
+        spec_replicas=target.spec_replicas,
+        ready_replicas=target.ready_replicas,
+        waiting=readings.waiting,
+        running=readings.running,
+        kv_cache_usage=readings.kv_cache_usage,
+        gpu_utilization=readings.gpu_utilization,
+        wake=readings.wake,
+        dependencies=tuple(
+            Dependency(name, signals.for_dependency(name), dependency_levels[name]) for name in model.dependencies
+        ),
+    )

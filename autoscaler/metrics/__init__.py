@@ -1,0 +1,40 @@
+"""The metrics-source boundary: what the controller reads each tick, from live Prometheus
+(prometheus.py) or a recorded trace (recorded.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+from policies.signals import Reading
+
+SIGNALS = ("waiting", "running", "kv_cache_usage", "gpu_utilization", "wake")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSignals:
+    waiting: Reading = Reading()
+    running: Reading = Reading()
+    kv_cache_usage: Reading = Reading()
+    gpu_utilization: Reading = Reading()
+    wake: Reading = Reading()
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Everything read at one instant. A model or dependency absent from a mapping has no data."""
+
+    models: Mapping[str, ModelSignals] = field(default_factory=dict)
+    dependencies: Mapping[str, Reading] = field(default_factory=dict)
+
+    def for_model(self, name: str) -> ModelSignals:
+        return self.models.get(name, ModelSignals())
+
+    def for_dependency(self, name: str) -> Reading:
+        return self.dependencies.get(name, Reading())
+
+
+class MetricsSource(Protocol):
+    def fetch_signals(self, *, now: float) -> Signals:
+        """Read every signal of every configured model as of `now` (seconds since the epoch)."""
+        ...

@@ -1,0 +1,83 @@
+"""PromQL for all models at once: one query per signal per tick, whatever the number of models.
+
+Each pod-level signal is one query that returns, per (namespace, model_name), both the
+aggregated value and the oldest sample timestamp behind it, told apart by an
+`autoscaler_stat` label. The age decides "stale" (a sample Prometheus still returns within
+its 5-minute lookback but that no scrape has refreshed).
+
+Safety: the only values placed inside these strings are namespaces and model keys, which the
+config restricts to RFC 1123 labels ([a-z0-9-]), and metric or label names restricted to
+Prometheus's own grammar. vLLM's model_name values, which may hold any character, never
+enter PromQL: results are grouped by them and matched in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoscaler.config import Config
+
+STAT = "autoscaler_stat"
+KEY = "autoscaler_key"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalQuery:
+    signal: str
+    promql: str
+    keyed: bool  # True: one value per model key (KEY label); False: per (namespace, model_name)
+
+
+def build_queries(config: Config) -> list[SignalQuery]:
+    names, labels = config.metrics, config.labels
+    selector = "{" + f'{labels.namespace}=~"{"|".join(config.namespaces)}"' + "}"
+    by = f"{labels.namespace}, {labels.model}"
+
+    def pod_signal(signal: str, metric: str, aggregation: str) -> SignalQuery:
+        series = f"{metric}{selector}"
+        return SignalQuery(signal, _with_age(f"{aggregation} by ({by}) ({series})", f"min by ({by}) (timestamp({series}))"), False)
+
+    queries = [
+        pod_signal("waiting", names.waiting, "sum"),
+        pod_signal("running", names.running, "sum"),
+        pod_signal("kv_cache_usage", names.kv_cache_usage, "max"),
+        SignalQuery("gpu_utilization", _gpu_utilization(config, selector, by), False),
+    ]
+    wake = {m.name: m.wake_query for m in config.models if m.wake_query}
+    if wake:
+        queries.append(SignalQuery("wake", _keyed(wake), True))
+    saturation = {d.name: d.saturation_query for d in config.dependencies}
+    if saturation:
+        queries.append(SignalQuery("dependencies", _keyed(saturation), True))
+    return queries
+
+
+def _with_age(value: str, timestamp: str) -> str:
+    return f'label_replace({value}, "{STAT}", "value", "", "") or label_replace({timestamp}, "{STAT}", "timestamp", "", "")'
+
+
+def _gpu_utilization(config: Config, selector: str, by: str) -> str:
+    """DCGM series carry the GPU's pod, not the model: rename DCGM's pod labels to vLLM's and
+    join on (namespace, pod) with the pods that export vLLM series, taking model_name across.
+    `group` gives 1 per pod whatever the vLLM value is, so a NaN gauge cannot poison the join."""
+    labels = config.labels
+    gpu = config.metrics.gpu_utilization
+
+    def renamed(series: str) -> str:
+        return (
+            f'label_replace(label_replace({series}, "{labels.pod}", "$1", "{labels.gpu_pod}", "(.+)"), '
+            f'"{labels.namespace}", "$1", "{labels.gpu_namespace}", "(.+)")'
+        )
+
+    pods = f"group by ({labels.namespace}, {labels.pod}, {labels.model}) ({config.metrics.running}{selector})"
+    join = f" * on ({labels.namespace}, {labels.pod}) group_left ({labels.model}) {pods}"
+    # timestamp() sits directly on the selector: on a function's result it would give the
+    # evaluation time, not the scrape time.
+    joined, stamped = f"({renamed(gpu)}{join})", f"({renamed(f'timestamp({gpu})')}{join})"
+    return _with_age(f"avg by ({by}) {joined}", f"min by ({by}) {stamped}")
+
+
+def _keyed(expressions: dict[str, str]) -> str:
+    """One query for many user expressions: each summed to one value and tagged with its key.
+    `sum` of an empty result is empty, so an expression with no data stays missing."""
+    return " or ".join(f'label_replace(sum({expr}), "{KEY}", "{key}", "", "")' for key, expr in expressions.items())

@@ -1,0 +1,45 @@
+"""The scale-target boundary: read each model's replicas, and apply a decision.
+
+Real adapter: kubernetes.py (a Deployment's scale subresource, or a KEDA ScaledObject).
+In-package fakes used by dry-run and replay: recording.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Protocol
+
+from autoscaler.config import ModelConfig
+from policies.decision import Decision
+
+Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    spec_replicas: int
+    ready_replicas: int
+    gpus_per_replica: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What applying a decision did. `changed` says whether the cluster was written."""
+
+    model: str
+    outcome: Outcome
+    detail: str
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome == "patched"
+
+
+class ScaleTarget(Protocol):
+    def read_states(self, *, now: float) -> Mapping[str, TargetState]:
+        """Current replicas of every configured model that could be read; a model absent
+        from the result has no readable target this tick (deleted, forbidden, API down)."""
+        ...
+
+    def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
+        ...

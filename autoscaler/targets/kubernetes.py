@@ -1,0 +1,230 @@
+"""Kubernetes actuators: the scale subresource of a Deployment, or a KEDA ScaledObject.
+
+Reconcile, never blindly write: read the current value, skip if equal, patch the smallest
+thing (`/scale`'s spec.replicas; one ScaledObject field or annotation), log "from X to Y
+because ...". A KEDA-managed workload is only ever written through its ScaledObject: its HPA
+would overwrite Deployment.spec.replicas within 15 s (ANCHORS.md, KEDA section).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from autoscaler.config import Config, ModelConfig
+from autoscaler.targets import Action, TargetState
+from policies.decision import Decision
+
+log = structlog.get_logger(__name__)
+
+FIELD_MANAGER = "llm-autoscaler"
+PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
+KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
+CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """The RBAC rule a call needs, named in the error when it is forbidden."""
+
+    api_group: str
+    resource: str
+    verb: str
+
+    def explain(self, namespace: str) -> str:
+        group = self.api_group or '""'
+        return f"the service account needs RBAC: apiGroups [{group}], resources [{self.resource}], verbs [{self.verb}] in namespace {namespace}"
+
+
+LIST_DEPLOYMENTS = _Rule("apps", "deployments", "list")
+LIST_SCALEDOBJECTS = _Rule("keda.sh", "scaledobjects", "list")
+PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
+PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
+
+
+class KubernetesTargets:
+    def __init__(self, config: Config, api_client: k8s.ApiClient) -> None:
+        self._config = config
+        self._apps = k8s.AppsV1Api(api_client)
+        self._custom = k8s.CustomObjectsApi(api_client)
+        # As of the last read: Deployment name -> the ScaledObject that owns it, per namespace;
+        # and each ScaledObject, so that a hold needs no further API call.
+        self._owners: dict[str, dict[str, str]] = {}
+        self._scaled_objects: dict[tuple[str, str], dict] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read_states(self, *, now: float) -> Mapping[str, TargetState]:
+        """One list of Deployments and one of ScaledObjects per namespace: the cost does not
+        grow with the number of models in a namespace."""
+        states: dict[str, TargetState] = {}
+        for namespace in self._config.namespaces:
+            deployments = self._list(namespace, LIST_DEPLOYMENTS, lambda: self._apps.list_namespaced_deployment(namespace))
+            if deployments is None:
+                continue
+            scaled_objects = self._list_scaled_objects(namespace)
+            by_name = {d.metadata.name: d for d in deployments.items}
+            owners = {
+                so["spec"].get("scaleTargetRef", {}).get("name"): so["metadata"]["name"]
+                for so in scaled_objects.values()
+                if so.get("spec", {}).get("scaleTargetRef", {}).get("kind", "Deployment") == "Deployment"
+            }
+            self._owners[namespace] = owners
+            self._scaled_objects.update({(namespace, name): so for name, so in scaled_objects.items()})
+            for model in self._config.models:
+                if model.namespace != namespace:
+                    continue
+                state = self._state_of(model, by_name, scaled_objects)
+                if state is not None:
+                    states[model.name] = state
+        return states
+
+    def _state_of(self, model: ModelConfig, deployments: dict, scaled_objects: dict) -> TargetState | None:
+        target = model.target
+        if target.kind == "Deployment":
+            deployment = deployments.get(target.name)
+        else:
+            scaled_object = scaled_objects.get(target.name)
+            if scaled_object is None:
+                log.warning("ScaledObject not found; skipping this model", model=model.name, namespace=model.namespace, name=target.name)
+                return None
+            deployment = deployments.get(scaled_object["spec"].get("scaleTargetRef", {}).get("name"))
+        if deployment is None:
+            log.warning("Deployment not found; skipping this model", model=model.name, namespace=model.namespace, target=target.name)
+            return None
+        spec_replicas = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+        if target.kind == "ScaledObject" and target.mode == "pin":
+            pinned = (scaled_objects[target.name]["metadata"].get("annotations") or {}).get(PAUSED_REPLICAS)
+            if pinned is not None and pinned.isdigit():
+                spec_replicas = int(pinned)
+        return TargetState(
+            spec_replicas=spec_replicas,
+            ready_replicas=(deployment.status.ready_replicas or 0) if deployment.status else 0,
+            gpus_per_replica=_gpus_per_replica(deployment),
+        )
+
+    def _list_scaled_objects(self, namespace: str) -> dict[str, dict]:
+        try:
+            listed = self._custom.list_namespaced_custom_object(namespace=namespace, **KEDA)
+        except ApiException as err:
+            if err.status == 404:  # KEDA's CRD is not installed: no ScaledObjects
+                return {}
+            self._log_api_error(err, namespace=namespace, rule=LIST_SCALEDOBJECTS, model=None)
+            return {}
+        return {item["metadata"]["name"]: item for item in listed.get("items", [])}
+
+    def _list(self, namespace: str, rule: _Rule, call: Callable):
+        try:
+            return call()
+        except ApiException as err:
+            self._log_api_error(err, namespace=namespace, rule=rule, model=None)
+            return None
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
+        """Compare with the state read this tick and patch only a difference: a hold costs no
+        API call. After a 409 (someone wrote in between) read the object again and decide
+        again whether a patch is still needed. 404: this model is skipped, the others go on.
+        403: an error naming the RBAC rule that is missing."""
+        target = model.target
+        if target.kind == "Deployment":
+            owner = self._owners.get(model.namespace, {}).get(target.name)
+            if owner is not None:
+                detail = (
+                    f"Deployment {target.name} is managed by ScaledObject {owner}; its HPA would undo a write to "
+                    f"the Deployment. Set target kind: ScaledObject, name: {owner}"
+                )
+                log.error("refusing to scale a KEDA-managed Deployment", model=model.name, namespace=model.namespace, detail=detail)
+                return Action(model.name, "refused", detail)
+        write = {"Deployment": self._replicas, "pin": self._pinned, "bounds": self._bounds}[target.mode or target.kind]
+        rule = PATCH_SCALE if target.kind == "Deployment" else PATCH_SCALEDOBJECT
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                what, current, desired, patch = write(model, decision, fresh=attempt > 0)
+                if current == desired:
+                    return Action(model.name, "unchanged", f"{what} already {desired}")
+                patch()
+            except ApiException as err:
+                if err.status == 409:
+                    log.info("conflict; re-reading and retrying", model=model.name, namespace=model.namespace)
+                    continue
+                return self._log_api_error(err, namespace=model.namespace, rule=rule, model=model)
+            detail = f"{what} from {current} to {desired} because {decision.explain()}"
+            log.info("scaled", model=model.name, namespace=model.namespace, what=what, change=f"{current} -> {desired}", reasons=decision.explain())
+            return Action(model.name, "patched", detail)
+        detail = f"still conflicting after {CONFLICT_RETRIES} attempts; will try again next tick"
+        log.warning("gave up after conflicts", model=model.name, namespace=model.namespace, detail=detail)
+        return Action(model.name, "failed", detail)
+
+    def _replicas(self, model: ModelConfig, decision: Decision, *, fresh: bool):
+        name, namespace = model.target.name, model.namespace
+        current = decision.current_replicas
+        if fresh:
+            current = self._apps.read_namespaced_deployment_scale(name, namespace).spec.replicas or 0
+        body = {"spec": {"replicas": decision.desired_replicas}}
+        patch = lambda: self._apps.patch_namespaced_deployment_scale(name, namespace, body, field_manager=FIELD_MANAGER)  # noqa: E731
+        return f"deployments/{name} replicas", current, decision.desired_replicas, patch
+
+    def _pinned(self, model: ModelConfig, decision: Decision, *, fresh: bool):
+        scaled_object = self._scaled_object(model, fresh=fresh)
+        current = (scaled_object["metadata"].get("annotations") or {}).get(PAUSED_REPLICAS)
+        desired = str(decision.desired_replicas)
+        body = {"metadata": {"annotations": {PAUSED_REPLICAS: desired}}}
+        return f"scaledobjects/{model.target.name} {PAUSED_REPLICAS}", current, desired, lambda: self._patch_scaled_object(model, body)
+
+    def _bounds(self, model: ModelConfig, decision: Decision, *, fresh: bool):
+        spec = self._scaled_object(model, fresh=fresh).get("spec", {})
+        current = f"{spec.get('minReplicaCount')}..{spec.get('maxReplicaCount')}"
+        desired = f"{decision.floor}..{decision.cap}"
+        body = {"spec": {"minReplicaCount": decision.floor, "maxReplicaCount": decision.cap}}
+        return f"scaledobjects/{model.target.name} min..max", current, desired, lambda: self._patch_scaled_object(model, body)
+
+    def _scaled_object(self, model: ModelConfig, *, fresh: bool) -> dict:
+        listed = self._scaled_objects.get((model.namespace, model.target.name))
+        if listed is not None and not fresh:
+            return listed
+        return self._custom.get_namespaced_custom_object(namespace=model.namespace, name=model.target.name, **KEDA)
+
+    def _patch_scaled_object(self, model: ModelConfig, body: dict) -> None:
+        # The official client sends a dict to custom objects as a JSON merge patch.
+        self._custom.patch_namespaced_custom_object(
+            namespace=model.namespace, name=model.target.name, body=body, field_manager=FIELD_MANAGER, **KEDA
+        )
+
+    def _log_api_error(self, err: ApiException, *, namespace: str, rule: _Rule, model: ModelConfig | None) -> Action:
+        name = model.name if model else None
+        if err.status == 404:
+            detail = f"{rule.resource} not found in namespace {namespace}: {_message(err)}"
+            log.warning("target not found; skipping", model=name, namespace=namespace, detail=detail)
+            return Action(name or "", "missing", detail)
+        if err.status == 403:
+            detail = f"forbidden: {rule.explain(namespace)} ({_message(err)})"
+            log.error("forbidden by RBAC", model=name, namespace=namespace, detail=detail)
+            return Action(name or "", "forbidden", detail)
+        detail = f"API error {err.status} {err.reason}: {_message(err)}"
+        log.error("Kubernetes API error", model=name, namespace=namespace, detail=detail)
+        return Action(name or "", "failed", detail)
+
+
+def _message(err: ApiException) -> str:
+    try:
+        return json.loads(err.body).get("message", err.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(err.reason)
+
+
+def _gpus_per_replica(deployment) -> int:
+    """Sum of the containers' nvidia.com/gpu limits in the pod template."""
+    total = 0
+    for container in deployment.spec.template.spec.containers or []:
+        limits = (container.resources.limits if container.resources else None) or {}
+        value = limits.get("nvidia.com/gpu")
+        if value is not None and str(value).isdigit():
+            total += int(value)
+    return total

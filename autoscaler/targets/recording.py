@@ -1,0 +1,76 @@
+"""Scale targets that write nothing to a cluster: dry-run and replay use them.
+
+DryRunTargets reads the real cluster through another target and records what it would have
+done. InMemoryTargets is a cluster of its own: counts it keeps, and replicas that become ready
+one cold start after they were asked for, so that a replay sees starting replicas as the
+daemon would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from autoscaler.config import ModelConfig
+from autoscaler.targets import Action, ScaleTarget, TargetState
+from policies.decision import Decision
+
+
+class DryRunTargets:
+    def __init__(self, inner: ScaleTarget) -> None:
+        self._inner = inner
+        self.actions: list[Action] = []
+
+    def read_states(self, *, now: float) -> Mapping[str, TargetState]:
+        return self._inner.read_states(now=now)
+
+    def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
+        if decision.direction == "hold":
+            action = Action(model.name, "unchanged", f"would stay at {decision.current_replicas}")
+        else:
+            action = Action(
+                model.name, "recorded", f"would scale from {decision.current_replicas} to {decision.desired_replicas}"
+            )
+        self.actions.append(action)
+        return action
+
+
+@dataclass
+class _Replicas:
+    spec: int
+    # Instants at which each replica asked for and not yet ready becomes ready.
+    ready_at: list[float] = field(default_factory=list)
+    ready: int = 0
+
+
+class InMemoryTargets:
+    def __init__(self, models: Mapping[str, ModelConfig], *, initial: Mapping[str, int]) -> None:
+        self._models = dict(models)
+        self._replicas = {name: _Replicas(spec=count, ready=count) for name, count in initial.items()}
+
+    def read_states(self, *, now: float) -> Mapping[str, TargetState]:
+        states = {}
+        for name, replicas in self._replicas.items():
+            done = [t for t in replicas.ready_at if t <= now]
+            replicas.ready_at = [t for t in replicas.ready_at if t > now]
+            replicas.ready = min(replicas.ready + len(done), replicas.spec)
+            states[name] = TargetState(spec_replicas=replicas.spec, ready_replicas=replicas.ready)
+        return states
+
+    def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
+        replicas = self._replicas[model.name]
+        desired = decision.desired_replicas
+        if desired == replicas.spec:
+            return Action(model.name, "unchanged", f"already at {desired}")
+        before = replicas.spec
+        if desired > replicas.spec:
+            cold_start_s = model.policy.cold_start_s
+            replicas.ready_at += [now + cold_start_s] * (desired - replicas.spec)
+        else:
+            # Kubernetes removes starting pods before ready ones.
+            starting = len(replicas.ready_at)
+            drop_starting = min(starting, replicas.spec - desired)
+            replicas.ready_at = sorted(replicas.ready_at)[: starting - drop_starting]
+            replicas.ready = min(replicas.ready, desired)
+        replicas.spec = desired
+        return Action(model.name, "patched", f"from {before} to {desired}")

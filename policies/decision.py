@@ -1,0 +1,63 @@
+"""A decision, the reasons that built it, and the state a policy carries between ticks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One step's contribution. `code` is stable and machine-readable (for metrics and
+    tests); `message` says what happened with the numbers that made it happen."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a policy wants for one model, and why.
+
+    `floor` and `cap` are the bounds the policy would hand to another scaler (KEDA's
+    `minReplicaCount` / `maxReplicaCount` in bounds mode): the warm floor it keeps, and the
+    ceiling it allows now (lowered to the current count while a dependency is saturated).
+    """
+
+    current_replicas: int
+    desired_replicas: int
+    floor: int
+    cap: int
+    reasons: tuple[Reason, ...]
+
+    @property
+    def direction(self) -> str:
+        if self.desired_replicas > self.current_replicas:
+            return "up"
+        if self.desired_replicas < self.current_replicas:
+            return "down"
+        return "hold"
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        return tuple(reason.code for reason in self.reasons)
+
+    def explain(self) -> str:
+        return "; ".join(str(reason) for reason in self.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """Everything a policy remembers, as instants (seconds, the caller's clock), never tick
+    counts: delays counted in ticks drift when the tick interval changes (Ray Serve's lesson).
+
+    `recommendations` holds (time, replicas) pairs inside the longest stabilization window.
+    """
+
+    recommendations: tuple[tuple[float, int], ...] = field(default_factory=tuple)
+    idle_since: float | None = None
+    starting_since: float | None = None
+    last_scale_up_at: float | None = None
+    last_scale_down_at: float | None = None

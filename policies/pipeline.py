@@ -1,0 +1,94 @@
+"""The sizing pipeline both policy kinds share, for a model that has replicas or should."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from policies import steps
+from policies.decision import Decision, PolicyState, Reason
+from policies.signals import Observation
+from policies.spec import PolicySpec
+
+
+def scale_on_load(
+    observation: Observation,
+    state: PolicyState,
+    spec: PolicySpec,
+    *,
+    now: float,
+    floor: int,
+    floor_why: str,
+    reasons: tuple[Reason, ...] = (),
+) -> tuple[Decision, PolicyState]:
+    """Recommend from load, then guard, floor, stabilize, rate-limit and bound, each step
+    adding its reason. Missing or stale load data holds the count: raising it to the floor is
+    the only change made without data, since it cannot hurt a user."""
+    current = observation.spec_replicas
+    trail = list(reasons)
+
+    def note(reason: Reason | None) -> None:
+        if reason is not None:
+            trail.append(reason)
+
+    starting_since = None
+    if observation.starting_replicas:
+        starting_since = now if state.starting_since is None else state.starting_since
+    state = dataclasses.replace(state, starting_since=starting_since)
+
+    if not (observation.waiting.usable and observation.running.usable):
+        note(
+            Reason(
+                "MissingData",
+                f"waiting {observation.waiting.describe()}, running {observation.running.describe()}: "
+                f"no fresh load data, holding at {current}",
+            )
+        )
+        desired, why = steps.clamp(current, floor=floor, cap=max(current, floor), floor_why=floor_why, cap_why="")
+        note(why)
+        return _decided(observation, desired, floor, spec.max_replicas, trail), state
+
+    desired, why = steps.recommend(observation, spec)
+    note(why)
+    desired, why = steps.apply_tolerance(desired, current, spec.tolerance)
+    note(why)
+    starting_for_s = None if starting_since is None else now - starting_since
+    desired, why = steps.guard_scale_up(desired, observation, spec, starting_for_s=starting_for_s)
+    note(why)
+    # While a dependency is saturated, the cap handed to another scaler (KEDA bounds mode)
+    # is the current count, so its HPA cannot add replicas we just held back.
+    cap = max(min(current, spec.max_replicas), floor) if why and why.code == "DownstreamSaturated" else spec.max_replicas
+    desired, why = steps.guard_scale_down(desired, observation, spec)
+    note(why)
+    desired, why = steps.clamp(desired, floor=floor, cap=spec.max_replicas, floor_why=floor_why, cap_why="max_replicas")
+    note(why)
+
+    history = steps.record(state.recommendations, desired, spec, now=now)
+    desired, why = steps.stabilize(desired, current, history, spec, now=now)
+    note(why)
+    desired, why = steps.limit_rate(
+        desired,
+        current,
+        spec,
+        last_scale_up_at=state.last_scale_up_at,
+        last_scale_down_at=state.last_scale_down_at,
+        now=now,
+    )
+    note(why)
+
+    decision = _decided(observation, desired, floor, cap, trail)
+    return decision, advance(dataclasses.replace(state, recommendations=history), decision, now=now)
+
+
+def advance(state: PolicyState, decision: Decision, *, now: float) -> PolicyState:
+    """Remember when the count last moved in each direction (for the rate limits)."""
+    if decision.direction == "up":
+        return dataclasses.replace(state, last_scale_up_at=now)
+    if decision.direction == "down":
+        return dataclasses.replace(state, last_scale_down_at=now)
+    return state
+
+
+def _decided(observation: Observation, desired: int, floor: int, cap: int, trail: list[Reason]) -> Decision:
+    return Decision(
+        current_replicas=observation.spec_replicas, desired_replicas=desired, floor=floor, cap=cap, reasons=tuple(trail)
+    )

@@ -1,0 +1,103 @@
+"""What a policy sees of one model at one instant.
+
+A reading is a value, no data, or stale data: three distinct outcomes, because "no series"
+must never be read as "zero load" while replicas are up (ANCHORS.md, vLLM section).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Freshness(str, Enum):
+    OK = "ok"
+    MISSING = "missing"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One signal for one model: a finite, non-negative value, or the reason there is none."""
+
+    value: float | None = None
+    freshness: Freshness = Freshness.MISSING
+    age_s: float | None = None
+
+    @classmethod
+    def of(cls, value: float, *, age_s: float = 0.0) -> Reading:
+        return cls(value=checked_value(value), freshness=Freshness.OK, age_s=age_s)
+
+    @classmethod
+    def missing(cls) -> Reading:
+        return cls()
+
+    @classmethod
+    def stale(cls, value: float, *, age_s: float) -> Reading:
+        return cls(value=checked_value(value), freshness=Freshness.STALE, age_s=age_s)
+
+    @property
+    def usable(self) -> bool:
+        return self.freshness is Freshness.OK
+
+    def describe(self) -> str:
+        if self.freshness is Freshness.OK:
+            return f"{self.value:g}"
+        if self.freshness is Freshness.STALE:
+            return f"stale ({self.age_s:.0f} s old)"
+        return "no data"
+
+
+def checked_value(value: float) -> float:
+    """Reject what no gauge or count of ours can be: NaN, infinities, negatives."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"value {value!r} is not finite")
+    if value < 0:
+        raise ValueError(f"value {value!r} is negative")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A downstream service the model's requests need, with its saturation and the level
+    at which adding model replicas stops helping (more replicas only queue at the dependency)."""
+
+    name: str
+    saturation: Reading
+    saturated_at: float
+
+    @property
+    def saturated(self) -> bool:
+        return self.saturation.usable and self.saturation.value >= self.saturated_at
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One model at one tick.
+
+    `spec_replicas` is the count the target asks for now; `ready_replicas` how many serve.
+    `waiting` and `running` are summed over the model's pods; `kv_cache_usage` is the highest
+    pod's fraction (0..1); `gpu_utilization` the mean duty cycle (percent) of its GPUs;
+    `wake` is demand seen outside the pods (a gateway), the only signal that exists at zero.
+    """
+
+    spec_replicas: int
+    ready_replicas: int
+    waiting: Reading = Reading()
+    running: Reading = Reading()
+    kv_cache_usage: Reading = Reading()
+    gpu_utilization: Reading = Reading()
+    wake: Reading = Reading()
+    dependencies: tuple[Dependency, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.spec_replicas < 0 or self.ready_replicas < 0:
+            raise ValueError(
+                f"replica counts must be >= 0, got spec={self.spec_replicas} ready={self.ready_replicas}"
+            )
+
+    @property
+    def starting_replicas(self) -> int:
+        return max(self.spec_replicas - self.ready_replicas, 0)

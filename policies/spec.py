@@ -1,0 +1,144 @@
+"""Policy parameters, one class per policy kind. Defaults live here and only here.
+
+Every field carries its unit in its name and the reason for its default in its description;
+`autoscaler check-config` prints the effective values of every model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class PolicySpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_replicas: int = Field(0, ge=0, description="Lower bound on replicas.")
+    max_replicas: int = Field(10, ge=1, le=10_000, description="Upper bound on replicas.")
+    target_waiting_per_replica: float = Field(
+        4.0,
+        gt=0,
+        description=(
+            "Requests waiting in vLLM's queue per replica that we accept before adding one. "
+            "vLLM queues only when the batch is full (max_num_seqs or KV cache), so a few "
+            "waiting requests already mean saturation; llm-d counts 5 as saturated."
+        ),
+    )
+    target_running_per_replica: float = Field(
+        32.0,
+        gt=0,
+        description=(
+            "In-flight requests (running + waiting) per replica at the latency the model should "
+            "keep. Set it at the throughput/latency knee of the model and GPU, e.g. about 8 for "
+            "an A100-40G serving 1,024-in/128-out requests (ANCHORS.md)."
+        ),
+    )
+    tolerance: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Relative band around the current count inside which no change is made (the HPA's 0.1).",
+    )
+    cold_start_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds from a new replica to ready. 2 to 7 minutes is typical for vLLM; an 8B "
+            "model with local caches takes about 82 s (ANCHORS.md)."
+        ),
+    )
+    stuck_start_factor: float = Field(
+        2.0,
+        ge=1,
+        description=(
+            "A start that takes longer than cold_start_s times this is treated as stuck: "
+            "scale-up is no longer held back waiting for it."
+        ),
+    )
+    scale_up_stabilization_s: float = Field(0.0, ge=0, description="Window (min of recommendations) before scaling up.")
+    scale_down_stabilization_s: float = Field(
+        300.0, ge=0, description="Window (max of recommendations) before scaling down: the HPA's 300 s."
+    )
+    scale_up_max_step_replicas: int = Field(4, ge=1, description="Replicas one scale-up may add (or the percent, whichever is larger).")
+    scale_up_max_step_percent: float = Field(100.0, gt=0, description="Percent of current replicas one scale-up may add.")
+    scale_up_period_s: float = Field(0.0, ge=0, description="Least time between two scale-ups.")
+    scale_down_max_step_percent: float = Field(
+        50.0, gt=0, le=100, description="Percent of current replicas one scale-down may remove (at least one)."
+    )
+    scale_down_period_s: float = Field(60.0, ge=0, description="Least time between two scale-downs.")
+    idle_gpu_utilization_percent: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description=(
+            "GPU duty cycle (DCGM_FI_DEV_GPU_UTIL) below which a queue is not read as missing "
+            "capacity: a busy vLLM engine keeps its GPUs near 100%, so requests waiting while "
+            "the GPUs idle point at a stuck engine or a downstream block, which more replicas "
+            "of the same model do not fix."
+        ),
+    )
+    kv_cache_hold_down_above: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "KV-cache use (0..1) above which no scale-down happens: replicas that are out of "
+            "cache are about to queue even when the queue is empty now."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> PolicySpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class HotSpec(PolicySpec):
+    """A model with steady traffic: always warm, quick to scale up, slow to scale down."""
+
+    kind: Literal["hot"] = "hot"
+    min_replicas: int = Field(1, ge=1, description="Lower bound on replicas; a hot model never goes to zero.")
+
+
+class LongTailSpec(PolicySpec):
+    """A model with sparse traffic: scales to zero when idle and wakes on demand."""
+
+    kind: Literal["long-tail"] = "long-tail"
+    scale_up_period_s: float = Field(30.0, ge=0, description="Least time between two scale-ups.")
+    idle_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Idle time before scaling to zero; unset derives it from cold_start_s (see effective_idle_timeout_s).",
+    )
+    cold_start_cost_ratio: float = Field(
+        3.0,
+        ge=0,
+        description=(
+            "GPU-seconds that one second of a user waiting on a cold start is worth. It prices "
+            "the latency side of the break-even that sets the idle timeout."
+        ),
+    )
+    wake_threshold: float = Field(
+        0.0, ge=0, description="Wake signal above which a model at zero replicas gets one (KEDA's activation threshold)."
+    )
+
+    @property
+    def effective_idle_timeout_s(self) -> float:
+        """Ski-rental break-even: stay warm until the GPU time spent idling equals what one
+        cold start costs, then scale to zero. A cold start costs cold_start_s of GPU time
+        (a loading replica holds its GPU and serves nothing) plus cold_start_s of user wait,
+        priced at cold_start_cost_ratio GPU-seconds per second. Worked example: a 90 s cold
+        start at ratio 3 gives 90 * (1 + 3) = 360 s idle before zero; a 300 s one, 20 min.
+        Keeping warm for this long is at most twice the cost of the best choice in hindsight
+        (the deterministic ski-rental bound)."""
+        if self.idle_timeout_s is not None:
+            return self.idle_timeout_s
+        return self.cold_start_s * (1.0 + self.cold_start_cost_ratio)
+
+
+SPEC_BY_KIND: dict[str, type[PolicySpec]] = {"hot": HotSpec, "long-tail": LongTailSpec}

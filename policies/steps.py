@@ -1,0 +1,154 @@
+"""Named steps that turn an observation into a replica count. Each returns the new count and
+the reason it gives, or None when it changed nothing. The policy kinds compose them in order:
+recommend, tolerance, guards, floor, stabilize, rate limit, bounds.
+"""
+
+from __future__ import annotations
+
+import math
+
+from policies.decision import Reason
+from policies.signals import Observation
+from policies.spec import PolicySpec
+
+
+def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
+    """Size from queue depth and from in-flight load, each against its per-replica target,
+    and take the larger (the HPA's rule for several metrics). Both are AverageValue targets:
+    12 waiting at 4 per replica asks for 3 replicas whatever the current count is."""
+    waiting = observation.waiting.value
+    in_flight = waiting + observation.running.value
+    by_queue = math.ceil(waiting / spec.target_waiting_per_replica)
+    by_load = math.ceil(in_flight / spec.target_running_per_replica)
+    return max(by_queue, by_load), Reason(
+        "Recommendation",
+        f"{waiting:g} waiting / {spec.target_waiting_per_replica:g} per replica -> {by_queue}; "
+        f"{in_flight:g} in flight / {spec.target_running_per_replica:g} per replica -> {by_load}",
+    )
+
+
+def apply_tolerance(desired: int, current: int, tolerance: float) -> tuple[int, Reason | None]:
+    if current == 0 or desired == current or abs(desired / current - 1.0) > tolerance:
+        return desired, None
+    return current, Reason("WithinTolerance", f"{desired} is within {tolerance:.0%} of {current}; keeping {current}")
+
+
+def guard_scale_up(
+    desired: int, observation: Observation, spec: PolicySpec, *, starting_for_s: float | None
+) -> tuple[int, Reason | None]:
+    """Hold a scale-up that more replicas of this model would not turn into served requests.
+    The first guard that holds gives the reason; a held scale-up keeps the current count."""
+    current = observation.spec_replicas
+    if desired <= current:
+        return desired, None
+    saturated = [dep for dep in observation.dependencies if dep.saturated]
+    if saturated:
+        named = ", ".join(f"{dep.name} at {dep.saturation.value:g} (saturated at {dep.saturated_at:g})" for dep in saturated)
+        return current, Reason(
+            "DownstreamSaturated", f"{named}: more replicas would only queue there; holding at {current} instead of {desired}"
+        )
+    gpu = observation.gpu_utilization
+    if observation.waiting.value > 0 and gpu.usable and gpu.value < spec.idle_gpu_utilization_percent:
+        return current, Reason(
+            "QueueWithIdleGPUs",
+            f"{observation.waiting.value:g} waiting while GPUs are {gpu.value:g}% busy "
+            f"(< {spec.idle_gpu_utilization_percent:g}%): a stuck engine or a downstream block, not missing "
+            f"capacity; holding at {current} instead of {desired}",
+        )
+    if starting_for_s is not None:
+        expected_s = spec.cold_start_s * spec.stuck_start_factor
+        if starting_for_s < expected_s:
+            return current, Reason(
+                "ReplicasStarting",
+                f"{observation.starting_replicas} of {current} replicas still starting "
+                f"({starting_for_s:.0f} s of up to {expected_s:.0f} s); they will serve this demand, holding at "
+                f"{current} instead of {desired}",
+            )
+    return desired, None
+
+
+def guard_scale_down(desired: int, observation: Observation, spec: PolicySpec) -> tuple[int, Reason | None]:
+    current = observation.spec_replicas
+    kv = observation.kv_cache_usage
+    if desired < current and kv.usable and kv.value > spec.kv_cache_hold_down_above:
+        return current, Reason(
+            "KVCacheFull",
+            f"KV cache {kv.value:.0%} used (> {spec.kv_cache_hold_down_above:.0%}): replicas are about to queue; "
+            f"holding at {current} instead of {desired}",
+        )
+    return desired, None
+
+
+def stabilize(
+    desired: int,
+    current: int,
+    history: tuple[tuple[float, int], ...],
+    spec: PolicySpec,
+    *,
+    now: float,
+) -> tuple[int, Reason | None]:
+    """The HPA's stabilization, on instants: scale up only to the lowest recommendation of the
+    up window, down only to the highest of the down window. `history` includes `desired` at
+    `now`. Example: recommendations 6, 4, 2 over the last 300 s keep 6 replicas at 6, not 2."""
+    up_floor = min(r for t, r in history if now - t <= spec.scale_up_stabilization_s)
+    down_ceiling = max(r for t, r in history if now - t <= spec.scale_down_stabilization_s)
+    if current < up_floor:
+        stabilized = up_floor
+    elif current > down_ceiling:
+        stabilized = down_ceiling
+    else:
+        stabilized = current
+    if stabilized == desired:
+        return desired, None
+    if desired > current:
+        window, code = spec.scale_up_stabilization_s, "ScaleUpStabilized"
+    else:
+        window, code = spec.scale_down_stabilization_s, "ScaleDownStabilized"
+    return stabilized, Reason(code, f"recommendations over the last {window:g} s allow {stabilized}, not {desired}")
+
+
+def record(
+    history: tuple[tuple[float, int], ...], desired: int, spec: PolicySpec, *, now: float
+) -> tuple[tuple[float, int], ...]:
+    keep_s = max(spec.scale_up_stabilization_s, spec.scale_down_stabilization_s)
+    return tuple((t, r) for t, r in history if now - t <= keep_s) + ((now, desired),)
+
+
+def limit_rate(
+    desired: int,
+    current: int,
+    spec: PolicySpec,
+    *,
+    last_scale_up_at: float | None,
+    last_scale_down_at: float | None,
+    now: float,
+) -> tuple[int, Reason | None]:
+    if desired > current:
+        if last_scale_up_at is not None and now - last_scale_up_at < spec.scale_up_period_s:
+            return current, Reason(
+                "ScaleUpLimit",
+                f"last scale-up {now - last_scale_up_at:.0f} s ago, the next is allowed after {spec.scale_up_period_s:g} s",
+            )
+        step = max(spec.scale_up_max_step_replicas, math.ceil(current * spec.scale_up_max_step_percent / 100))
+        if desired - current > step:
+            return current + step, Reason("ScaleUpLimit", f"one step adds at most {step}: {current} -> {current + step}, not {desired}")
+    elif desired < current:
+        if last_scale_down_at is not None and now - last_scale_down_at < spec.scale_down_period_s:
+            return current, Reason(
+                "ScaleDownLimit",
+                f"last scale-down {now - last_scale_down_at:.0f} s ago, the next is allowed after {spec.scale_down_period_s:g} s",
+            )
+        step = max(1, math.floor(current * spec.scale_down_max_step_percent / 100))
+        if current - desired > step:
+            return current - step, Reason(
+                "ScaleDownLimit", f"one step removes at most {step}: {current} -> {current - step}, not {desired}"
+            )
+    return desired, None
+
+
+def clamp(desired: int, *, floor: int, cap: int, floor_why: str, cap_why: str) -> tuple[int, Reason | None]:
+    if desired < floor:
+        return floor, Reason("BelowFloor", f"{desired} raised to {floor}: {floor_why}")
+    if desired > cap:
+        return cap, Reason("AboveCap", f"{desired} lowered to {cap}: {cap_why}")
+    return desired, None
