@@ -333,7 +333,8 @@ class MetricsExporter:
         then ignores the identical duplicates, so ``timestamp(series)`` stops
         advancing and the series stays visible until ``lookback_delta`` after
         ``at``. See the module docstring for the explicit-timestamp caveat.
-        Undo with :meth:`set`. Returns the freeze timestamp."""
+        ``at`` must not be older than the last exported sample (Prometheus
+        drops out-of-order samples). Undo with :meth:`set`. Returns ``at``."""
         at = time.time() if at is None else at
         with self._lock:
             s = self._families[name].series[_norm(_key(labels))]
@@ -453,7 +454,22 @@ def backfill_openmetrics(text: str, storage_dir: str | os.PathLike, *,
     """Write OpenMetrics ``text`` as TSDB blocks into ``storage_dir`` with
     ``promtool tsdb create-blocks-from openmetrics``. Must run *before*
     Prometheus opens that directory. Appends ``# EOF`` if missing.
-    Returns the created block directories."""
+    Returns the created block directories.
+
+    Gotchas (verified with 2.42):
+    * Blocks are cut at 2h-aligned boundaries (one block per 2h window touched).
+    * On open, Prometheus only accepts new samples newer than the newest
+      block's last sample (no out-of-order ingestion by default). History
+      that reaches into the future blocks *all* scraping (even ``up``) as
+      "out of bounds"; history ending at T rejects exporter samples with
+      explicit timestamps < T. End history a few minutes before "now".
+    * Backfilled series carry only the labels you wrote: no ``job`` /
+      ``instance``. To continue a live series, write those labels too.
+    * Time retention is measured from the newest block's end, not wall clock:
+      blocks older than that minus ``--storage.tsdb.retention.time`` are
+      deleted at startup ("Deleting obsolete block" in the log).
+    * Timestamps are seconds (not ms as in the classic format).
+    """
     promtool = find_binary("promtool")
     storage_dir = Path(storage_dir)
     storage_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,192 @@
+"""Command line: run, replay, check-config.
+
+    autoscaler run --config FILE [--dry-run] [--output table|json]
+    autoscaler replay [--trace FILE] [--config FILE] [--output table|json] [--all]
+    autoscaler check-config FILE
+
+A user's mistake (a bad config, trace or flag) prints what is wrong and exits 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from autoscaler.config import Config, ConfigError, load_config
+from autoscaler.logs import configure_logging
+from autoscaler.metrics.recorded import TraceError
+
+EXIT_USAGE = 2
+
+
+def _bundled(name: str) -> Path:
+    return Path(str(resources.files("autoscaler") / "data" / name))
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _instant(text: str) -> float:
+    """An RFC 3339 time (2026-11-22T10:00:00Z) or seconds since the epoch."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an RFC 3339 time nor seconds since the epoch") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoscaler", description="Queue-depth autoscaler for LLM inference on Kubernetes.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the control loop against Prometheus and the cluster")
+    run.add_argument("--config", type=Path, required=True, help="the YAML config")
+    run.add_argument("--dry-run", action="store_true", help="decide and print, never write to the cluster")
+    run.add_argument("--output", choices=["table", "json"], default="table", help="how dry-run prints decisions")
+    run.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of the in-cluster service account")
+    run.add_argument("--context", help="kubeconfig context")
+    run.add_argument("--once", action="store_true", help="run one tick and exit")
+
+    replay = commands.add_parser("replay", help="replay a recorded metric trace through the controller")
+    replay.add_argument("--trace", type=Path, help="native CSV(.gz) or query_range JSON; default: the bundled BurstGPT trace")
+    replay.add_argument("--config", type=Path, help="default: the bundled replay config")
+    replay.add_argument("--prometheus", help="replay from this live Prometheus over --start..--end instead of a file")
+    replay.add_argument("--start", type=_instant, help="with --prometheus: the first instant (RFC 3339 or epoch seconds)")
+    replay.add_argument("--end", type=_instant, help="with --prometheus: the last instant")
+    replay.add_argument("--step-s", type=_positive, help="seconds between ticks; default: the config's tick_interval_s")
+    replay.add_argument("--output", choices=["table", "json"], default="table")
+    replay.add_argument("--all", action="store_true", help="print every decision, not only those that change a count")
+
+    check = commands.add_parser("check-config", help="validate a config and print every model's effective settings")
+    check.add_argument("config", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(level=args.log_level)
+    try:
+        return {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config}[args.command](args)
+    except (ConfigError, TraceError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    effective = config.model_dump(mode="json")
+    for model, dumped in zip(config.models, effective["models"]):
+        if model.policy.kind == "long-tail":
+            dumped["policy"]["effective_idle_timeout_s"] = model.policy.effective_idle_timeout_s
+    print(f"# {args.config}: valid, {len(config.models)} model(s); effective settings with every default filled in")
+    print(yaml.safe_dump(effective, sort_keys=False), end="")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from autoscaler.metrics.prometheus import PrometheusSource
+    from autoscaler.metrics.recorded import RecordedSource, load_trace
+    from autoscaler.output import DecisionPrinter
+    from simulations.replay import format_summary, replay
+
+    config = load_config(args.config or _bundled("replay.yaml"))
+    step_s = args.step_s or config.tick_interval_s
+    trace = None
+    if args.prometheus:
+        if args.trace:
+            raise ConfigError("--trace and --prometheus are exclusive: replay reads one or the other")
+        if args.start is None or args.end is None or args.end <= args.start:
+            raise ConfigError("--prometheus needs --start and --end, with --end after --start")
+        settings = config.prometheus.model_copy(update={"url": args.prometheus.rstrip("/")})
+        source = PrometheusSource(config.model_copy(update={"prometheus": settings}))
+        start_s, end_s = args.start, args.end
+    else:
+        trace = load_trace(args.trace or _bundled("burstgpt.csv.gz"), config)
+        unknown = {m.name for m in config.models} - trace.names
+        if unknown == {m.name for m in config.models}:
+            raise TraceError(f"the trace names none of the configured models ({', '.join(sorted(unknown))}); it has: {', '.join(sorted(trace.names))}")
+        source = RecordedSource(trace, config)
+        start_s, end_s = trace.start_s, trace.end_s
+    initial = {m.name: _initial_replicas(m, trace, start_s) for m in config.models}
+
+    printer = DecisionPrinter(sys.stdout, fmt=args.output, clock_format="relative" if trace else "iso")
+
+    def show(outcome) -> None:
+        if args.all or (outcome.decision is not None and outcome.decision.direction != "hold"):
+            printer.print(outcome)
+
+    result = replay(config, source, start_s=start_s, end_s=end_s, step_s=step_s, initial=initial, trace=trace, on_outcome=show)
+    if args.output == "table":
+        print()
+        print(format_summary(result))
+    return 0
+
+
+def _initial_replicas(model, trace, start_s: float) -> int:
+    """The recorded count at the start when the trace has it, else the policy's warm floor."""
+    recorded = trace.recorded_replicas(model.name) if trace else None
+    sample = recorded.at(start_s) if recorded is not None else None
+    count = int(sample[1]) if sample is not None else max(model.policy.min_replicas, 1)
+    return min(max(count, model.policy.min_replicas), model.policy.max_replicas)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from autoscaler.clock import SystemClock
+    from autoscaler.controller import Controller
+    from autoscaler.daemon import run_loop, stop_on_signals
+    from autoscaler.metrics.prometheus import PrometheusSource
+    from autoscaler.output import DecisionPrinter
+    from autoscaler.targets.kubernetes import KubernetesTargets
+    from autoscaler.targets.recording import DryRunTargets
+
+    config = load_config(args.config)
+    targets = KubernetesTargets(config, _api_client(args))
+    if args.dry_run:
+        targets = DryRunTargets(targets)
+    controller = Controller(config, metrics=PrometheusSource(config), targets=targets)
+    printer = DecisionPrinter(sys.stdout, fmt=args.output)
+
+    def show(outcomes) -> None:
+        if args.dry_run:
+            for outcome in outcomes:
+                printer.print(outcome)
+            sys.stdout.flush()
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_loop(controller, clock=SystemClock(), interval_s=config.tick_interval_s, stop=stop, on_outcomes=show, max_ticks=1 if args.once else None)
+    return 0
+
+
+def _api_client(args: argparse.Namespace):
+    from kubernetes import client, config as kube_config
+
+    try:
+        if args.kubeconfig:
+            return kube_config.new_client_from_config(config_file=str(args.kubeconfig), context=args.context)
+        kube_config.load_incluster_config()
+        return client.ApiClient()
+    except (kube_config.ConfigException, OSError) as err:
+        raise ConfigError(f"cannot reach the cluster: {err} (outside a cluster, pass --kubeconfig)") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

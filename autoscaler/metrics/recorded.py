@@ -1,0 +1,205 @@
+"""Signals from a recorded trace, for replay: the same readings Prometheus would have given.
+
+Native format (CSV, optionally gzipped), one sample per row, header required:
+
+    time_s,name,signal,value
+    0.0,chat,waiting,3
+    0.0,chat,running,41
+    0.0,vector-db,saturation,0.42
+
+- time_s: seconds (any origin; replay runs from the first to the last sample).
+- name: the model key from the config, or a dependency name for the `saturation` signal.
+- signal: waiting, running, kv_cache_usage (0..1), gpu_utilization (percent), wake,
+  replicas (the recorded count, for comparison), or saturation.
+- value: a finite, non-negative number.
+
+A sample holds until the next one of its series, as in Prometheus: older than the config's
+prometheus.stale_after_s it reads as stale, older than Prometheus's 5-minute lookback as no
+data. Rows may come in any order.
+
+Also read: Prometheus `query_range` responses saved as one JSON object keyed by signal name
+(`{"waiting": <response>, "running": <response>, ...}`), each series naming its model by the
+configured (namespace, model_name) labels or by an `autoscaler_key` label.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autoscaler.config import Config
+from autoscaler.metrics import SIGNALS, ModelSignals, Signals
+from autoscaler.metrics.promql import KEY
+from policies.signals import Reading
+
+LOOKBACK_S = 300.0  # Prometheus's default --query.lookback-delta
+MODEL_SIGNALS = frozenset(SIGNALS)
+ALL_SIGNALS = MODEL_SIGNALS | {"replicas", "saturation"}
+COLUMNS = ("time_s", "name", "signal", "value")
+
+
+class TraceError(Exception):
+    """A bad trace file: the message names the file, the line or series, and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Series:
+    times: np.ndarray
+    values: np.ndarray
+
+    def at(self, now: float) -> tuple[float, float] | None:
+        """The last sample at or before `now`, as (age_s, value)."""
+        i = int(np.searchsorted(self.times, now, side="right")) - 1
+        if i < 0:
+            return None
+        return now - float(self.times[i]), float(self.values[i])
+
+
+@dataclass(frozen=True)
+class RecordedTrace:
+    series: dict[tuple[str, str], Series]
+
+    @property
+    def start_s(self) -> float:
+        return min(float(s.times[0]) for s in self.series.values())
+
+    @property
+    def end_s(self) -> float:
+        return max(float(s.times[-1]) for s in self.series.values())
+
+    @property
+    def names(self) -> set[str]:
+        return {name for name, _ in self.series}
+
+    def recorded_replicas(self, name: str) -> Series | None:
+        return self.series.get((name, "replicas"))
+
+
+def load_trace(path: Path | str, config: Config | None = None) -> RecordedTrace:
+    path = Path(path)
+    if path.suffix == ".json":
+        if config is None:
+            raise TraceError(f"{path}: a query_range JSON trace needs a config to map series to models")
+        return load_query_range_json(path, config)
+    return load_native_csv(path)
+
+
+def load_native_csv(path: Path) -> RecordedTrace:
+    try:
+        raw = path.read_bytes()
+        text = gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
+    except (OSError, gzip.BadGzipFile, UnicodeDecodeError) as err:
+        raise TraceError(f"{path}: cannot read the trace: {err}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != COLUMNS:
+        raise TraceError(f"{path}: line 1: the header must be {','.join(COLUMNS)}, got {','.join(header or [])!r}")
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != 4:
+            raise TraceError(f"{path}: line {line}: expected 4 fields ({','.join(COLUMNS)}), got {len(row)}")
+        time_text, name, signal, value_text = (field.strip() for field in row)
+        time_s = _number(path, line, "time_s", time_text, allow_negative=True)
+        if signal not in ALL_SIGNALS:
+            raise TraceError(f"{path}: line {line}: signal {signal!r} is not one of {', '.join(sorted(ALL_SIGNALS))}")
+        if not name:
+            raise TraceError(f"{path}: line {line}: name is empty; it must name a model or a dependency")
+        samples[(name, signal)].append((time_s, _number(path, line, "value", value_text)))
+    if not samples:
+        raise TraceError(f"{path}: the trace holds no samples")
+    return RecordedTrace({key: _series(points) for key, points in samples.items()})
+
+
+def load_query_range_json(path: Path, config: Config) -> RecordedTrace:
+    try:
+        responses = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise TraceError(f"{path}: cannot read the trace as JSON: {err}") from None
+    if not isinstance(responses, dict):
+        raise TraceError(f"{path}: expected an object keyed by signal name ({', '.join(sorted(ALL_SIGNALS))})")
+    by_labels = {(m.namespace, m.label_value): m.name for m in config.models}
+    labels = config.labels
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for signal, response in responses.items():
+        if signal not in ALL_SIGNALS:
+            raise TraceError(f"{path}: key {signal!r} is not a signal; allowed: {', '.join(sorted(ALL_SIGNALS))}")
+        try:
+            result = response["data"]["result"]
+            if response["data"]["resultType"] != "matrix":
+                raise TypeError
+        except (KeyError, TypeError):
+            raise TraceError(f"{path}: {signal}: not a query_range response (data.resultType must be 'matrix')") from None
+        for series in result:
+            metric = series.get("metric", {})
+            name = metric.get(KEY) or by_labels.get((metric.get(labels.namespace), metric.get(labels.model)))
+            if name is None:
+                continue
+            for index, point in enumerate(series.get("values", [])):
+                where = f"{signal} series {name!r} point {index}"
+                samples[(name, signal)].append(
+                    (_number(path, where, "time", point[0], allow_negative=True), _number(path, where, "value", point[1]))
+                )
+    if not samples:
+        raise TraceError(f"{path}: no series matched a configured model")
+    return RecordedTrace({key: _series(points) for key, points in samples.items()})
+
+
+def _number(path: Path, where: object, field: str, text: object, *, allow_negative: bool = False) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise TraceError(f"{path}: line {where}: {field} {text!r} is not a number") from None
+    if not math.isfinite(value) or (value < 0 and not allow_negative):
+        allowed = "a finite number" if allow_negative else "a finite, non-negative number"
+        raise TraceError(f"{path}: line {where}: {field} {text!r} is not allowed; it must be {allowed}")
+    return value
+
+
+def _series(points: list[tuple[float, float]]) -> Series:
+    points.sort(key=lambda p: p[0])
+    array = np.asarray(points, dtype=float)
+    return Series(times=array[:, 0], values=array[:, 1])
+
+
+class RecordedSource:
+    """A MetricsSource over a RecordedTrace. `hidden` lets replay remove a model's pod series
+    while it has no replicas, as a real cluster would: at zero only the wake signal exists."""
+
+    def __init__(self, trace: RecordedTrace, config: Config) -> None:
+        self._trace = trace
+        self._stale_after_s = config.prometheus.stale_after_s
+        self._models = [m.name for m in config.models]
+        self._dependencies = [d.name for d in config.dependencies]
+        self.hidden: set[str] = set()
+
+    def fetch_signals(self, *, now: float) -> Signals:
+        models = {}
+        for model in self._models:
+            readings = {
+                signal: self._reading(model, signal, now)
+                for signal in SIGNALS
+                if signal == "wake" or model not in self.hidden
+            }
+            models[model] = ModelSignals(**readings)
+        dependencies = {name: self._reading(name, "saturation", now) for name in self._dependencies}
+        return Signals(models=models, dependencies=dependencies)
+
+    def _reading(self, name: str, signal: str, now: float) -> Reading:
+        series = self._trace.series.get((name, signal))
+        sample = series.at(now) if series is not None else None
+        if sample is None or sample[0] > LOOKBACK_S:
+            return Reading.missing()
+        age_s, value = sample
+        if age_s > self._stale_after_s:
+            return Reading.stale(value, age_s=age_s)
+        return Reading.of(value, age_s=age_s)
