@@ -208,6 +208,16 @@ def test_long_tail_with_min_replicas_never_goes_to_zero(min_replicas):
     assert "IdleTimeout" not in {code for tick in trace for code in tick.codes}
 
 
+def test_idle_reason_of_a_model_that_cannot_scale_to_zero_does_not_promise_it():
+    spec = LongTailSpec(cold_start_s=90, min_replicas=1)
+    decision, _ = decide(idle(1), PolicyState(idle_since=0.0), spec, now=100.0)
+    assert decision.desired_replicas == 1
+    assert "scale-to-zero" not in decision.explain(), (
+        "BUG (long_tail.py:54-55): with min_replicas=1 the model never scales to zero, yet the floor reason "
+        f"counts down to it: {decision.explain()!r}"
+    )
+
+
 @pytest.mark.parametrize(("min_replicas", "wake"), [(1, 0), (2, 0), (2, None), (2, 5)])
 def test_long_tail_with_min_replicas_found_at_zero_returns_to_min(min_replicas, wake):
     spec = LongTailSpec(cold_start_s=90, min_replicas=min_replicas, max_replicas=4)

@@ -1,0 +1,56 @@
+"""Small builders shared by tests: configs, Deployments and ScaledObjects as the API serves them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autoscaler.config import Config, parse_config
+
+
+def model(name: str, *, namespace: str = "ml", kind: str = "hot", target: dict | None = None, **extra: Any) -> dict:
+    policy = {"kind": kind, "max_replicas": 10, "target_waiting_per_replica": 4, "target_running_per_replica": 16}
+    policy.update(extra.pop("policy", {}))
+    entry = {"name": name, "namespace": namespace, "target": target or {"kind": "Deployment", "name": name}, "policy": policy}
+    if kind == "long-tail" and policy.get("min_replicas", 0) == 0:
+        entry["wake_query"] = f'sum(rate(gateway_requests_total{{model="{name}"}}[1m]))'
+    entry.update(extra)
+    return entry
+
+
+def config(*models: dict, **top: Any) -> Config:
+    return parse_config({"models": list(models), **top})
+
+
+def deployment(name: str, *, namespace: str = "ml", replicas: int = 1, ready: int | None = None, gpus: int = 1) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {"name": "vllm", "image": "vllm/vllm-openai", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+                    ]
+                },
+            },
+        },
+        "status": {"replicas": replicas, "readyReplicas": replicas if ready is None else ready},
+    }
+
+
+def scaled_object(name: str, *, deployment: str, namespace: str = "ml", annotations: dict | None = None) -> dict:
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "spec": {
+            "scaleTargetRef": {"name": deployment},
+            "minReplicaCount": 0,
+            "maxReplicaCount": 10,
+            "triggers": [{"type": "prometheus", "metadata": {"query": "sum(vllm:num_requests_waiting)", "threshold": "5"}}],
+        },
+    }

@@ -1,0 +1,1 @@
+from tests.support.kmock_harness import kmock_cluster  # noqa: F401  (fixture)

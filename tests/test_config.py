@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler.config import ConfigError, load_config, parse_config
+from tests.builders import model
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(REPO.glob("autoscaler/data/*.yaml")) + sorted(REPO.glob("examples/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_config_loads(path):
+    assert load_config(path).models
+
+
+def test_defaults_come_from_the_policy_spec():
+    cfg = parse_config({"models": [model("chat")]})
+    policy = cfg.models[0].policy
+    assert policy.kind == "hot" and policy.min_replicas == 1
+    assert policy.scale_down_stabilization_s == 300
+    assert cfg.tick_interval_s == 10
+    assert cfg.metrics.waiting == "vllm:num_requests_waiting"
+
+
+def test_long_tail_idle_timeout_is_derived_from_cold_start():
+    cfg = parse_config({"models": [model("tail", kind="long-tail", policy={"cold_start_s": 90})]})
+    assert cfg.models[0].policy.effective_idle_timeout_s == 360
+
+
+def errors_of(data) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, source="c.yaml")
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda m: m["policy"].update(max_replicas=0), "models[0].policy.max_replicas: Input should be greater than or equal to 1 (got 0)"),
+        (lambda m: m["policy"].update(min_replicas=5, max_replicas=2), "min_replicas (5) must not exceed max_replicas (2)"),
+        (lambda m: m["policy"].update(kind="warm"), "models[0].policy"),
+        (lambda m: m["policy"].update(min_replicas=0), "models[0].policy.min_replicas: Input should be greater than or equal to 1 (got 0)"),
+        (lambda m: m.update(namespace="ML_Prod"), "namespace 'ML_Prod' must be a lower-case RFC 1123 label"),
+        (lambda m: m.update(name='x"}) or vector(1'), "must be a lower-case RFC 1123 label"),
+        (lambda m: m.update(replicas=3), "models[0].replicas: unknown field"),
+        (lambda m: m["policy"].update(scale_down_stabilisation_s=60), "models[0].policy.scale_down_stabilisation_s: unknown field"),
+        (lambda m: m.update(target={"kind": "ScaledObject", "name": "x"}), "a ScaledObject target needs mode: bounds or pin"),
+        (lambda m: m.update(target={"kind": "Deployment", "name": "x", "mode": "pin"}), "mode 'pin' applies only to kind ScaledObject"),
+        (lambda m: m.update(dependencies=["vector-db"]), "models[0].dependencies: 'vector-db' is not defined"),
+        (lambda m: m["policy"].update(target_waiting_per_replica=-1), "target_waiting_per_replica: Input should be greater than 0 (got -1)"),
+    ],
+)
+def test_errors_name_the_field_the_value_and_what_is_allowed(mutate, expected):
+    entry = model("chat")
+    mutate(entry)
+    message = errors_of({"models": [entry]})
+    assert expected in message
+    assert message.startswith("c.yaml: ")
+
+
+def test_long_tail_to_zero_needs_a_wake_signal():
+    entry = model("tail", kind="long-tail")
+    del entry["wake_query"]
+    assert "wake_query is not set" in errors_of({"models": [entry]})
+
+
+def test_duplicate_models_are_rejected():
+    assert "models[].name: 'chat' appears more than once" in errors_of({"models": [model("chat"), model("chat")]})
+
+
+def test_every_problem_is_reported_at_once():
+    bad = model("chat")
+    bad["policy"]["max_replicas"] = 0
+    bad["policy"]["tolerance"] = 2
+    message = errors_of({"models": [bad], "tick_interval_s": 0})
+    assert "max_replicas" in message and "tolerance" in message and "tick_interval_s" in message
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ([1, 2], "the top level must be a mapping"),
+        ({"models": []}, "models: Tuple should have at least 1 item"),
+        ({"models": [model("chat")], "prometheus": {"url": "prometheus:9090"}}, "must be an http:// or https:// URL"),
+        ({"models": [model("chat")], "metrics": {"waiting": "vllm num waiting"}}, "is not a Prometheus metric name"),
+    ],
+)
+def test_top_level_errors(data, expected):
+    assert expected in errors_of(data)
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+, column \d+"):
+        load_config(bad)
+
+
+def test_config_is_frozen():
+    cfg = parse_config({"models": [model("chat")]})
+    with pytest.raises(Exception):
+        cfg.models[0].policy.max_replicas = 3

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from autoscaler.metrics.recorded import RecordedSource, TraceError, load_trace
+from policies import Freshness
+from tests.builders import config, model
+
+CFG = config(model("chat"), dependencies=[{"name": "vdb", "saturation_query": "vdb_saturation", "saturated_at": 0.8}])
+
+
+def write(tmp_path, text: str, name: str = "t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_native_csv_holds_samples_until_stale_then_missing(tmp_path):
+    path = write(tmp_path, "time_s,name,signal,value\n0,chat,waiting,3\n0,chat,running,7\n0,vdb,saturation,0.5\n")
+    source = RecordedSource(load_trace(path), CFG)
+    fresh = source.fetch_signals(now=30.0)
+    assert fresh.for_model("chat").waiting.value == 3 and fresh.for_model("chat").waiting.usable
+    assert fresh.for_dependency("vdb").value == 0.5
+    assert source.fetch_signals(now=120.0).for_model("chat").waiting.freshness is Freshness.STALE  # > 90 s
+    assert source.fetch_signals(now=301.0).for_model("chat").waiting.freshness is Freshness.MISSING  # > lookback
+    assert fresh.for_model("chat").kv_cache_usage.freshness is Freshness.MISSING  # never recorded
+    assert source.fetch_signals(now=-1.0).for_model("chat").waiting.freshness is Freshness.MISSING  # before the trace
+
+
+def test_gzipped_csv_in_any_row_order(tmp_path):
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"time_s,name,signal,value\n10,chat,waiting,5\n0,chat,waiting,1\n"))
+    trace = load_trace(path)
+    source = RecordedSource(trace, CFG)
+    assert (trace.start_s, trace.end_s) == (0.0, 10.0)
+    assert source.fetch_signals(now=5.0).for_model("chat").waiting.value == 1
+    assert source.fetch_signals(now=10.0).for_model("chat").waiting.value == 5
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("time,model,signal,value\n", "line 1: the header must be time_s,name,signal,value"),
+        ("time_s,name,signal,value\n0,chat,waiting,nan\n", "line 2: value 'nan' is not allowed; it must be a finite, non-negative number"),
+        ("time_s,name,signal,value\n0,chat,waiting,inf\n", "value 'inf' is not allowed"),
+        ("time_s,name,signal,value\n0,chat,waiting,-2\n", "value '-2' is not allowed"),
+        ("time_s,name,signal,value\n0,chat,queue,2\n", "line 2: signal 'queue' is not one of"),
+        ("time_s,name,signal,value\nabc,chat,waiting,2\n", "line 2: time_s 'abc' is not a number"),
+        ("time_s,name,signal,value\n0,chat,waiting\n", "line 2: expected 4 fields"),
+        ("time_s,name,signal,value\n", "the trace holds no samples"),
+    ],
+)
+def test_bad_trace_files_name_the_line_field_and_value(tmp_path, body, expected):
+    with pytest.raises(TraceError) as err:
+        load_trace(write(tmp_path, body))
+    assert expected in str(err.value)
+
+
+def test_query_range_json_maps_series_by_labels_or_key(tmp_path):
+    def matrix(series):
+        return {"status": "success", "data": {"resultType": "matrix", "result": series}}
+
+    responses = {
+        "waiting": matrix([{"metric": {"namespace": "ml", "model_name": "chat"}, "values": [[100, "2"], [110, "6"]]}]),
+        "wake": matrix([{"metric": {"autoscaler_key": "chat"}, "values": [[100, "0.5"]]}]),
+        "running": matrix([{"metric": {"namespace": "other", "model_name": "chat"}, "values": [[100, "9"]]}]),
+    }
+    path = write(tmp_path, json.dumps(responses), "t.json")
+    source = RecordedSource(load_trace(path, CFG), CFG)
+    signals = source.fetch_signals(now=110.0)
+    assert signals.for_model("chat").waiting.value == 6
+    assert signals.for_model("chat").wake.value == 0.5
+    assert not signals.for_model("chat").running.usable  # another namespace's series
+
+
+def test_query_range_json_rejects_nan_and_wrong_shape(tmp_path):
+    nan = {"waiting": {"data": {"resultType": "matrix", "result": [{"metric": {"autoscaler_key": "chat"}, "values": [[1, "NaN"]]}]}}}
+    with pytest.raises(TraceError, match="value 'NaN' is not allowed"):
+        load_trace(write(tmp_path, json.dumps(nan), "nan.json"), CFG)
+    vector = {"waiting": {"data": {"resultType": "vector", "result": []}}}
+    with pytest.raises(TraceError, match="not a query_range response"):
+        load_trace(write(tmp_path, json.dumps(vector), "v.json"), CFG)

@@ -1,0 +1,181 @@
+"""The Kubernetes actuators against kmock, an HTTP Kubernetes API emulator, through the official
+client. kmock enforces neither resourceVersion conflicts nor RBAC, so 409, 403 and 404 on
+writes are injected responses (tests/support/kmock_harness.py), as the real API would send them."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
+from policies import Decision, Reason
+from tests.builders import config, deployment, model, scaled_object
+from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
+
+SCALE = "/apis/apps/v1/namespaces/ml/deployments/{}/scale"
+
+
+def decided(current: int, desired: int, *, floor: int = 1, cap: int = 10) -> Decision:
+    return Decision(current, desired, floor, cap, (Reason("Recommendation", f"test wants {desired}"),))
+
+
+def read_and_apply(cluster, cfg, desired: int, name: str = "chat", **kw):
+    targets = KubernetesTargets(cfg, cluster.api_client)
+    states = targets.read_states(now=0.0)
+    model_cfg = next(m for m in cfg.models if m.name == name)
+    current = states[name].spec_replicas
+    return targets.apply(model_cfg, decided(current, desired, **kw), now=0.0)
+
+
+def test_reads_replicas_ready_and_gpus_per_replica(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=3, ready=2, gpus=2))
+    states = KubernetesTargets(config(model("chat")), kmock_cluster.api_client).read_states(now=0.0)
+    assert states["chat"].spec_replicas == 3
+    assert states["chat"].ready_replicas == 2
+    assert states["chat"].gpus_per_replica == 2
+
+
+def test_scale_up_patches_the_scale_subresource_with_reasons(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    action = read_and_apply(kmock_cluster, config(model("chat")), 4)
+    assert action.outcome == "patched"
+    assert "from 2 to 4 because Recommendation: test wants 4" in action.detail
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 4
+    (patch,) = kmock_cluster.requests("PATCH")
+    assert patch.url.path == SCALE.format("chat")
+    assert patch.params.get("fieldManager") == "llm-autoscaler"
+
+
+def test_a_hold_sends_no_request_after_the_read(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    before = len(kmock_cluster.requests())
+    action = read_and_apply(kmock_cluster, config(model("chat")), 2)
+    assert action.outcome == "unchanged"
+    listed = kmock_cluster.requests()[before:]
+    assert [r.method.upper() for r in listed] == ["GET", "GET"]  # the two lists of read_states
+    assert not kmock_cluster.requests("PATCH")
+
+
+def test_conflict_rereads_and_retries(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409, status_body(409, "the object has been modified"))
+    action = read_and_apply(kmock_cluster, config(model("chat")), 5)
+    assert action.outcome == "patched"
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 5
+    assert len(kmock_cluster.requests("PATCH", SCALE.format("chat"))) == 2
+    assert len(kmock_cluster.requests("GET", SCALE.format("chat"))) == 1  # the re-read
+
+
+def test_conflict_resolved_by_someone_else_needs_no_second_patch(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    targets = KubernetesTargets(config(model("chat")), kmock_cluster.api_client)
+    targets.read_states(now=0.0)
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409)
+    # Between our read and our patch another writer set the count we want.
+    kmock_cluster.put(deployment("chat", replicas=5))
+    action = targets.apply(config(model("chat")).models[0], decided(2, 5), now=0.0)
+    assert action.outcome == "unchanged"
+    assert len(kmock_cluster.requests("PATCH")) == 1
+
+
+def test_endless_conflicts_give_up_without_raising(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409, times=3)
+    action = read_and_apply(kmock_cluster, config(model("chat")), 5)
+    assert action.outcome == "failed"
+    assert "3 attempts" in action.detail
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 2
+
+
+def test_not_found_skips_that_model_and_the_others_go_on(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.put(deployment("code", replicas=1))
+    cfg = config(model("chat"), model("code"))
+    targets = KubernetesTargets(cfg, kmock_cluster.api_client)
+    targets.read_states(now=0.0)
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 404, status_body(404, 'deployments.apps "chat" not found'))
+    first = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
+    second = targets.apply(cfg.models[1], decided(1, 3), now=0.0)
+    assert first.outcome == "missing" and "not found" in first.detail
+    assert second.outcome == "patched"
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "code")["spec"]["replicas"] == 3
+
+
+def test_forbidden_names_the_missing_rbac_rule(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.fail_next(
+        "PATCH",
+        SCALE.format("chat"),
+        403,
+        status_body(403, 'deployments.apps "chat" is forbidden: User "system:serviceaccount:x:y" cannot patch resource "deployments/scale"'),
+    )
+    action = read_and_apply(kmock_cluster, config(model("chat")), 3)
+    assert action.outcome == "forbidden"
+    assert "apiGroups [apps], resources [deployments/scale], verbs [patch] in namespace ml" in action.detail
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+def test_forbidden_list_leaves_that_namespace_unread(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.put(deployment("other", namespace="team-b", replicas=1))
+    kmock_cluster.fail_next("GET", "/apis/apps/v1/namespaces/ml/deployments", 403)
+    cfg = config(model("chat"), model("other", namespace="team-b"))
+    states = KubernetesTargets(cfg, kmock_cluster.api_client).read_states(now=0.0)
+    assert set(states) == {"other"}
+
+
+def test_deleted_target_is_absent_from_the_read(kmock_cluster):
+    kmock_cluster.put(deployment("code", replicas=1))
+    states = KubernetesTargets(config(model("chat"), model("code")), kmock_cluster.api_client).read_states(now=0.0)
+    assert set(states) == {"code"}
+
+
+def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cluster):
+    kmock_cluster.put(deployment("tail", replicas=2))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
+    cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
+    action = read_and_apply(kmock_cluster, cfg, 0, name="tail", floor=0)
+    assert action.outcome == "patched"
+    assert kmock_cluster.get(SCALEDOBJECTS, "ml", "tail-so")["metadata"]["annotations"][PAUSED_REPLICAS] == "0"
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "tail")["spec"]["replicas"] == 2
+    assert all("/deployments/" not in r.url.path for r in kmock_cluster.requests("PATCH"))
+
+
+def test_pin_mode_reads_the_pinned_count_as_current(kmock_cluster):
+    kmock_cluster.put(deployment("tail", replicas=2))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail", annotations={PAUSED_REPLICAS: "3"}))
+    cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
+    states = KubernetesTargets(cfg, kmock_cluster.api_client).read_states(now=0.0)
+    assert states["tail"].spec_replicas == 3
+    action = read_and_apply(kmock_cluster, cfg, 3, name="tail")
+    assert action.outcome == "unchanged" and not kmock_cluster.requests("PATCH")
+
+
+def test_bounds_mode_patches_min_and_max_only(kmock_cluster):
+    kmock_cluster.put(deployment("tail", replicas=2))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
+    cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "bounds"}))
+    action = read_and_apply(kmock_cluster, cfg, 2, name="tail", floor=1, cap=2)
+    assert action.outcome == "patched"
+    spec = kmock_cluster.get(SCALEDOBJECTS, "ml", "tail-so")["spec"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 2)
+    assert spec["triggers"][0]["metadata"]["threshold"] == "5"  # the rest of the object is untouched
+    (patch,) = kmock_cluster.requests("PATCH")
+    assert patch.data == {"spec": {"minReplicaCount": 1, "maxReplicaCount": 2}}
+
+
+def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.put(scaled_object("chat-so", deployment="chat"))
+    action = read_and_apply(kmock_cluster, config(model("chat")), 3)
+    assert action.outcome == "refused"
+    assert "ScaledObject chat-so" in action.detail
+    assert not kmock_cluster.requests("PATCH")
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_fail_the_action_without_raising(kmock_cluster, status):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), status)
+    action = read_and_apply(kmock_cluster, config(model("chat")), 3)
+    assert action.outcome == "failed" and str(status) in action.detail
