@@ -1,0 +1,85 @@
+"""The command line through its real entry point, in a subprocess: exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.builders import model
+
+
+def autoscaler(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoscaler.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_replay_with_no_arguments_runs_the_bundled_trace():
+    result = autoscaler("replay")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "IdleTimeout" in out and "Wake: wake signal" in out
+    summary = out[out.index("replayed"):]
+    tail = next(line for line in summary.splitlines() if line.startswith("llama-1b-tail"))
+    hot = next(line for line in summary.splitlines() if line.startswith("llama-1b-hot"))
+    assert tail.split()[3] == "3"  # scale-to-zero events: one per real idle gap of the recording
+    assert hot.split()[3] == "0"  # a hot model never goes to zero
+    assert "0:" not in hot.split("  ")[-1]
+
+
+def test_replay_json_lines_carry_time_model_current_desired_reasons():
+    result = autoscaler("replay", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records and all({"time", "model", "current", "desired", "reasons"} <= set(r) for r in records)
+    assert all(r["reasons"] for r in records)
+    assert any(r["desired"] == 0 and r["reasons"][0]["code"] == "IdleTimeout" for r in records)
+
+
+def test_check_config_prints_effective_settings(tmp_path):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"models": [model("tail", kind="long-tail", policy={"cold_start_s": 90})]}))
+    result = autoscaler("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "effective_idle_timeout_s: 360.0" in result.stdout
+    assert "scale_down_stabilization_s: 300.0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["check-config", "/nonexistent.yaml"], "cannot read the config"),
+        (["replay", "--trace", "/nonexistent.csv"], "cannot read the trace"),
+        (["replay", "--step-s", "0"], "argument --step-s: '0' must be greater than 0"),
+        (["replay", "--step-s", "fast"], "argument --step-s: 'fast' is not a number"),
+        (["replay", "--prometheus", "http://127.0.0.1:9", "--start", "yesterday"], "argument --start: 'yesterday' is neither"),
+        (["replay", "--prometheus", "http://127.0.0.1:9"], "--prometheus needs --start and --end"),
+        (["run"], "the following arguments are required: --config"),
+        (["scale"], "invalid choice: 'scale'"),
+    ],
+)
+def test_user_mistakes_exit_2_with_a_message_and_no_traceback(args, expected):
+    result = autoscaler(*args)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_lists_every_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("models:\n  - name: chat\n    namespace: ml\n    target: {kind: Deployment, name: chat}\n    policy: {kind: hot, max_replicas: 0}\n")
+    result = autoscaler("check-config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: models[0].policy.max_replicas: Input should be greater than or equal to 1 (got 0)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_trace_that_names_no_configured_model_is_an_error(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("time_s,name,signal,value\n0,someone-else,waiting,1\n")
+    result = autoscaler("replay", "--trace", str(trace))
+    assert result.returncode == 2
+    assert "names none of the configured models" in result.stderr

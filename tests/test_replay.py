@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from autoscaler.cli import _bundled
+from autoscaler.config import load_config
+from autoscaler.metrics.recorded import RecordedSource, load_trace
+from autoscaler.targets.recording import InMemoryTargets
+from policies import Decision, Reason
+from simulations.replay import replay
+from tests.builders import config, model
+
+GOLDEN = Path(__file__).parent / "golden" / "burstgpt_decisions.json"
+
+
+def test_bundled_replay_matches_the_golden_decision_sequence():
+    """Every count change the controller makes over the bundled trace, pinned. A policy change
+    that moves one is a behaviour change: regenerate with UPDATE_GOLDEN=1 and review the diff."""
+    cfg = load_config(_bundled("replay.yaml"))
+    trace = load_trace(_bundled("burstgpt.csv.gz"))
+    changes = []
+
+    def keep(outcome) -> None:
+        d = outcome.decision
+        if d is not None and d.direction != "hold":
+            changes.append([round(outcome.now, 1), outcome.model, d.current_replicas, d.desired_replicas, list(d.reason_codes)])
+
+    result = replay(cfg, RecordedSource(trace, cfg), start_s=trace.start_s, end_s=trace.end_s, step_s=10.0,
+                    initial={"llama-1b-hot": 1, "llama-1b-tail": 1}, trace=trace, on_outcome=keep)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text("[\n" + ",\n".join(json.dumps(change) for change in changes) + "\n]\n")
+    assert changes == json.loads(GOLDEN.read_text())
+    assert result.summaries["llama-1b-tail"].scale_to_zero == 3
+    assert result.summaries["llama-1b-hot"].seconds_at[0] == 0
+    assert result.summaries["llama-1b-tail"].replica_seconds < result.summaries["llama-1b-tail"].recorded_replica_seconds
+
+
+def test_in_memory_replicas_become_ready_one_cold_start_later():
+    cfg = config(model("chat", policy={"cold_start_s": 60}))
+    targets = InMemoryTargets({"chat": cfg.models[0]}, initial={"chat": 1})
+    targets.apply(cfg.models[0], Decision(1, 3, 1, 10, (Reason("Recommendation", "x"),)), now=100.0)
+    assert targets.read_states(now=159.0)["chat"].ready_replicas == 1
+    assert targets.read_states(now=160.0)["chat"].ready_replicas == 3
+    targets.apply(cfg.models[0], Decision(3, 1, 1, 10, (Reason("Recommendation", "x"),)), now=200.0)
+    state = targets.read_states(now=200.0)["chat"]
+    assert (state.spec_replicas, state.ready_replicas) == (1, 1)
+
+
+def test_scale_down_removes_starting_replicas_first():
+    cfg = config(model("chat", policy={"cold_start_s": 60}))
+    targets = InMemoryTargets({"chat": cfg.models[0]}, initial={"chat": 2})
+    targets.apply(cfg.models[0], Decision(2, 4, 1, 10, (Reason("Recommendation", "x"),)), now=0.0)
+    targets.apply(cfg.models[0], Decision(4, 3, 1, 10, (Reason("Recommendation", "x"),)), now=10.0)
+    assert targets.read_states(now=10.0)["chat"].ready_replicas == 2
+    assert targets.read_states(now=60.0)["chat"].ready_replicas == 3
