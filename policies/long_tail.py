@@ -51,10 +51,11 @@ def decide(
         return decision, advance(dataclasses.replace(state, recommendations=()), decision, now=now)
 
     floor = max(spec.min_replicas, 1)
-    if idle:
-        why = f"idle for {now - idle_since:.0f} s of the {timeout_s:.0f} s before scale-to-zero"
+    if idle and spec.min_replicas == 0:
+        left_s = timeout_s - (now - idle_since)
+        why = f"idle for {now - idle_since:.0f} s; {left_s:.0f} s left of the {timeout_s:.0f} s before scale-to-zero"
     else:
-        why = f"a long-tail model in use keeps at least {floor} warm"
+        why = f"a long-tail model keeps at least {floor} warm while in use or while min_replicas says so"
     return scale_on_load(observation, state, spec, now=now, floor=floor, floor_why=why)
 
 

@@ -20,7 +20,7 @@ def scale_on_load(
     floor_why: str,
     reasons: tuple[Reason, ...] = (),
 ) -> tuple[Decision, PolicyState]:
-    """Recommend from load, then guard, floor, stabilize, rate-limit and bound, each step
+    """Recommend from load, then guard, stabilize, rate-limit and bound, each step
     adding its reason. Missing or stale load data holds the count: raising it to the floor is
     the only change made without data, since it cannot hurt a user."""
     current = observation.spec_replicas
@@ -35,6 +35,11 @@ def scale_on_load(
         starting_since = now if state.starting_since is None else state.starting_since
     state = dataclasses.replace(state, starting_since=starting_since)
 
+    # While a dependency is saturated, the cap handed to another scaler (KEDA bounds mode) is
+    # the current count, so its HPA cannot add the replicas this policy holds back.
+    saturated = any(dependency.saturated for dependency in observation.dependencies)
+    cap = max(min(current, spec.max_replicas), floor) if saturated else spec.max_replicas
+
     if not (observation.waiting.usable and observation.running.usable):
         note(
             Reason(
@@ -45,7 +50,8 @@ def scale_on_load(
         )
         desired, why = steps.clamp(current, floor=floor, cap=max(current, floor), floor_why=floor_why, cap_why="")
         note(why)
-        return _decided(observation, desired, floor, spec.max_replicas, trail), state
+        decision = _decided(observation, desired, floor, cap, trail)
+        return decision, advance(state, decision, now=now)
 
     desired, why = steps.recommend(observation, spec)
     note(why)
@@ -54,12 +60,7 @@ def scale_on_load(
     starting_for_s = None if starting_since is None else now - starting_since
     desired, why = steps.guard_scale_up(desired, observation, spec, starting_for_s=starting_for_s)
     note(why)
-    # While a dependency is saturated, the cap handed to another scaler (KEDA bounds mode)
-    # is the current count, so its HPA cannot add replicas we just held back.
-    cap = max(min(current, spec.max_replicas), floor) if why and why.code == "DownstreamSaturated" else spec.max_replicas
     desired, why = steps.guard_scale_down(desired, observation, spec)
-    note(why)
-    desired, why = steps.clamp(desired, floor=floor, cap=spec.max_replicas, floor_why=floor_why, cap_why="max_replicas")
     note(why)
 
     history = steps.record(state.recommendations, desired, spec, now=now)
@@ -73,6 +74,10 @@ def scale_on_load(
         last_scale_down_at=state.last_scale_down_at,
         now=now,
     )
+    note(why)
+    # Bounds come last and bypass the rate limits, as in the HPA: a hot model found at zero
+    # goes straight back to its floor, a count above max straight down to it.
+    desired, why = steps.clamp(desired, floor=floor, cap=spec.max_replicas, floor_why=floor_why, cap_why="max_replicas")
     note(why)
 
     decision = _decided(observation, desired, floor, cap, trail)

@@ -18,8 +18,7 @@ def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
     12 waiting at 4 per replica asks for 3 replicas whatever the current count is."""
     waiting = observation.waiting.value
     in_flight = waiting + observation.running.value
-    by_queue = math.ceil(waiting / spec.target_waiting_per_replica)
-    by_load = math.ceil(in_flight / spec.target_running_per_replica)
+    by_queue, by_load = _size(waiting, in_flight, spec)
     return max(by_queue, by_load), Reason(
         "Recommendation",
         f"{waiting:g} waiting / {spec.target_waiting_per_replica:g} per replica -> {by_queue}; "
@@ -27,8 +26,13 @@ def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
     )
 
 
+def _size(waiting: float, in_flight: float, spec: PolicySpec) -> tuple[int, int]:
+    return math.ceil(waiting / spec.target_waiting_per_replica), math.ceil(in_flight / spec.target_running_per_replica)
+
+
 def apply_tolerance(desired: int, current: int, tolerance: float) -> tuple[int, Reason | None]:
-    if current == 0 or desired == current or abs(desired / current - 1.0) > tolerance:
+    # The epsilon makes the band symmetric: in floating point 11/10 - 1 > 0.1 but 1 - 9/10 <= 0.1.
+    if current == 0 or desired == current or abs(desired / current - 1.0) > tolerance + 1e-9:
         return desired, None
     return current, Reason("WithinTolerance", f"{desired} is within {tolerance:.0%} of {current}; keeping {current}")
 
@@ -55,14 +59,20 @@ def guard_scale_up(
             f"(< {spec.idle_gpu_utilization_percent:g}%): a stuck engine or a downstream block, not missing "
             f"capacity; holding at {current} instead of {desired}",
         )
-    if starting_for_s is not None:
-        expected_s = spec.cold_start_s * spec.stuck_start_factor
-        if starting_for_s < expected_s:
-            return current, Reason(
+    stuck_after_s = spec.cold_start_s * spec.stuck_start_factor
+    if starting_for_s is not None and starting_for_s < stuck_after_s:
+        # Each starting replica will take target_running_per_replica requests off the queue
+        # once ready, so the queue they will serve asks for nothing more. Example: 200 waiting,
+        # 4 starting at 32 each: they will take 128, and only the other 72 size the queue term.
+        waiting = observation.waiting.value
+        absorbed = observation.starting_replicas * spec.target_running_per_replica
+        by_queue, by_load = _size(max(waiting - absorbed, 0.0), waiting + observation.running.value, spec)
+        sized = max(by_queue, by_load, current)
+        if sized < desired:
+            return sized, Reason(
                 "ReplicasStarting",
-                f"{observation.starting_replicas} of {current} replicas still starting "
-                f"({starting_for_s:.0f} s of up to {expected_s:.0f} s); they will serve this demand, holding at "
-                f"{current} instead of {desired}",
+                f"{observation.starting_replicas} replicas starting for {starting_for_s:.0f} s (of up to {stuck_after_s:.0f} s) will take up to "
+                f"{absorbed:g} of the {waiting:g} waiting; sizing on the rest: {sized} instead of {desired}",
             )
     return desired, None
 

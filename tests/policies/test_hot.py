@@ -40,14 +40,15 @@ def test_burst_scales_up_quickly():
     assert_explained_and_warm(trace)
     # 200 / 4 = 50 wanted, capped at 10; one step adds max(4, 100% of 2) = 4, then 100% of 6.
     assert [tick.desired for tick in trace] == [6, 10, 10, 10, 10]
-    assert trace[0].codes == ("Recommendation", "AboveCap", "ScaleUpLimit")
+    assert trace[0].codes == ("Recommendation", "ScaleUpLimit")
 
 
 def test_burst_waits_for_starting_replicas_then_continues():
-    # Replicas take 100 s to be ready: while the first step is starting, no second step.
+    # Replicas take 100 s to be ready. The 4 starting replicas will take 4 x 32 = 128 requests
+    # off the queue of 100, so while they start no second step; once ready, the next goes through.
     def observe(now, replicas):
         ready = replicas if now >= 100 else min(replicas, 2)
-        return obs(spec=replicas, ready=ready, waiting=200, running=32 * ready, gpu=95)
+        return obs(spec=replicas, ready=ready, waiting=100, running=32 * ready, gpu=95)
 
     trace = closed_loop(HOT, start_replicas=2, times=every(15, start=0, stop=120), observe=observe)
     assert_explained_and_warm(trace)
@@ -62,13 +63,22 @@ def test_stuck_start_no_longer_holds_after_cold_start_times_factor():
     # The 4 new replicas never become ready. The start is counted from the first tick that
     # sees them starting (t=15); after 120 s x 2 = 240 s it is stuck, and scale-up resumes.
     def observe(now, replicas):
-        return obs(spec=replicas, ready=2, waiting=200, running=64, gpu=95)
+        return obs(spec=replicas, ready=2, waiting=100, running=64, gpu=95)
 
     trace = closed_loop(HOT, start_replicas=2, times=every(15, start=0, stop=270), observe=observe)
     assert_explained_and_warm(trace)
     got = desired_by_time(trace)
     assert all(got[t] == 6 for t in every(15, start=15, stop=240))
     assert got[255] == 10
+
+
+def test_a_queue_beyond_what_starting_replicas_take_still_scales_up():
+    # 4 starting replicas take 128 of 300 waiting; the other 172 still ask for 43, not 75.
+    decision, _ = decide(
+        obs(spec=6, ready=2, waiting=300, running=64, gpu=95), PolicyState(starting_since=0.0), HOT, now=15.0
+    )
+    assert decision.desired_replicas == 10
+    assert "sizing on the rest: 43 instead of 75" in decision.explain()
 
 
 def test_saturated_dependency_holds_and_caps_at_current():

@@ -50,7 +50,7 @@ def test_idle_less_than_the_timeout_stays_at_one():
     last = trace[-1]
     assert "BelowFloor" in last.codes
     # The floor's reason tells how long the model has been idle and how long it may be.
-    assert "idle for 345 s of the 360 s before scale-to-zero" in last.decision.explain()
+    assert "idle for 345 s; 15 s left of the 360 s before scale-to-zero" in last.decision.explain()
     assert last.state.idle_since == 0.0
 
 

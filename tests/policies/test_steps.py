@@ -188,9 +188,8 @@ def test_replicas_starting_hold_until_the_start_is_stuck(starting_for_s, expecte
 
 def test_replicas_starting_reason_counts_them():
     _, reason = guard_scale_up(8, obs(spec=4, ready=1, waiting=40), STARTING, starting_for_s=30)
-    assert "3 of 4 replicas still starting" in reason.message
-    assert "30 s of up to 180 s" in reason.message
-
+    assert "3 replicas starting for 30 s (of up to 180 s) will take up to 96 of the 40 waiting" in reason.message
+    
 
 def test_dependency_guard_comes_first():
     observation = obs(spec=4, ready=2, waiting=40, gpu=1, dependencies=(dependency("vector-db", 1.0),))
