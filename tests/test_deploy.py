@@ -1,0 +1,349 @@
+"""The shipped manifests are fixtures (STYLE.md, habit 7). Every YAML document under deploy/
+loads; every built-in object validates against the Kubernetes OpenAPI schema bundled with
+kubernetes-validate (offline); and the pieces agree with each other and with the daemon: the
+ConfigMap's config parses, its targets exist in deploy/examples, and RBAC grants exactly the
+calls autoscaler/targets/kubernetes.py makes, in exactly the configured namespaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from autoscaler.config import Config, parse_config
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+EXAMPLES = DEPLOY / "examples"
+
+# The Kubernetes minor whose schemas the built-in objects must satisfy. kubernetes-validate
+# ships one schema set per minor (1.37.0 of the package: up to 1.37); 1.34 is a recent release
+# that current managed clusters offer. strict=True also rejects fields the API does not know,
+# so a misspelt or misplaced key fails here instead of being dropped by the API server.
+KUBERNETES_VERSION = "1.34"
+
+DAEMON_NAMESPACE = "llm-autoscaler"
+DAEMON_NAME = "llm-autoscaler"
+CONFIGMAP_NAME = "llm-autoscaler-config"
+CONFIG_KEY = "config.yaml"
+
+# What the daemon may do in a managed namespace, and nothing more: a rule added or widened in
+# rbac.yaml fails test_role_grants_exactly_the_expected_rules until it is added here too.
+EXPECTED_RULES = frozenset(
+    {("apps", "deployments", verb) for verb in ("get", "list", "watch")}
+    | {("apps", "deployments/scale", verb) for verb in ("get", "patch")}
+    | {("keda.sh", "scaledobjects", verb) for verb in ("get", "list", "watch", "patch")}
+)
+
+# Fields of a ScaledObject's spec (KEDA 2.x, keda.sh/v1alpha1): the CRD is not among the
+# bundled schemas, so a typo would otherwise go unnoticed until `kubectl apply`.
+SCALEDOBJECT_SPEC_FIELDS = {
+    "scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod", "idleReplicaCount",
+    "minReplicaCount", "maxReplicaCount", "fallback", "advanced", "triggers",
+}
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    index: int
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.body.get("kind", "")
+
+    @property
+    def name(self) -> str:
+        return self.body.get("metadata", {}).get("name", "")
+
+    @property
+    def namespace(self) -> str | None:
+        return self.body.get("metadata", {}).get("namespace")
+
+    @property
+    def in_examples(self) -> bool:
+        return EXAMPLES in self.path.parents
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(DEPLOY)}#{self.index}:{self.kind}/{self.name}"
+
+
+def _yaml_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _documents() -> list[Document]:
+    """Every non-empty document of every file that parses; test_yaml_file_loads reports the
+    others, so one broken file does not stop the rest from being checked."""
+    documents = []
+    for path in _yaml_files():
+        try:
+            bodies = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue
+        documents += [Document(path, i, body) for i, body in enumerate(bodies) if body is not None]
+    return documents
+
+
+DOCUMENTS = _documents()
+
+
+def _is_built_in(body: dict[str, Any]) -> bool:
+    """The core group (apiVersion v1) and the groups Kubernetes serves itself: apps, batch,
+    policy, *.k8s.io. A group with a dot outside k8s.io belongs to a CRD."""
+    api_version = body.get("apiVersion", "")
+    if "/" not in api_version:
+        return True
+    group = api_version.split("/", 1)[0]
+    return "." not in group or group.endswith(".k8s.io")
+
+
+def _find(kind: str, *, examples: bool | None = None) -> list[Document]:
+    return [d for d in DOCUMENTS if d.kind == kind and (examples is None or d.in_examples == examples)]
+
+
+def _one(kind: str, name: str, namespace: str, *, examples: bool | None = None) -> Document:
+    found = [d for d in _find(kind, examples=examples) if d.name == name and d.namespace == namespace]
+    assert len(found) == 1, f"expected one {kind} {namespace}/{name} under deploy/, found {[d.id for d in found]}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    configmap = _one("ConfigMap", CONFIGMAP_NAME, DAEMON_NAMESPACE, examples=False)
+    return parse_config(yaml.safe_load(configmap.body["data"][CONFIG_KEY]), source=f"{configmap.id} data.{CONFIG_KEY}")
+
+
+@pytest.fixture(scope="module")
+def daemon_pod() -> dict[str, Any]:
+    return _one("Deployment", DAEMON_NAME, DAEMON_NAMESPACE, examples=False).body["spec"]["template"]["spec"]
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+# -- every document loads and validates ---------------------------------------------------
+
+
+def test_deploy_holds_the_expected_files() -> None:
+    """Guards the globbing below: a wrong path would make every parametrized test vacuous."""
+    names = {str(p.relative_to(DEPLOY)) for p in _yaml_files()}
+    expected = {
+        "namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "configmap.yaml", "deployment.yaml",
+        "examples/vllm-deployment.yaml", "examples/keda-scaledobject.yaml",
+    }
+    assert expected <= names
+    assert (DEPLOY / "Dockerfile").is_file()
+
+
+@pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_yaml_file_loads(path: Path) -> None:
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert documents, f"{path} holds no document"
+    for document in documents:
+        assert isinstance(document, dict), f"{path}: a document is a {type(document).__name__}, not a mapping"
+        assert {"apiVersion", "kind", "metadata"} <= document.keys(), f"{path}: {document.get('kind')} lacks apiVersion/kind/metadata"
+
+
+@pytest.mark.parametrize("document", [d for d in DOCUMENTS if _is_built_in(d.body)], ids=lambda d: d.id)
+def test_built_in_object_validates_against_the_kubernetes_schema(document: Document) -> None:
+    try:
+        version = kubernetes_validate.validate(document.body, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        # Reported outside the except block: the chained error would print the whole schema.
+        error = err
+    else:
+        assert version == KUBERNETES_VERSION
+        return
+    where = ".".join(str(part) for part in error.path) or "(top level)"
+    pytest.fail(f"{document.id} is not a valid Kubernetes {KUBERNETES_VERSION} object: {where}: {error.message}")
+
+
+def test_every_custom_resource_is_checked_by_hand() -> None:
+    """The schema test skips CRDs; the only one shipped is the ScaledObject, checked below."""
+    custom = {(d.body["apiVersion"], d.kind) for d in DOCUMENTS if not _is_built_in(d.body)}
+    assert custom == {("keda.sh/v1alpha1", "ScaledObject")}
+
+
+@pytest.mark.parametrize("document", _find("ScaledObject"), ids=lambda d: d.id)
+def test_scaled_object_shape(document: Document, config: Config) -> None:
+    body = document.body
+    assert body["apiVersion"] == "keda.sh/v1alpha1"
+    assert document.name and document.namespace, "a ScaledObject is namespaced and named"
+    spec = body["spec"]
+    assert set(spec) <= SCALEDOBJECT_SPEC_FIELDS, f"unknown spec fields: {sorted(set(spec) - SCALEDOBJECT_SPEC_FIELDS)}"
+
+    ref = spec["scaleTargetRef"]
+    assert ref.get("kind", "Deployment") == "Deployment"
+    assert ref.get("apiVersion", "apps/v1") == "apps/v1"
+    _one("Deployment", ref["name"], document.namespace, examples=True)
+
+    minimum, maximum = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    assert isinstance(minimum, int) and isinstance(maximum, int) and 0 <= minimum <= maximum
+
+    triggers = spec["triggers"]
+    assert isinstance(triggers, list) and triggers, "a ScaledObject needs at least one trigger"
+    for trigger in triggers:
+        metadata = trigger["metadata"]
+        assert trigger["type"] and isinstance(metadata, dict)
+        # KEDA's trigger metadata is map[string]string: a bare 5 fails the CRD's validation.
+        for key in ("threshold", "activationThreshold"):
+            if key in metadata:
+                assert isinstance(metadata[key], str), f"{key} must be a quoted string, got {metadata[key]!r}"
+        if trigger["type"] == "prometheus":
+            assert metadata["threshold"] and metadata["query"]
+            assert metadata["serverAddress"] == config.prometheus.url, "KEDA and the daemon read different Prometheus servers"
+
+
+# -- the config and its targets -----------------------------------------------------------
+
+
+def test_configmap_config_parses(config: Config) -> None:
+    assert config.models
+
+
+def test_every_model_target_is_defined_in_the_examples(config: Config) -> None:
+    for model in config.models:
+        _one(model.target.kind, model.target.name, model.namespace, examples=True)
+
+
+def test_no_deployment_target_is_owned_by_a_scaled_object(config: Config) -> None:
+    """The daemon refuses to scale such a Deployment: KEDA's HPA would undo the write."""
+    owned = {(d.namespace, d.body["spec"]["scaleTargetRef"]["name"]) for d in _find("ScaledObject")}
+    for model in config.models:
+        if model.target.kind == "Deployment":
+            assert (model.namespace, model.target.name) not in owned, f"{model.name}: target it through its ScaledObject"
+
+
+def test_vllm_serves_each_model_under_its_label(config: Config) -> None:
+    """The daemon matches vLLM's series by model_name, which vLLM sets from --served-model-name."""
+    for model in config.models:
+        deployment = _one(model.target.kind, model.target.name, model.namespace, examples=True)
+        if deployment.kind == "ScaledObject":
+            ref = deployment.body["spec"]["scaleTargetRef"]["name"]
+            deployment = _one("Deployment", ref, model.namespace, examples=True)
+        args = [a for c in deployment.body["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
+        assert f"--served-model-name={model.label_value}" in args, f"{model.name}: vLLM would label its series differently"
+
+
+# -- the daemon's Deployment --------------------------------------------------------------
+
+
+def test_daemon_runs_non_root_with_a_read_only_root(daemon_pod: dict[str, Any]) -> None:
+    pod_security = daemon_pod.get("securityContext", {})
+    for container in daemon_pod["containers"]:
+        security = {**pod_security, **container.get("securityContext", {})}
+        assert security.get("runAsNonRoot") is True
+        assert security.get("runAsUser") == 10001
+        assert security.get("readOnlyRootFilesystem") is True
+        assert security.get("allowPrivilegeEscalation") is False
+        assert security.get("privileged", False) is False
+        assert security.get("capabilities", {}).get("drop") == ["ALL"]
+        assert not security.get("capabilities", {}).get("add")
+        assert security.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+
+
+def test_daemon_has_requests_and_limits(daemon_pod: dict[str, Any]) -> None:
+    for container in daemon_pod["containers"]:
+        resources = container.get("resources", {})
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= resources.get(bound, {}).keys(), f"{container['name']}: {bound} lacks cpu or memory"
+
+
+def test_daemon_reads_its_config_from_the_configmap(daemon_pod: dict[str, Any]) -> None:
+    volumes = {v["name"]: v for v in daemon_pod["volumes"]}
+    (container,) = daemon_pod["containers"]
+    command = container["command"] + container.get("args", [])
+    config_path = Path(command[command.index("--config") + 1])
+    mounts = [m for m in container["volumeMounts"] if volumes[m["name"]].get("configMap", {}).get("name") == CONFIGMAP_NAME]
+    assert len(mounts) == 1, "the ConfigMap must be mounted once"
+    assert config_path.parent == Path(mounts[0]["mountPath"])
+    assert config_path.name == CONFIG_KEY
+    assert CONFIG_KEY in _one("ConfigMap", CONFIGMAP_NAME, DAEMON_NAMESPACE).body["data"]
+    assert command[:2] == ["autoscaler", "run"]
+
+
+def test_daemon_runs_alone_as_its_service_account(daemon_pod: dict[str, Any]) -> None:
+    """No leader election: a second copy, even for the length of a rolling update, would patch
+    the same targets."""
+    deployment = _one("Deployment", DAEMON_NAME, DAEMON_NAMESPACE, examples=False).body["spec"]
+    assert deployment["replicas"] == 1
+    assert deployment["strategy"]["type"] == "Recreate"
+    assert daemon_pod["serviceAccountName"] == DAEMON_NAME
+    assert daemon_pod["automountServiceAccountToken"] is True
+    _one("ServiceAccount", DAEMON_NAME, DAEMON_NAMESPACE, examples=False)
+    _one("Namespace", DAEMON_NAMESPACE, None, examples=False)
+
+
+def test_image_user_matches_the_pod(daemon_pod: dict[str, Any]) -> None:
+    users = [line.split()[1] for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] == str(daemon_pod["securityContext"]["runAsUser"])
+
+
+# -- RBAC: least privilege, namespace-scoped ------------------------------------------------
+
+
+def _rules(role: Document) -> set[tuple[str, str, str]]:
+    granted = set()
+    for rule in role.body.get("rules", []):
+        assert not rule.get("nonResourceURLs"), f"{role.id}: nonResourceURLs are cluster-scoped"
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                for verb in rule.get("verbs", []):
+                    granted.add((group, resource, verb))
+    return granted
+
+
+def test_no_cluster_wide_rbac() -> None:
+    cluster_scoped = [d.id for d in DOCUMENTS if d.kind in ("ClusterRole", "ClusterRoleBinding")]
+    assert not cluster_scoped
+
+
+def test_no_wildcards_in_rbac() -> None:
+    for document in _find("Role") + _find("RoleBinding"):
+        wild = [v for v in _walk(document.body) if isinstance(v, str) and "*" in v]
+        assert not wild, f"{document.id}: {wild}"
+
+
+@pytest.mark.parametrize("role", _find("Role"), ids=lambda d: d.id)
+def test_role_grants_exactly_the_expected_rules(role: Document) -> None:
+    granted = _rules(role)
+    assert granted == EXPECTED_RULES, (
+        f"{role.id}: extra {sorted(granted - EXPECTED_RULES)}, missing {sorted(EXPECTED_RULES - granted)}"
+    )
+
+
+def test_rbac_covers_every_call_the_daemon_names() -> None:
+    """The rules the Kubernetes adapter names in its 403 messages are all granted."""
+    from autoscaler.targets import kubernetes as adapter
+
+    named = {(v.api_group, v.resource, v.verb) for v in vars(adapter).values() if isinstance(v, adapter._Rule)}
+    assert named and named <= EXPECTED_RULES
+
+
+def test_rbac_exists_exactly_in_the_configured_namespaces(config: Config) -> None:
+    roles = {d.namespace: d for d in _find("Role", examples=False)}
+    bindings = {d.namespace: d for d in _find("RoleBinding", examples=False)}
+    assert set(roles) == set(config.namespaces), "a Role per namespace that models live in, and nowhere else"
+    assert set(bindings) == set(config.namespaces)
+    for namespace in config.namespaces:
+        binding = bindings[namespace].body
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[namespace].name
+        }
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]

@@ -1,0 +1,194 @@
+"""The Prometheus adapter against a real Prometheus (Debian's package) scraping an exporter the
+test serves, through prometheus-api-client."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import math
+import threading
+import time
+
+import pytest
+from prometheus_api_client import PrometheusConnect
+from structlog.testing import capture_logs
+
+from autoscaler.metrics.prometheus import PrometheusSource
+from policies import Freshness
+from tests.builders import config, model
+from tests.support.prom_harness import dcgm_labels, unique_name, vllm_labels
+
+WAITING, RUNNING, KV, GPU = "vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "DCGM_FI_DEV_GPU_UTIL"
+
+
+class CountingClient(PrometheusConnect):
+    """The real client, counting the queries it sends."""
+
+    queries = 0
+
+    def custom_query(self, query, params=None, timeout=None):
+        self.queries += 1
+        return super().custom_query(query, params=params, timeout=timeout)
+
+
+def source_for(prometheus, cfg, client_class=PrometheusConnect):
+    cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"url": prometheus.url})})
+    return PrometheusSource(cfg, client=client_class(url=prometheus.url, timeout=5))
+
+
+def export_model(exporter, namespace, model_name, *, pods, waiting, running, kv, gpu):
+    for index in range(pods):
+        pod = f"{model_name}-{index}"
+        for engine in ("0", "1"):  # data parallel: one series per engine
+            labels = vllm_labels(model_name, namespace, pod, engine=engine)
+            exporter.set(WAITING, labels, waiting / pods / 2)
+            exporter.set(RUNNING, labels, running / pods / 2)
+            exporter.set(KV, labels, kv[index])
+        exporter.set(GPU, dcgm_labels(pod, namespace, gpu="0"), gpu[index])
+
+
+def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    export_model(exporter, ns, "chat", pods=2, waiting=12, running=40, kv=[0.3, 0.7], gpu=[90, 70])
+    export_model(exporter, ns, "code", pods=1, waiting=0, running=3, kv=[0.1], gpu=[20])
+    export_model(exporter, ns, "unmanaged", pods=1, waiting=99, running=99, kv=[0.9], gpu=[99])
+    exporter.set("gateway_queue", {"model": f"{ns}-code"}, 4)
+    exporter.set("vdb_saturation", {"instance_name": ns}, 0.93)
+    cfg = config(
+        model("chat", namespace=ns, dependencies=["vector-db"]),
+        model("code", namespace=ns, kind="long-tail", wake_query=f'gateway_queue{{model="{ns}-code"}}'),
+        dependencies=[{"name": "vector-db", "saturation_query": f'vdb_saturation{{instance_name="{ns}"}}', "saturated_at": 0.9}],
+    )
+    prometheus.wait_for(f'vdb_saturation{{instance_name="{ns}"}}')
+    prometheus.wait_for(f'{GPU}{{exported_namespace="{ns}"}}', lambda r: len(r) == 4)
+    source = source_for(prometheus, cfg, CountingClient)
+    signals = source.fetch_signals(now=time.time())
+
+    chat, code = signals.for_model("chat"), signals.for_model("code")
+    assert (chat.waiting.value, chat.running.value) == (12, 40)
+    assert chat.kv_cache_usage.value == 0.7  # the fullest pod
+    assert chat.gpu_utilization.value == 80  # mean over the model's GPUs, joined by pod
+    assert (code.waiting.value, code.running.value, code.gpu_utilization.value) == (0, 3, 20)
+    assert code.wake.value == 4
+    assert not chat.wake.usable  # no wake query configured
+    assert signals.for_dependency("vector-db").value == pytest.approx(0.93)
+    assert "unmanaged" not in signals.models
+    assert all(r.freshness is Freshness.OK for r in (chat.waiting, chat.running, chat.kv_cache_usage, chat.gpu_utilization))
+    assert source._client.queries == len(source.queries) == 6
+
+
+def test_query_count_does_not_grow_with_models(prometheus_stack):
+    _, prometheus = prometheus_stack
+    few = config(*[model(f"m{i}", namespace="a") for i in range(2)])
+    many = config(*[model(f"m{i}", namespace=f"ns{i % 7}") for i in range(200)])
+    assert len(source_for(prometheus, few).queries) == len(source_for(prometheus, many).queries) == 4
+
+
+def test_nan_is_rejected_with_a_logged_reason(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set(WAITING, vllm_labels("chat", ns), math.nan)
+    exporter.set(RUNNING, vllm_labels("chat", ns), 5)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    with capture_logs() as logs:
+        signals = source_for(prometheus, config(model("chat", namespace=ns))).fetch_signals(now=time.time())
+    assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
+    assert signals.for_model("chat").running.value == 5
+    rejected = [e for e in logs if e["event"].startswith("rejected a sample")]
+    assert rejected and rejected[0]["signal"] == "waiting" and rejected[0]["value"] == "NaN"
+    assert "not finite" in rejected[0]["reason"]
+
+
+def test_a_sample_older_than_stale_after_s_reads_stale(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set(WAITING, vllm_labels("chat", ns), 7, timestamp=time.time() - 120)
+    exporter.set(RUNNING, vllm_labels("chat", ns), 3)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    signals = source_for(prometheus, config(model("chat", namespace=ns))).fetch_signals(now=time.time())
+    waiting = signals.for_model("chat").waiting
+    assert waiting.freshness is Freshness.STALE and waiting.value == 7
+    assert 115 < waiting.age_s < 140
+    assert signals.for_model("chat").running.freshness is Freshness.OK
+
+
+def test_a_series_that_vanishes_reads_missing(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set(WAITING, vllm_labels("chat", ns), 2)
+    exporter.set(RUNNING, vllm_labels("chat", ns), 2)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    exporter.remove(WAITING, vllm_labels("chat", ns))
+    prometheus.wait_absent(f'{WAITING}{{namespace="{ns}"}}')
+    signals = source_for(prometheus, config(model("chat", namespace=ns))).fetch_signals(now=time.time())
+    assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
+    assert signals.for_model("chat").running.value == 2
+
+
+def test_model_name_values_never_enter_promql(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    hostile = 'x"} or vector(1) #'
+    exporter.set(WAITING, vllm_labels(hostile, ns), 9)
+    exporter.set(RUNNING, vllm_labels(hostile, ns), 1)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    source = source_for(prometheus, config(model("chat", namespace=ns, model_name=hostile)))
+    assert all(hostile not in q.promql for q in source.queries)
+    assert source.fetch_signals(now=time.time()).for_model("chat").waiting.value == 9
+
+
+def test_past_instants_read_what_prometheus_held_then(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set(WAITING, vllm_labels("chat", ns), 1)
+    exporter.set(RUNNING, vllm_labels("chat", ns), 1)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    before = time.time()
+    exporter.set(WAITING, vllm_labels("chat", ns), 30)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}} == 30')
+    source = source_for(prometheus, config(model("chat", namespace=ns)))
+    assert source.fetch_signals(now=before).for_model("chat").waiting.value == 1
+    assert source.fetch_signals(now=time.time()).for_model("chat").waiting.value == 30
+
+
+def test_prometheus_down_means_no_data_not_zero():
+    cfg = config(model("chat"), prometheus={"url": "http://127.0.0.1:9", "timeout_s": 1})
+    with capture_logs() as logs:
+        signals = PrometheusSource(cfg).fetch_signals(now=time.time())
+    assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
+    assert sum(e["event"].startswith("prometheus query failed") for e in logs) == 4
+
+
+class _RecordingPrometheus(http.server.BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802
+        type(self).seen.append(self.headers.get("Authorization"))
+        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_bearer_token_is_read_from_its_file_every_tick(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    cfg = config(model("chat"), prometheus={"url": f"http://127.0.0.1:{server.server_port}", "auth": {"bearer_token_file": str(token)}})
+    source = PrometheusSource(cfg)
+    try:
+        source.fetch_signals(now=time.time())
+        token.write_text("rotated")
+        with capture_logs() as logs:
+            source.fetch_signals(now=time.time())
+    finally:
+        server.shutdown()
+    assert _RecordingPrometheus.seen[:4] == ["Bearer first"] * 4
+    assert _RecordingPrometheus.seen[4:] == ["Bearer rotated"] * 4
+    assert all("rotated" not in json.dumps(e) for e in logs)
