@@ -7,6 +7,7 @@ calls autoscaler/targets/kubernetes.py makes, in exactly the configured namespac
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 import yaml
 
 from autoscaler.config import Config, parse_config
+from autoscaler.metrics.promql import build_queries
+from tests.support.prom_harness import find_binary
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 EXAMPLES = DEPLOY / "examples"
@@ -239,6 +242,23 @@ def test_vllm_serves_each_model_under_its_label(config: Config) -> None:
             deployment = _one("Deployment", ref, model.namespace, examples=True)
         args = [a for c in deployment.body["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])]
         assert f"--served-model-name={model.label_value}" in args, f"{model.name}: vLLM would label its series differently"
+
+
+def test_every_shipped_promql_query_parses(config: Config, tmp_path: Path) -> None:
+    """The queries the daemon builds from the config (which embed its saturation and wake
+    queries) and the KEDA triggers' queries, parsed by promtool as recording rules: a PromQL
+    typo would otherwise surface only as "missing data" in the daemon's log, every tick."""
+    promtool = find_binary("promtool")  # raises with install advice; ./dev test installs it
+    queries = {f"daemon_{q.signal}": q.promql for q in build_queries(config)}
+    for document in _find("ScaledObject"):
+        for i, trigger in enumerate(document.body["spec"]["triggers"]):
+            if trigger["type"] == "prometheus":
+                queries[f"keda_{document.name.replace('-', '_')}_{i}"] = trigger["metadata"]["query"]
+    rules = {"groups": [{"name": "deploy", "rules": [{"record": name, "expr": expr} for name, expr in queries.items()]}]}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    checked = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 # -- the daemon's Deployment --------------------------------------------------------------
