@@ -83,3 +83,30 @@ def test_trace_that_names_no_configured_model_is_an_error(tmp_path):
     result = autoscaler("replay", "--trace", str(trace))
     assert result.returncode == 2
     assert "names none of the configured models" in result.stderr
+
+
+def test_replay_from_prometheus_history_backfilled_with_promtool(tmp_path):
+    """A live Prometheus over a past range: history written into its TSDB by promtool,
+    then the same batched queries the daemon runs, evaluated at past instants."""
+    import time as clock
+
+    from tests.support.prom_harness import OpenMetricsHistory, run_prometheus
+
+    import yaml
+
+    start = (int(clock.time()) // 60) * 60 - 3 * 3600
+    history = OpenMetricsHistory()
+    labels = {"namespace": "ml", "model_name": "chat", "pod": "chat-0", "engine": "0"}
+    burst = [(start + t, 40.0 if 300 <= t < 900 else 0.0) for t in range(0, 1800, 15)]
+    history.add_series("vllm:num_requests_waiting", labels, burst)
+    history.add_series("vllm:num_requests_running", labels, [(t, 16.0 if v else 0.0) for t, v in burst])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"models": [model("chat")]}))
+    with run_prometheus([], backfill=history.render()) as prometheus:
+        result = autoscaler("replay", "--config", str(config), "--prometheus", prometheus.url,
+                            "--start", str(start), "--end", str(start + 1800), "--output", "json")
+    assert result.returncode == 0, result.stderr
+    changes = [json.loads(line) for line in result.stdout.splitlines()]
+    first_up = next(c for c in changes if c["direction"] == "up")
+    assert start + 300 <= first_up["time"] < start + 330 and first_up["current"] == 1
+    assert any(c["direction"] == "down" and c["time"] >= start + 900 for c in changes)

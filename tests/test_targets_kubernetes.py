@@ -179,3 +179,14 @@ def test_server_errors_fail_the_action_without_raising(kmock_cluster, status):
     kmock_cluster.fail_next("PATCH", SCALE.format("chat"), status)
     action = read_and_apply(kmock_cluster, config(model("chat")), 3)
     assert action.outcome == "failed" and str(status) in action.detail
+
+
+def test_an_unreachable_api_server_skips_the_tick_without_raising():
+    from kubernetes import client as k8s
+
+    unreachable = k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9"))
+    cfg = config(model("chat"))
+    targets = KubernetesTargets(cfg, unreachable)
+    assert targets.read_states(now=0.0) == {}
+    action = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
+    assert action.outcome == "failed" and "unreachable" in action.detail

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -26,6 +27,8 @@ FIELD_MANAGER = "llm-autoscaler"
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
 CONFLICT_RETRIES = 3
+# (connect, read) seconds for every API call: a hung API server must not hang the tick.
+REQUEST_TIMEOUT_S = (3.0, 10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,11 @@ class KubernetesTargets:
         grow with the number of models in a namespace."""
         states: dict[str, TargetState] = {}
         for namespace in self._config.namespaces:
-            deployments = self._list(namespace, LIST_DEPLOYMENTS, lambda: self._apps.list_namespaced_deployment(namespace))
+            deployments = self._list(
+                namespace,
+                LIST_DEPLOYMENTS,
+                lambda: self._apps.list_namespaced_deployment(namespace, _request_timeout=REQUEST_TIMEOUT_S),
+            )
             if deployments is None:
                 continue
             scaled_objects = self._list_scaled_objects(namespace)
@@ -110,7 +117,12 @@ class KubernetesTargets:
 
     def _list_scaled_objects(self, namespace: str) -> dict[str, dict]:
         try:
-            listed = self._custom.list_namespaced_custom_object(namespace=namespace, **KEDA)
+            listed = self._custom.list_namespaced_custom_object(
+                namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+            )
+        except urllib3.exceptions.HTTPError as err:
+            log.error("Kubernetes API unreachable", namespace=namespace, error=str(err))
+            return {}
         except ApiException as err:
             if err.status == 404:  # KEDA's CRD is not installed: no ScaledObjects
                 return {}
@@ -121,6 +133,9 @@ class KubernetesTargets:
     def _list(self, namespace: str, rule: _Rule, call: Callable):
         try:
             return call()
+        except urllib3.exceptions.HTTPError as err:
+            log.error("Kubernetes API unreachable; the namespace is not read this tick", namespace=namespace, error=str(err))
+            return None
         except ApiException as err:
             self._log_api_error(err, namespace=namespace, rule=rule, model=None)
             return None
@@ -155,6 +170,10 @@ class KubernetesTargets:
                     log.info("conflict; re-reading and retrying", model=model.name, namespace=model.namespace)
                     continue
                 return self._log_api_error(err, namespace=model.namespace, rule=rule, model=model)
+            except urllib3.exceptions.HTTPError as err:
+                detail = f"Kubernetes API unreachable: {err}; will try again next tick"
+                log.error("Kubernetes API unreachable", model=model.name, namespace=model.namespace, detail=detail)
+                return Action(model.name, "failed", detail)
             detail = f"{what} from {current} to {desired} because {decision.explain()}"
             log.info("scaled", model=model.name, namespace=model.namespace, what=what, change=f"{current} -> {desired}", reasons=decision.explain())
             return Action(model.name, "patched", detail)
@@ -166,9 +185,15 @@ class KubernetesTargets:
         name, namespace = model.target.name, model.namespace
         current = decision.current_replicas
         if fresh:
-            current = self._apps.read_namespaced_deployment_scale(name, namespace).spec.replicas or 0
+            scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            current = scale.spec.replicas or 0
         body = {"spec": {"replicas": decision.desired_replicas}}
-        patch = lambda: self._apps.patch_namespaced_deployment_scale(name, namespace, body, field_manager=FIELD_MANAGER)  # noqa: E731
+
+        def patch() -> None:
+            self._apps.patch_namespaced_deployment_scale(
+                name, namespace, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT_S
+            )
+
         return f"deployments/{name} replicas", current, decision.desired_replicas, patch
 
     def _pinned(self, model: ModelConfig, decision: Decision, *, fresh: bool):
@@ -189,12 +214,19 @@ class KubernetesTargets:
         listed = self._scaled_objects.get((model.namespace, model.target.name))
         if listed is not None and not fresh:
             return listed
-        return self._custom.get_namespaced_custom_object(namespace=model.namespace, name=model.target.name, **KEDA)
+        return self._custom.get_namespaced_custom_object(
+            namespace=model.namespace, name=model.target.name, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+        )
 
     def _patch_scaled_object(self, model: ModelConfig, body: dict) -> None:
         # The official client sends a dict to custom objects as a JSON merge patch.
         self._custom.patch_namespaced_custom_object(
-            namespace=model.namespace, name=model.target.name, body=body, field_manager=FIELD_MANAGER, **KEDA
+            namespace=model.namespace,
+            name=model.target.name,
+            body=body,
+            field_manager=FIELD_MANAGER,
+            _request_timeout=REQUEST_TIMEOUT_S,
+            **KEDA,
         )
 
     def _log_api_error(self, err: ApiException, *, namespace: str, rule: _Rule, model: ModelConfig | None) -> Action:

@@ -1,0 +1,93 @@
+"""The loop: ticks at the interval, survives a failing tick, and stops after the tick in
+progress on SIGTERM (through the real `autoscaler run`)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import yaml
+from structlog.testing import capture_logs
+
+from autoscaler.clock import ManualClock
+from autoscaler.daemon import run_loop
+from tests.builders import deployment, model
+from tests.support.kmock_harness import DEPLOYMENTS
+from tests.support.prom_harness import unique_name, vllm_labels
+
+
+class ScriptedController:
+    """Stands in for the controller: records the instants it was ticked at and can fail."""
+
+    def __init__(self, *, fail_at: set[int] = frozenset(), stop: threading.Event | None = None, stop_at: int | None = None):
+        self.instants: list[float] = []
+        self._fail_at, self._stop, self._stop_at = fail_at, stop, stop_at
+
+    def tick(self, *, now: float):
+        self.instants.append(now)
+        if self._stop is not None and len(self.instants) == self._stop_at:
+            self._stop.set()  # as SIGTERM would, in the middle of this tick
+        if len(self.instants) in self._fail_at:
+            raise RuntimeError("boom")
+        return []
+
+
+def test_a_stop_during_a_tick_lets_that_tick_finish_and_no_other_start():
+    stop = threading.Event()
+    controller = ScriptedController(stop=stop, stop_at=2)
+    ticks = run_loop(controller, clock=ManualClock(100.0), interval_s=0.0, stop=stop)
+    assert ticks == 2 and len(controller.instants) == 2
+
+
+def test_a_failing_tick_is_logged_and_the_loop_goes_on():
+    controller = ScriptedController(fail_at={1})
+    with capture_logs() as logs:
+        ticks = run_loop(controller, clock=ManualClock(), interval_s=0.0, stop=threading.Event(), max_ticks=3)
+    assert ticks == 3
+    assert any(e["event"] == "tick failed" and e["log_level"] == "error" for e in logs)
+
+
+def test_sigterm_stops_the_daemon_cleanly(prometheus_stack, kmock_cluster, tmp_path):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set("vllm:num_requests_waiting", vllm_labels("chat", ns), 20)
+    exporter.set("vllm:num_requests_running", vllm_labels("chat", ns), 8)
+    prometheus.wait_for(f'vllm:num_requests_running{{namespace="{ns}"}}')
+    kmock_cluster.put(deployment("chat", namespace=ns, replicas=1))
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": [model("chat", namespace=ns)]})
+    )
+    (tmp_path / "kubeconfig").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "k", "cluster": {"server": kmock_cluster.url}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "k", "context": {"cluster": "k", "user": "u"}}],
+                "current-context": "k",
+            }
+        )
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"), "--kubeconfig", str(tmp_path / "kubeconfig")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while kmock_cluster.get(DEPLOYMENTS, ns, "chat")["spec"]["replicas"] == 1:
+            assert time.monotonic() < deadline and daemon.poll() is None, "the daemon never scaled"
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]  # JSON logs when not on a terminal
+    assert any(e["event"] == "scaled" and e["change"] == "1 -> 5" for e in events)
+    assert any(e["event"] == "stopping after the current tick" and e["signal"] == "SIGTERM" for e in events)
+    assert events[-1]["event"] == "loop stopped"
