@@ -54,3 +54,15 @@ def scaled_object(name: str, *, deployment: str, namespace: str = "ml", annotati
             "triggers": [{"type": "prometheus", "metadata": {"query": "sum(vllm:num_requests_waiting)", "threshold": "5"}}],
         },
     }
+
+
+def kubeconfig(server: str, *, token: str | None = None) -> dict:
+    """A kubeconfig that points the official client at `server` (the kmock emulator)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": {"token": token} if token else {}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+        "current-context": "kmock",
+    }

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from autoscaler.clock import ManualClock
 from autoscaler.daemon import run_loop
-from tests.builders import deployment, model
+from tests.builders import deployment, kubeconfig, model
 from tests.support.kmock_harness import DEPLOYMENTS
 from tests.support.prom_harness import unique_name, vllm_labels
 
@@ -61,18 +61,7 @@ def test_sigterm_stops_the_daemon_cleanly(prometheus_stack, kmock_cluster, tmp_p
     (tmp_path / "config.yaml").write_text(
         yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": [model("chat", namespace=ns)]})
     )
-    (tmp_path / "kubeconfig").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "k", "cluster": {"server": kmock_cluster.url}}],
-                "users": [{"name": "u", "user": {}}],
-                "contexts": [{"name": "k", "context": {"cluster": "k", "user": "u"}}],
-                "current-context": "k",
-            }
-        )
-    )
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url)))
     daemon = subprocess.Popen(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"), "--kubeconfig", str(tmp_path / "kubeconfig")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -14,7 +14,7 @@ from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.recording import DryRunTargets
-from tests.builders import config, deployment, model
+from tests.builders import config, deployment, kubeconfig, model
 from tests.support.kmock_harness import DEPLOYMENTS
 from tests.support.prom_harness import unique_name, vllm_labels
 
@@ -80,18 +80,7 @@ def test_cli_dry_run_prints_decisions_with_reasons_for_hot_and_long_tail(prometh
         ],
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (tmp_path / "kubeconfig").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": kmock_cluster.url}}],
-                "users": [{"name": "test", "user": {"token": "secret-token-value"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
-                "current-context": "kmock",
-            }
-        )
-    )
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url, token="secret-token-value")))
     result = subprocess.run(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"),
          "--kubeconfig", str(tmp_path / "kubeconfig"), "--dry-run", "--once"],

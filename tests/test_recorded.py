@@ -78,7 +78,7 @@ def test_query_range_json_maps_series_by_labels_or_key(tmp_path):
 
 def test_query_range_json_rejects_nan_and_wrong_shape(tmp_path):
     nan = {"waiting": {"data": {"resultType": "matrix", "result": [{"metric": {"autoscaler_key": "chat"}, "values": [[1, "NaN"]]}]}}}
-    with pytest.raises(TraceError, match="value 'NaN' is not allowed"):
+    with pytest.raises(TraceError, match="waiting series 'chat' point 0: value 'NaN' is not allowed"):
         load_trace(write(tmp_path, json.dumps(nan), "nan.json"), CFG)
     vector = {"waiting": {"data": {"resultType": "vector", "result": []}}}
     with pytest.raises(TraceError, match="not a query_range response"):

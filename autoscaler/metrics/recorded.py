@@ -109,12 +109,12 @@ def load_native_csv(path: Path) -> RecordedTrace:
         if len(row) != 4:
             raise TraceError(f"{path}: line {line}: expected 4 fields ({','.join(COLUMNS)}), got {len(row)}")
         time_text, name, signal, value_text = (field.strip() for field in row)
-        time_s = _number(path, line, "time_s", time_text, allow_negative=True)
+        time_s = _number(path, f"line {line}", "time_s", time_text, allow_negative=True)
         if signal not in ALL_SIGNALS:
             raise TraceError(f"{path}: line {line}: signal {signal!r} is not one of {', '.join(sorted(ALL_SIGNALS))}")
         if not name:
             raise TraceError(f"{path}: line {line}: name is empty; it must name a model or a dependency")
-        samples[(name, signal)].append((time_s, _number(path, line, "value", value_text)))
+        samples[(name, signal)].append((time_s, _number(path, f"line {line}", "value", value_text)))
     if not samples:
         raise TraceError(f"{path}: the trace holds no samples")
     return RecordedTrace({key: _series(points) for key, points in samples.items()})
@@ -154,14 +154,14 @@ def load_query_range_json(path: Path, config: Config) -> RecordedTrace:
     return RecordedTrace({key: _series(points) for key, points in samples.items()})
 
 
-def _number(path: Path, where: object, field: str, text: object, *, allow_negative: bool = False) -> float:
+def _number(path: Path, where: str, field: str, text: object, *, allow_negative: bool = False) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise TraceError(f"{path}: line {where}: {field} {text!r} is not a number") from None
+        raise TraceError(f"{path}: {where}: {field} {text!r} is not a number") from None
     if not math.isfinite(value) or (value < 0 and not allow_negative):
         allowed = "a finite number" if allow_negative else "a finite, non-negative number"
-        raise TraceError(f"{path}: line {where}: {field} {text!r} is not allowed; it must be {allowed}")
+        raise TraceError(f"{path}: {where}: {field} {text!r} is not allowed; it must be {allowed}")
     return value
 
 
