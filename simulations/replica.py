@@ -88,6 +88,15 @@ class ModelQueue:
     def next_arrival_s(self) -> float:
         return float(self.requests.arrival_s[self._next]) if self._next < len(self.requests) else np.inf
 
+    def next_arrival_after(self, now: float) -> float:
+        """When the head of the line can next be admitted: `now` if it is already here, its
+        arrival if another replica pulled it into the line ahead of time, else the next arrival.
+        (Replicas advance one after another over the same tick, so a line can hold requests
+        that arrive later than the time a replica has reached.)"""
+        if self.waiting:
+            return max(float(self.requests.arrival_s[self.waiting[0]]), now)
+        return self.next_arrival_s()
+
     def requeue_front(self, ids: list[int]) -> None:
         self.waiting.extendleft(reversed(ids))
 
@@ -135,7 +144,7 @@ class Replica:
                 self._admit(queue, now)
             decoding = len(self.decoding)
             if not decoding and not self.prefill:
-                next_arrival = queue.next_arrival_s() if queue is not None and not queue.waiting else np.inf
+                next_arrival = queue.next_arrival_after(now) if queue is not None else np.inf
                 now = min(end, next_arrival) if next_arrival > now else end
                 continue
             chunk = min(self.prefill[0][1], profile.max_batched_tokens - decoding) if self.prefill else 0.0
@@ -146,33 +155,38 @@ class Replica:
                 k, event = max(self.decoding[0][0] - self.steps, 0.0), "finish"
             if chunk and self.prefill[0][1] / chunk < k:
                 k, event = self.prefill[0][1] / chunk, "prefilled"
-            if queue is not None and not queue.waiting and self.running < profile.max_num_seqs:
-                arrival_k = (queue.next_arrival_s() - now) / step_s
-                if arrival_k < k:
-                    k, event = max(arrival_k, 0.0), "arrival"
+            if queue is not None and self.running < profile.max_num_seqs:
+                next_arrival = queue.next_arrival_after(now)
+                if now < next_arrival and (next_arrival - now) / step_s < k:
+                    k, event = (next_arrival - now) / step_s, "arrival"
             now += k * step_s
             self.busy_s += k * step_s
             self.steps += k
             if chunk:
                 self.prefill[0][1] -= k * chunk
-            if event == "finish":
-                while self.decoding and self.decoding[0][0] <= self.steps + 1e-9:
-                    self._finish(heapq.heappop(self.decoding)[1], now, requests)
-            elif event == "prefilled":
-                request_id, _, prompt = self.prefill.popleft()
-                self.prompt_prefill -= prompt
-                if requests is not None:
-                    requests.first_token_s[request_id] = now
-                remaining = (requests.output[request_id] if requests is not None else 1.0) - 1.0
-                if remaining <= 0:
-                    self._done(request_id, now, requests)
-                else:
-                    heapq.heappush(self.decoding, (self.steps + remaining, request_id))
-                    self._ids[request_id] = (prompt, self.steps)
-                    self.prompt_decoding += prompt
-                    self.start_marks += self.steps
-            elif event == "tick":
+            # Whatever event stopped the advance, settle everything it completed: another
+            # event can land on the same instant as a finish or the end of a prefill.
+            while self.decoding and self.decoding[0][0] <= self.steps + 1e-9:
+                self._finish(heapq.heappop(self.decoding)[1], now, requests)
+            if self.prefill and self.prefill[0][1] <= 1e-9:
+                self._prefilled(now, requests)
+            if event == "tick":
                 now = end
+
+    def _prefilled(self, now: float, requests: Requests | None) -> None:
+        """The head's prompt is in the cache: its first token comes with this step."""
+        request_id, _, prompt = self.prefill.popleft()
+        self.prompt_prefill -= prompt
+        if requests is not None:
+            requests.first_token_s[request_id] = now
+        remaining = (requests.output[request_id] if requests is not None else 1.0) - 1.0
+        if remaining <= 0:
+            self._done(request_id, now, requests)
+            return
+        heapq.heappush(self.decoding, (self.steps + remaining, request_id))
+        self._ids[request_id] = (prompt, self.steps)
+        self.prompt_decoding += prompt
+        self.start_marks += self.steps
 
     def _admit(self, queue: ModelQueue, now: float) -> None:
         queue.arrive_until(now, cold=False)
@@ -180,7 +194,7 @@ class Replica:
         while queue.waiting:
             request_id = queue.waiting[0]
             prompt = requests.prompt[request_id]
-            if not self.can_admit(prompt, requests.output[request_id]):
+            if requests.arrival_s[request_id] > now or not self.can_admit(prompt, requests.output[request_id]):
                 break
             queue.waiting.popleft()
             requests.admitted_s[request_id] = now

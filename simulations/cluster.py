@@ -1,0 +1,176 @@
+"""A simulated cluster of vLLM replicas that reacts to the replica counts an autoscaler sets.
+
+Per model: the router's FIFO (simulations.replica.ModelQueue), replicas that become ready one
+cold start after they are asked for (drawn per replica; a starting replica holds its GPU and
+serves nothing), and replicas that drain on scale-down (no new requests; what is still running
+after Kubernetes' 30 s termination grace is served again elsewhere). Metrics reach autoscalers
+as Prometheus would deliver them: per pod, sampled at each scrape, DCGM utilization from the
+busy time since the last scrape, and no series at all while a model has no ready replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulations.replica import ModelQueue, Replica, ReplicaProfile, Requests
+
+TERMINATION_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Seconds from a scale-up to ready, drawn per replica from a log-normal distribution.
+    Defaults from ANCHORS.md: 2 to 7 minutes is commonly reported, 82 s for an 8B model with
+    local caches, 294 s uncached; median 120 s with sigma 0.4 puts 90% of starts in 62..232 s."""
+
+    median_s: float = 120.0
+    sigma: float = 0.4
+    min_s: float = 30.0
+    max_s: float = 420.0
+
+    def draw(self, rng: np.random.Generator) -> float:
+        return float(np.clip(self.median_s * np.exp(self.sigma * rng.standard_normal()), self.min_s, self.max_s))
+
+
+@dataclass
+class ModelSetup:
+    name: str
+    requests: Requests
+    profile: ReplicaProfile
+    cold_start: ColdStart = field(default_factory=ColdStart)
+    kind: str = "hot"  # hot or long-tail: which policy kind ours uses, and the floor peers get
+    initial_replicas: int = 1
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """What one scrape of the model's pods returned (empty tuples: no ready pod, no series)."""
+
+    at: float
+    waiting: tuple[float, ...]
+    running: tuple[float, ...]
+    kv_usage: tuple[float, ...]
+    gpu_utilization: tuple[float, ...]
+
+
+class SimModel:
+    def __init__(self, setup: ModelSetup, rng: np.random.Generator) -> None:
+        self.setup = setup
+        self.queue = ModelQueue(setup.requests)
+        self._rng = rng
+        self.replicas: list[Replica] = []  # ready, or starting while ready_at > now
+        self.draining: list[Replica] = []
+        self.gpu_seconds = 0.0
+        self.scaling_actions = 0
+        self.seconds_at_zero = 0.0
+        self.scrape: Scrape = Scrape(0.0, (), (), (), ())
+        self._busy_at_scrape: dict[int, float] = {}
+        self._arrival_times = setup.requests.arrival_s
+        self._next_cold_start_s = setup.cold_start.draw(rng)
+        self.set_replicas(setup.initial_replicas, now=0.0, ready_at_once=True)
+        self.scaling_actions = 0
+
+    # -- what autoscalers see and do ----------------------------------------------------------
+
+    @property
+    def spec_replicas(self) -> int:
+        return len(self.replicas)
+
+    def ready(self, now: float) -> list[Replica]:
+        return [r for r in self.replicas if r.ready_at <= now]
+
+    def set_replicas(self, count: int, *, now: float, ready_at_once: bool = False) -> None:
+        count = max(int(count), 0)
+        if count == len(self.replicas):
+            return
+        self.scaling_actions += 1
+        if count > len(self.replicas):
+            for _ in range(count - len(self.replicas)):
+                ready_at = now if ready_at_once else now + self._take_cold_start()
+                self.replicas.append(Replica(self.setup.profile, ready_at=ready_at))
+            return
+        # Kubernetes removes not-ready pods first, then (with pod-deletion-cost unset) the
+        # youngest; we remove the least loaded ready ones, the kindest choice for every policy.
+        starting = [r for r in self.replicas if r.ready_at > now]
+        ready = sorted((r for r in self.replicas if r.ready_at <= now), key=lambda r: r.running)
+        removed = (sorted(starting, key=lambda r: -r.ready_at) + ready)[: len(self.replicas) - count]
+        for replica in removed:
+            self.replicas.remove(replica)
+            if replica.ready_at <= now and replica.running:
+                replica.draining_since = now
+                self.draining.append(replica)
+
+    def peek_cold_start_s(self) -> float:
+        """The next replica's cold start: what an oracle with perfect knowledge would know."""
+        return self._next_cold_start_s
+
+    def _take_cold_start(self) -> float:
+        taken, self._next_cold_start_s = self._next_cold_start_s, self.setup.cold_start.draw(self._rng)
+        return taken
+
+    def arrivals_between(self, start: float, end: float) -> int:
+        times = self._arrival_times
+        return int(np.searchsorted(times, end, side="right") - np.searchsorted(times, start, side="right"))
+
+    def in_flight(self) -> int:
+        return sum(r.running for r in self.replicas) + len(self.queue.waiting)
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def step(self, start: float, end: float, turn: int) -> None:
+        ready = [r for r in self.replicas if r.ready_at < end]
+        if not any(r.ready_at <= start for r in self.replicas):
+            # Nobody serves at the start of the tick: what arrives waits at the gateway and
+            # meets a cold start (or a model that every replica has left).
+            first_ready = min((r.ready_at for r in ready), default=end)
+            self.queue.arrive_until(first_ready, cold=True)
+        if ready:
+            offset = turn % len(ready)  # rotate who admits first, so no replica is favoured
+            for replica in ready[offset:] + ready[:offset]:
+                replica.advance(max(start, replica.ready_at), end, self.queue)
+        for replica in list(self.draining):
+            replica.advance(start, end, None)
+            if not replica.running:
+                self.draining.remove(replica)
+            elif end - replica.draining_since >= TERMINATION_GRACE_S:
+                self.queue.requeue_front(replica.evict())
+                self.draining.remove(replica)
+        self.gpu_seconds += (len(self.replicas) + len(self.draining)) * self.setup.profile.gpus * (end - start)
+        if not self.replicas:
+            self.seconds_at_zero += end - start
+
+    def take_scrape(self, now: float) -> None:
+        ready = self.ready(now)
+        waiting = len(self.queue.waiting)
+        share = waiting / len(ready) if ready else 0.0
+        interval = max(now - self.scrape.at, 1e-9)
+        utilization = []
+        for replica in ready:
+            busy_before = self._busy_at_scrape.get(id(replica), replica.busy_s)
+            utilization.append(min((replica.busy_s - busy_before) / interval, 1.0) * 100.0)
+        self._busy_at_scrape = {id(r): r.busy_s for r in ready}
+        self.scrape = Scrape(
+            at=now,
+            waiting=tuple(share for _ in ready),  # the router's line, as each pod's vLLM queue
+            running=tuple(float(r.running) for r in ready),
+            kv_usage=tuple(r.kv_usage() for r in ready),
+            gpu_utilization=tuple(utilization),
+        )
+
+
+class Cluster:
+    def __init__(self, setups: list[ModelSetup], *, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.models = {setup.name: SimModel(setup, np.random.default_rng(rng.integers(2**63))) for setup in setups}
+        self._turn = 0
+
+    def step(self, start: float, end: float) -> None:
+        self._turn += 1
+        for model in self.models.values():
+            model.step(start, end, self._turn)
+
+    def take_scrape(self, now: float) -> None:
+        for model in self.models.values():
+            model.take_scrape(now)

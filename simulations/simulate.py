@@ -1,0 +1,174 @@
+"""Closed-loop simulation: an autoscaler (ours, a peer, or the oracle) scales simulated vLLM
+replicas serving a real request trace; the report says what that cost in GPU-hours and latency.
+
+Each second the cluster serves (simulations.cluster); every scrape_interval_s it is scraped;
+each autoscaler acts at its own control-loop period. Ours is the daemon's Controller itself,
+through the same MetricsSource and ScaleTarget protocols (simulations.sim_adapters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from autoscaler.config import Config, parse_config
+from autoscaler.controller import Controller
+from simulations.cluster import Cluster, ModelSetup, SimModel
+from simulations.sim_adapters import SimulatedPrometheus, SimulatedTargets, peer_view
+
+SCRAPE_INTERVAL_S = 15.0  # a common Prometheus scrape interval for vLLM pods (the default is 60 s)
+TIMELINE_STEP_S = 10.0
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A request meets the SLO when both its queue wait and its time to first token do."""
+
+    queue_wait_s: float = 2.0
+    ttft_s: float = 5.0
+
+
+@dataclass
+class ModelResult:
+    model: str
+    policy: str
+    requests: int
+    gpu_hours: float
+    slo_attainment: float
+    queue_wait_p50_s: float
+    queue_wait_p95_s: float
+    queue_wait_p99_s: float
+    ttft_p95_s: float
+    cold_start_requests: int
+    unserved: int
+    scaling_actions: int
+    seconds_at_zero: float
+    timeline: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+
+class Driver:
+    """An autoscaler in the loop: acts every period_s."""
+
+    period_s: float
+
+    def act(self, now: float) -> None:
+        raise NotImplementedError
+
+
+class OursDriver(Driver):
+    def __init__(self, cluster: Cluster, config: Config) -> None:
+        self.period_s = config.tick_interval_s
+        self._controller = Controller(config, metrics=SimulatedPrometheus(cluster), targets=SimulatedTargets(cluster))
+
+    def act(self, now: float) -> None:
+        self._controller.tick(now=now)
+
+
+class PeerDriver(Driver):
+    """One peer instance per model, all on the peer's own control-loop period."""
+
+    def __init__(self, cluster: Cluster, make_peer: Callable[[SimModel], object]) -> None:
+        self._peers = {name: make_peer(model) for name, model in cluster.models.items()}
+        self._cluster = cluster
+        self.period_s = min(peer.period_s for peer in self._peers.values())
+
+    def act(self, now: float) -> None:
+        for name, peer in self._peers.items():
+            model = self._cluster.models[name]
+            model.set_replicas(peer.decide(peer_view(model, now)), now=now)
+
+
+def ours_config(setups: list[ModelSetup]) -> Config:
+    """Our policy at its defaults. Only what a user must state about a model is filled in:
+    its kind, its cold start (the median of the simulated distribution), and its per-replica
+    in-flight target at the replica's throughput/latency knee (a/b), as README asks."""
+    models = []
+    for setup in setups:
+        profile = setup.profile
+        policy = {
+            "kind": setup.kind,
+            "max_replicas": 100,
+            "cold_start_s": setup.cold_start.median_s,
+            "target_running_per_replica": max(1, round(profile.step_base_s / profile.step_per_seq_s)),
+        }
+        model = {"name": setup.name, "namespace": "sim", "target": {"kind": "Deployment", "name": setup.name}, "policy": policy}
+        if setup.kind == "long-tail":
+            model["wake_query"] = "sum(rate(gateway_requests_total[1m]))"
+        models.append(model)
+    return parse_config({"models": models})
+
+
+def run(
+    setups: list[ModelSetup],
+    driver_for: Callable[[Cluster], Driver],
+    *,
+    policy: str,
+    seed: int,
+    slo: Slo = Slo(),
+    dt_s: float = 1.0,
+    end_s: float | None = None,
+    progress: Callable[[float, float], None] | None = None,
+) -> list[ModelResult]:
+    cluster = Cluster(setups, seed=seed)
+    driver = driver_for(cluster)
+    last_arrival = max((float(s.requests.arrival_s[-1]) for s in setups if len(s.requests)), default=0.0)
+    end = end_s if end_s is not None else last_arrival + 300.0
+    timelines = {name: {"t": [], "arrivals": [], "replicas": [], "ready": [], "queue": []} for name in cluster.models}
+    now, next_scrape, next_act, next_sample = 0.0, 0.0, 0.0, 0.0
+    while now < end:
+        if now >= next_scrape:
+            cluster.take_scrape(now)
+            next_scrape += SCRAPE_INTERVAL_S
+        if now >= next_act:
+            driver.act(now)
+            next_act += driver.period_s
+        cluster.step(now, now + dt_s)
+        now += dt_s
+        if now >= next_sample:
+            for name, model in cluster.models.items():
+                line = timelines[name]
+                line["t"].append(now)
+                line["arrivals"].append(model.arrivals_between(now - TIMELINE_STEP_S, now) / TIMELINE_STEP_S)
+                line["replicas"].append(model.spec_replicas)
+                line["ready"].append(len(model.ready(now)))
+                line["queue"].append(len(model.queue.waiting))
+            next_sample += TIMELINE_STEP_S
+            if progress is not None:
+                progress(now, end)
+    return [summarize(model, policy=policy, slo=slo, end=end, timeline=timelines[name]) for name, model in cluster.models.items()]
+
+
+def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: dict) -> ModelResult:
+    requests = model.setup.requests
+    arrived = requests.arrival_s < end
+    # A request never admitted waited until the end of the run (a lower bound on its wait).
+    wait = np.where(np.isnan(requests.admitted_s), end, requests.admitted_s) - requests.arrival_s
+    ttft = np.where(np.isnan(requests.first_token_s), end, requests.first_token_s) - requests.arrival_s
+    wait, ttft = wait[arrived], ttft[arrived]
+    met = (wait <= slo.queue_wait_s) & (ttft <= slo.ttft_s)
+    percentile = (lambda values, q: float(np.percentile(values, q))) if len(wait) else (lambda values, q: math.nan)
+    return ModelResult(
+        model=model.setup.name,
+        policy=policy,
+        requests=int(arrived.sum()),
+        gpu_hours=model.gpu_seconds / 3600.0,
+        slo_attainment=float(met.mean()) if len(met) else math.nan,
+        queue_wait_p50_s=percentile(wait, 50),
+        queue_wait_p95_s=percentile(wait, 95),
+        queue_wait_p99_s=percentile(wait, 99),
+        ttft_p95_s=percentile(ttft, 95),
+        cold_start_requests=int(requests.cold[arrived].sum()),
+        unserved=int(np.isnan(requests.first_token_s[arrived]).sum()),
+        scaling_actions=model.scaling_actions,
+        seconds_at_zero=model.seconds_at_zero,
+        timeline=timeline,
+    )
+
+
+def result_record(result: ModelResult) -> dict:
+    record = asdict(result)
+    record.pop("timeline")
+    return record
