@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config and print every model's effective settings")
     check.add_argument("config", type=Path)
+
+    simulate = commands.add_parser("simulate", help="closed-loop simulation: GPU-hours and latency per policy on request traces")
+    simulate.add_argument("--trace", action="append", required=True, metavar="SPEC[@KIND]",
+                          help="azure-conv, azure-code, mooncake, servegen:MODEL:client=ID|top=N|sum[:start=S][:end=S][:scale=F], "
+                               "or a .csv/.jsonl file; @long-tail for a long-tail model (default @hot); repeat for several models")
+    simulate.add_argument("--policies", default="ours,keda,hpa,kpa,ray,oracle", help="comma-separated: ours,keda,hpa,kpa,ray,oracle")
+    simulate.add_argument("--tuned", action="store_true", help="also run each peer with its main target swept to the cheapest that meets the SLO")
+    simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (ANCHORS.md) or burstgpt-1b (fitted)")
+    simulate.add_argument("--slo-wait-s", type=_positive, default=2.0, help="queue wait a request may have")
+    simulate.add_argument("--slo-ttft-s", type=_positive, default=5.0, help="time to first token a request may have")
+    simulate.add_argument("--slo-target", type=_positive, default=0.95, help="share of requests in SLO that tuning aims for")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--out", type=Path, default=Path("simulation-report"), help="directory for report.json, report.txt and PNGs")
     return parser
 
 
@@ -84,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(level=args.log_level)
     try:
-        return {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config}[args.command](args)
+        return {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "simulate": cmd_simulate}[args.command](args)
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -98,6 +111,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             dumped["policy"]["effective_idle_timeout_s"] = model.policy.effective_idle_timeout_s
     print(f"# {args.config}: valid, {len(config.models)} model(s); effective settings with every default filled in")
     print(yaml.safe_dump(effective, sort_keys=False), end="")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulations.suite import simulate_and_report
+    from simulations.simulate import Slo
+
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    slo = Slo(queue_wait_s=args.slo_wait_s, ttft_s=args.slo_ttft_s)
+    simulate_and_report(args.trace, policies, profile_name=args.profile, seed=args.seed, slo=slo,
+                        tuned=args.tuned, slo_target=args.slo_target, out=args.out)
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.replica import ModelQueue, Replica, ReplicaProfile, Requests
+from simulations.replica import ModelQueue, Replica, ReplicaProfile, ServedRequests
 
 SCALES = (100, 500, 1000, 2000)
 DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "vllm-burstgpt"
@@ -77,6 +77,7 @@ def burstgpt_profile(traces: Path = DEFAULT_TRACES) -> ReplicaProfile:
         max_num_seqs=256,
         kv_capacity_tokens=475_000,
         max_batched_tokens=8192,
+        max_model_len=131_072,  # Llama-3.2's context
         source=f"fitted on vllm-burstgpt, {fit.samples} samples, residual std {fit.residual_std:.2f}",
     )
 
@@ -86,7 +87,8 @@ def burstgpt_profile(traces: Path = DEFAULT_TRACES) -> ReplicaProfile:
 # B / (a + b*B) sits near B = a/b, so a/b = 8; a = 12 ms (a memory-bound decode step of 16 GB
 # of weights at ~1.5 TB/s, plus overhead) gives b = 1.5 ms: 24 ms per token at the knee,
 # 333 tok/s. Prefill at ~6,700 tok/s (c = 150 us) and a KV cache of 80,000 tokens (about 10 GB
-# at 128 KiB per token) are typical for that pair.
+# at 128 KiB per token) are typical for that pair. max_model_len 65,536: vLLM refuses to start
+# unless one sequence of max_model_len fits the cache; it refuses 47 of Mooncake's 3,993.
 A100_8B = ReplicaProfile(
     name="a100-40g-8b",
     step_base_s=0.012,
@@ -95,6 +97,7 @@ A100_8B = ReplicaProfile(
     max_num_seqs=256,
     kv_capacity_tokens=80_000,
     max_batched_tokens=8192,
+    max_model_len=65_536,
     source="ANCHORS.md: A100-40G knee at ~8 concurrent 1,024-in/128-out requests",
 )
 
@@ -120,7 +123,7 @@ class Validation:
     running_correlation: float
 
 
-def recorded_requests(traces: Path, scale: int) -> Requests:
+def recorded_requests(traces: Path, scale: int) -> ServedRequests:
     """The run's requests in engine tokens. The client counted `out_len` in characters of
     streamed text, not tokens: over the four runs the engine generated 0.152 tokens per
     character counted (about 6.6 characters a token), and prefilled 0.80 prompt tokens per
@@ -133,7 +136,7 @@ def recorded_requests(traces: Path, scale: int) -> Requests:
     arrival = np.array([d["record_time"] - d["total_chunk_time"] for d in details])
     prompt = np.array([d["in_len"] for d in details], dtype=float)
     output = np.array([d["out_len"] for d in details], dtype=float)
-    return Requests(arrival, prompt * prefilled / prompt.sum(), output * generated / output.sum())
+    return ServedRequests(arrival, prompt * prefilled / prompt.sum(), output * generated / output.sum())
 
 
 def validate(profile: ReplicaProfile, traces: Path = DEFAULT_TRACES, scale: int = 500) -> Validation:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulations.replica import ModelQueue, Replica, ReplicaProfile, Requests
+from simulations.replica import ModelQueue, Replica, ReplicaProfile, ServedRequests
+from simulations.workload import Requests
 
 TERMINATION_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds
 
@@ -34,13 +35,16 @@ class ColdStart:
         return float(np.clip(self.median_s * np.exp(self.sigma * rng.standard_normal()), self.min_s, self.max_s))
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelSetup:
+    """One model of a simulation: its workload, its replicas' speed and cold starts, its kind
+    (which of our policies it gets, and the floor every peer is given: 1 for hot)."""
+
     name: str
-    requests: Requests
+    workload: Requests
     profile: ReplicaProfile
     cold_start: ColdStart = field(default_factory=ColdStart)
-    kind: str = "hot"  # hot or long-tail: which policy kind ours uses, and the floor peers get
+    kind: str = "hot"
     initial_replicas: int = 1
 
 
@@ -58,7 +62,8 @@ class Scrape:
 class SimModel:
     def __init__(self, setup: ModelSetup, rng: np.random.Generator) -> None:
         self.setup = setup
-        self.queue = ModelQueue(setup.requests)
+        self.requests = ServedRequests.of(setup.workload)
+        self.queue = ModelQueue(self.requests, max_model_len=setup.profile.max_model_len)
         self._rng = rng
         self.replicas: list[Replica] = []  # ready, or starting while ready_at > now
         self.draining: list[Replica] = []
@@ -67,7 +72,7 @@ class SimModel:
         self.seconds_at_zero = 0.0
         self.scrape: Scrape = Scrape(0.0, (), (), (), ())
         self._busy_at_scrape: dict[int, float] = {}
-        self._arrival_times = setup.requests.arrival_s
+        self._arrival_times = self.requests.arrival_s
         self._next_cold_start_s = setup.cold_start.draw(rng)
         self.set_replicas(setup.initial_replicas, now=0.0, ready_at_once=True)
         self.scaling_actions = 0

@@ -4,7 +4,7 @@ One engine step takes `a + b * decoding + c * prefill_tokens` seconds: every dec
 gains one output token per step, and a step also prefills up to `max_batched_tokens` prompt
 tokens (chunked prefill, FIFO over the admitted requests). A request is admitted while the
 replica has fewer than `max_num_seqs` requests and its KV cache holds the prompts and tokens
-generated so far. Requests wait in one FIFO per model at a router in front of the replicas
+generated so far. ServedRequests wait in one FIFO per model at a router in front of the replicas
 (llm-d's and AIBrix's gateways queue per model; it is also the best case for every policy
 alike), and go to a replica as soon as one can admit them.
 
@@ -34,6 +34,7 @@ class ReplicaProfile:
     max_num_seqs: int  # vLLM's cap on running requests
     kv_capacity_tokens: int  # tokens the KV cache holds across running requests
     max_batched_tokens: int  # vLLM's max_num_batched_tokens: prompt tokens per step at most
+    max_model_len: int  # longer requests (prompt + output) are refused, as vLLM answers 400
     gpus: int = 1
     source: str = ""
 
@@ -48,8 +49,14 @@ class ReplicaProfile:
         )
 
 
-class Requests:
-    """Per-request arrays of one model's workload and what happened to each request."""
+class ServedRequests:
+    """One model's requests (from a simulations.workload.Requests) and what happened to each
+    in one simulation run: when it was admitted, got its first token, finished, and whether
+    it arrived while no replica was ready (it met a cold start)."""
+
+    @classmethod
+    def of(cls, workload) -> ServedRequests:
+        return cls(workload.arrival_s, workload.prompt_tokens, workload.output_tokens)
 
     def __init__(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray) -> None:
         order = np.argsort(arrival_s, kind="stable")
@@ -61,16 +68,21 @@ class Requests:
         self.first_token_s = np.full(n, np.nan)
         self.finished_s = np.full(n, np.nan)
         self.cold = np.zeros(n, dtype=bool)  # arrived while no replica of the model was ready
+        self.rejected = np.zeros(n, dtype=bool)  # longer than max_model_len: refused on arrival
 
     def __len__(self) -> int:
         return len(self.arrival_s)
 
 
 class ModelQueue:
-    """The router's FIFO for one model: arrivals enter at their time, replicas take from the head."""
+    """The router's FIFO for one model: arrivals enter at their time, replicas take from the head.
+    A request longer than the model's max_model_len is refused on arrival, as vLLM refuses it
+    (HTTP 400): no replica count would serve it, and queued it would block the line forever."""
 
-    def __init__(self, requests: Requests) -> None:
+    def __init__(self, requests: ServedRequests, *, max_model_len: float = np.inf) -> None:
         self.requests = requests
+        too_long = requests.prompt + requests.output > max_model_len
+        requests.rejected[:] = too_long
         self._next = 0  # first request that has not arrived yet
         self.waiting: deque[int] = deque()
         self.arrived = 0
@@ -79,9 +91,10 @@ class ModelQueue:
         arrival = self.requests.arrival_s
         end = int(np.searchsorted(arrival, now, side="right"))
         if end > self._next:
+            rejected = self.requests.rejected[self._next : end]
             if cold:
-                self.requests.cold[self._next : end] = True
-            self.waiting.extend(range(self._next, end))
+                self.requests.cold[self._next : end] = ~rejected
+            self.waiting.extend(i for i in range(self._next, end) if not self.requests.rejected[i])
             self.arrived += end - self._next
             self._next = end
 
@@ -129,11 +142,20 @@ class Replica:
         return self.prompt_prefill + self.prompt_decoding + len(self.decoding) * self.steps - self.start_marks
 
     def kv_usage(self) -> float:
-        return min(self.kv_used / self.profile.kv_capacity_tokens, 1.0)
+        # The running sums behind kv_used drift by ~1e-15 as requests come and go.
+        return min(max(self.kv_used / self.profile.kv_capacity_tokens, 0.0), 1.0)
 
     def can_admit(self, prompt: float, output: float) -> bool:
-        # vLLM admits when the prompt's KV blocks fit; decoding then grows into the rest.
-        return self.running < self.profile.max_num_seqs and self.kv_used + prompt <= self.profile.kv_capacity_tokens
+        """vLLM schedules a waiting request when its prefill can start and its prompt's KV
+        blocks fit (decoding then grows into the rest). Until then it counts in
+        num_requests_waiting, which is this model's line at the router: one prefill at a time
+        per replica keeps the line where vLLM shows it, and lets the next free replica take
+        the head (a request is not stuck behind one engine's backlog)."""
+        return (
+            not self.prefill
+            and self.running < self.profile.max_num_seqs
+            and self.kv_used + prompt <= self.profile.kv_capacity_tokens
+        )
 
     def advance(self, start: float, end: float, queue: ModelQueue | None) -> None:
         """Serve from `start` to `end`, admitting from `queue` (None while draining)."""
@@ -155,7 +177,7 @@ class Replica:
                 k, event = max(self.decoding[0][0] - self.steps, 0.0), "finish"
             if chunk and self.prefill[0][1] / chunk < k:
                 k, event = self.prefill[0][1] / chunk, "prefilled"
-            if queue is not None and self.running < profile.max_num_seqs:
+            if queue is not None and not self.prefill and self.running < profile.max_num_seqs:
                 next_arrival = queue.next_arrival_after(now)
                 if now < next_arrival and (next_arrival - now) / step_s < k:
                     k, event = (next_arrival - now) / step_s, "arrival"
@@ -173,7 +195,7 @@ class Replica:
             if event == "tick":
                 now = end
 
-    def _prefilled(self, now: float, requests: Requests | None) -> None:
+    def _prefilled(self, now: float, requests: ServedRequests | None) -> None:
         """The head's prompt is in the cache: its first token comes with this step."""
         request_id, _, prompt = self.prefill.popleft()
         self.prompt_prefill -= prompt
@@ -201,14 +223,14 @@ class Replica:
             self.prefill.append([request_id, max(prompt, 1.0), prompt])
             self.prompt_prefill += prompt
 
-    def _finish(self, request_id: int, now: float, requests: Requests | None) -> None:
+    def _finish(self, request_id: int, now: float, requests: ServedRequests | None) -> None:
         prompt, start_mark = self._ids.pop(request_id)
         self.prompt_decoding -= prompt
         self.start_marks -= start_mark
         self._done(request_id, now, requests)
 
     @staticmethod
-    def _done(request_id: int, now: float, requests: Requests | None) -> None:
+    def _done(request_id: int, now: float, requests: ServedRequests | None) -> None:
         if requests is not None:
             requests.finished_s[request_id] = now
 

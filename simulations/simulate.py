@@ -43,6 +43,7 @@ class ModelResult:
     queue_wait_p99_s: float
     ttft_p95_s: float
     cold_start_requests: int
+    rejected: int  # longer than max_model_len: refused by vLLM whatever the replica count
     unserved: int
     scaling_actions: int
     seconds_at_zero: float
@@ -114,7 +115,7 @@ def run(
 ) -> list[ModelResult]:
     cluster = Cluster(setups, seed=seed)
     driver = driver_for(cluster)
-    last_arrival = max((float(s.requests.arrival_s[-1]) for s in setups if len(s.requests)), default=0.0)
+    last_arrival = max((float(s.workload.arrival_s[-1]) for s in setups if len(s.workload)), default=0.0)
     end = end_s if end_s is not None else last_arrival + 300.0
     timelines = {name: {"t": [], "arrivals": [], "replicas": [], "ready": [], "queue": []} for name in cluster.models}
     now, next_scrape, next_act, next_sample = 0.0, 0.0, 0.0, 0.0
@@ -142,8 +143,8 @@ def run(
 
 
 def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: dict) -> ModelResult:
-    requests = model.setup.requests
-    arrived = requests.arrival_s < end
+    requests = model.requests
+    arrived = (requests.arrival_s < end) & ~requests.rejected
     # A request never admitted waited until the end of the run (a lower bound on its wait).
     wait = np.where(np.isnan(requests.admitted_s), end, requests.admitted_s) - requests.arrival_s
     ttft = np.where(np.isnan(requests.first_token_s), end, requests.first_token_s) - requests.arrival_s
@@ -161,6 +162,7 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
         queue_wait_p99_s=percentile(wait, 99),
         ttft_p95_s=percentile(ttft, 95),
         cold_start_requests=int(requests.cold[arrived].sum()),
+        rejected=int((requests.rejected & (requests.arrival_s < end)).sum()),
         unserved=int(np.isnan(requests.first_token_s[arrived]).sum()),
         scaling_actions=model.scaling_actions,
         seconds_at_zero=model.seconds_at_zero,

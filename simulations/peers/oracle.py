@@ -1,15 +1,19 @@
 """A lower bound with perfect knowledge of future arrivals and of each cold start.
 
-How it is computed. Each request, served the moment it arrives, occupies one of a replica's
-K slots for its prefill plus its output tokens at the step time of a batch of K, where K is
-the replica's throughput/latency knee (a/b, at least 1): slot_s = c*prompt + output*(a + b*K).
-Adding those intervals over time gives the slots the load needs each second; needed(t) =
-ceil(slots(t) / K). The oracle asks at t for the most it will need before a replica it
-starts now could be ready: max(needed) over [t, t + the next cold start]. So capacity is
-ready exactly when the load comes, idle capacity is released at once, and a gap shorter than
-a cold start is bridged (restarting could not be ready in time). It scales in 1 s steps and
-pays cold starts like every other policy, so its GPU-hours and latency are measured in the
-same closed loop.
+How it is computed. A replica can hold at most max_num_seqs requests and kv_capacity_tokens
+of prompts and outputs, and its engine time is spent on prefills (c per prompt token, the
+replica to itself) and decode steps (a + b*B for a batch of B, shared by the B). At the
+largest batch the cache allows, B*, a request of p prompt and o output tokens costs the
+engine w = c*p + o*(b + a/B*) seconds, the least it can cost. Served the moment it arrives,
+it is in flight for d = c*p + o*(a + b*B*). Each second the load then needs
+ceil(max(in flight / max_num_seqs, KV tokens in flight / kv_capacity, sum of w/d in flight))
+replicas: no schedule with fewer replicas could keep up, so this is a lower bound on
+capacity. The oracle asks at t for the most it will need before a replica started now could
+be ready: max(needed) over [t, t + the next cold start, known in advance]. Capacity is ready
+when the load comes, idle capacity is released at once, and a gap shorter than a cold start
+is bridged (a restart could not be ready in time). It pays cold starts like every other
+policy, and runs in the same closed loop, so its latency is measured, not assumed; running
+replicas at their limit, it meets the SLO less often than a policy with headroom.
 """
 
 from __future__ import annotations
@@ -20,6 +24,35 @@ import numpy as np
 
 from simulations.cluster import SimModel
 from simulations.peers import PeerView
+from simulations.replica import ReplicaProfile
+
+
+def needed_per_second(
+    arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray, profile: ReplicaProfile, *, horizon_s: float
+) -> np.ndarray:
+    """Replicas the load needs in each whole second of [0, horizon_s), served on arrival."""
+    fits = prompt_tokens + output_tokens <= profile.max_model_len
+    prompt, output = prompt_tokens[fits].astype(float), np.maximum(output_tokens[fits], 1).astype(float)
+    tokens = prompt + output
+    batch = min(profile.max_num_seqs, max(1.0, profile.kv_capacity_tokens / max(float(np.mean(tokens)) if len(tokens) else 1.0, 1.0)))
+    work_s = profile.prefill_per_token_s * prompt + output * (profile.step_per_seq_s + profile.step_base_s / batch)
+    duration_s = profile.prefill_per_token_s * prompt + output * profile.step_s(int(batch))
+    seconds = int(math.ceil(horizon_s)) + 1
+    start = np.minimum(arrival_s[fits].astype(int), seconds)
+    end = np.minimum((arrival_s[fits] + duration_s).astype(int) + 1, seconds)
+
+    def load(per_request: np.ndarray | float) -> np.ndarray:
+        change = np.zeros(seconds + 1)
+        np.add.at(change, start, per_request)
+        np.add.at(change, end, -np.asarray(per_request) if np.ndim(per_request) else -per_request)
+        return np.cumsum(change)[:seconds]
+
+    need = np.maximum.reduce([
+        load(1.0) / profile.max_num_seqs,
+        load(tokens) / profile.kv_capacity_tokens,
+        load(work_s / duration_s),
+    ])
+    return np.ceil(need - 1e-9).astype(int)
 
 
 class Oracle:
@@ -29,18 +62,8 @@ class Oracle:
     def __init__(self, model: SimModel, *, floor: int, horizon_s: float) -> None:
         self._model = model
         self._floor = floor
-        profile = model.setup.profile
-        slots = max(1, round(profile.step_base_s / profile.step_per_seq_s))
-        requests = model.setup.requests
-        busy_s = profile.prefill_per_token_s * requests.prompt + requests.output * profile.step_s(slots)
-        seconds = int(math.ceil(horizon_s)) + 2
-        occupancy = np.zeros(seconds + 1)
-        start, end = requests.arrival_s, requests.arrival_s + busy_s
-        # Fractional slot-seconds per whole second, by integrating a step function.
-        np.add.at(occupancy, np.minimum(start.astype(int), seconds), 1.0)
-        np.add.at(occupancy, np.minimum(end.astype(int), seconds), -1.0)
-        self.needed = np.ceil(np.cumsum(occupancy)[:seconds] / slots).astype(int)
-        self.slots = slots
+        requests = model.requests
+        self.needed = needed_per_second(requests.arrival_s, requests.prompt, requests.output, model.setup.profile, horizon_s=horizon_s)
 
     def decide(self, view: PeerView) -> int:
         second = int(view.now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from simulations.calibration import A100_8B, SCALES, burstgpt_profile, fit_step_time, validate
-from simulations.replica import ModelQueue, Replica, Requests
+from simulations.replica import ModelQueue, Replica, ServedRequests
 
 import numpy as np
 
@@ -21,10 +21,10 @@ def test_fit_reproduces_the_recorded_throughput_at_each_batch_size():
 
 
 # Per run: (largest mean absolute error of the running count, of the waiting count, least
-# correlation of running). Measured: running MAE 4.2 / 30.0 / 47.1 / 34.0 against recorded
-# means 31 / 140 / 170 / 192 (correlation 0.98 / 0.89 / 0.76 / 0.85); waiting MAE
-# 0.0 / 6.3 / 12.2 / 17.2 against recorded means 0 / 15 / 31 / 60.
-BOUNDS = {100: (6, 1, 0.95), 500: (34, 8, 0.85), 1000: (52, 15, 0.7), 2000: (38, 20, 0.8)}
+# correlation of running). Measured: running MAE 4.2 / 27.9 / 42.0 / 27.6 against recorded
+# means 31 / 140 / 170 / 192 (correlation 0.98 / 0.90 / 0.79 / 0.90); waiting MAE
+# 0.0 / 7.1 / 10.9 / 15.1 against recorded means 0 / 15 / 31 / 60.
+BOUNDS = {100: (6, 1, 0.95), 500: (32, 9, 0.85), 1000: (46, 13, 0.75), 2000: (31, 18, 0.85)}
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -37,7 +37,7 @@ def test_replaying_the_recorded_requests_tracks_the_recorded_counts(scale):
 
 
 def test_one_request_takes_prefill_plus_one_step_per_token():
-    requests = Requests(np.array([0.0]), np.array([1000]), np.array([101]))
+    requests = ServedRequests(np.array([0.0]), np.array([1000]), np.array([101]))
     replica = Replica(A100_8B)
     replica.advance(0.0, 60.0, ModelQueue(requests))
     prefill = A100_8B.step_s(0, 1000)
@@ -48,7 +48,7 @@ def test_one_request_takes_prefill_plus_one_step_per_token():
 
 def test_batching_shares_steps_and_the_seq_cap_queues_the_rest():
     profile = A100_8B.__class__(**{**A100_8B.__dict__, "max_num_seqs": 2, "prefill_per_token_s": 0.0})
-    requests = Requests(np.zeros(3), np.ones(3), np.array([11, 11, 11]))
+    requests = ServedRequests(np.zeros(3), np.ones(3), np.array([11, 11, 11]))
     queue = ModelQueue(requests)
     replica = Replica(profile)
     replica.advance(0.0, 1.0, queue)
@@ -60,7 +60,7 @@ def test_batching_shares_steps_and_the_seq_cap_queues_the_rest():
 
 def test_kv_capacity_limits_admission():
     profile = A100_8B.__class__(**{**A100_8B.__dict__, "kv_capacity_tokens": 1500})
-    requests = Requests(np.zeros(2), np.array([1000, 1000]), np.array([5, 5]))
+    requests = ServedRequests(np.zeros(2), np.array([1000, 1000]), np.array([5, 5]))
     queue = ModelQueue(requests)
     replica = Replica(profile)
     replica.advance(0.0, 0.001, queue)

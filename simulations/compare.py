@@ -1,0 +1,122 @@
+"""Run several policies on the same workloads and gather one report.
+
+Each peer runs twice: at its documented defaults (as users deploy it), and tuned: its main
+target swept, and for each model the cheapest setting (fewest GPU-hours) whose SLO attainment
+reaches the target; when none does, the one with the highest attainment. Models in one run
+are independent (own queue, own replicas), so one sweep tunes every model at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from simulations.cluster import ColdStart, ModelSetup
+from simulations.contenders import PEERS, driver_for
+from simulations.peers.oracle import needed_per_second
+from simulations.replica import ReplicaProfile
+from simulations.simulate import ModelResult, Slo, run
+from simulations.workload import load_workload
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """`SPEC[@kind]`: a workload spec (simulations.workload.load_workload) and the model kind."""
+
+    spec: str
+    kind: str = "hot"
+
+    @classmethod
+    def parse(cls, text: str) -> TraceSpec:
+        spec, _, kind = text.partition("@")
+        kind = kind or "hot"
+        if kind not in ("hot", "long-tail"):
+            raise ValueError(f"trace {text!r}: kind {kind!r} after '@' must be hot or long-tail")
+        return cls(spec, kind)
+
+
+def setups_for(
+    traces: Sequence[TraceSpec],
+    *,
+    profile: ReplicaProfile,
+    seed: int,
+    cold_start: ColdStart = ColdStart(),
+    slice_s: float | None = None,
+) -> list[ModelSetup]:
+    """One model per trace; `slice_s` keeps only each trace's first seconds."""
+    setups, names = [], set()
+    for trace in traces:
+        workload = load_workload(trace.spec, seed=seed)
+        if slice_s is not None:
+            workload = workload.slice(0.0, slice_s)
+        name = _model_name(trace.spec, names)
+        names.add(name)
+        initial = warm_start(workload, profile, kind=trace.kind)
+        setups.append(ModelSetup(name, workload, profile, cold_start, kind=trace.kind, initial_replicas=initial))
+    return setups
+
+
+WARM_START_WINDOW_S = 300.0
+
+
+def warm_start(workload, profile: ReplicaProfile, *, kind: str) -> int:
+    """Every policy starts a model at what its load needs in the first five minutes (at least
+    one for a hot model): a service that is already running, not one that the first cold start
+    of the run would hurt for every policy alike."""
+    needed = needed_per_second(
+        workload.arrival_s, workload.prompt_tokens, workload.output_tokens, profile, horizon_s=WARM_START_WINDOW_S
+    )
+    return max(int(needed.max()) if len(needed) else 0, 1 if kind == "hot" else 0)
+
+
+def _model_name(spec: str, taken: set[str]) -> str:
+    base = "".join(c if c.isalnum() else "-" for c in spec.lower()).strip("-")[:40].strip("-") or "model"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
+def compare(
+    setups: list[ModelSetup],
+    policies: Sequence[str],
+    *,
+    seed: int,
+    slo: Slo,
+    tuned: bool,
+    slo_target: float = 0.95,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> list[ModelResult]:
+    results: list[ModelResult] = []
+    for policy in policies:
+        results += _timed(log, policy, lambda: run(setups, driver_for(policy, setups), policy=policy, seed=seed, slo=slo))
+        if tuned and policy in PEERS:
+            results += tune(setups, policy, seed=seed, slo=slo, slo_target=slo_target, log=log)
+    return results
+
+
+def tune(
+    setups: list[ModelSetup], policy: str, *, seed: int, slo: Slo, slo_target: float, log: Callable[[str], None]
+) -> list[ModelResult]:
+    contender = PEERS[policy]
+    sweeps = {
+        value: _timed(log, f"{policy} {contender.knob}={value:g}", lambda v=value: run(
+            setups, driver_for(policy, setups, knob=v), policy=policy, seed=seed, slo=slo))
+        for value in contender.sweep
+    }
+    best = []
+    for index, setup in enumerate(setups):
+        candidates = [(value, results[index]) for value, results in sweeps.items()]
+        meeting = [c for c in candidates if c[1].slo_attainment >= slo_target]
+        value, result = min(meeting, key=lambda c: c[1].gpu_hours) if meeting else max(candidates, key=lambda c: c[1].slo_attainment)
+        best.append(replace(result, policy=f"{policy}-tuned({value:g})"))
+    return best
+
+
+def _timed(log: Callable[[str], None], label: str, work: Callable[[], list[ModelResult]]) -> list[ModelResult]:
+    started = time.perf_counter()
+    results = work()
+    log(f"  {label:<32} {time.perf_counter() - started:6.1f} s")
+    return results

@@ -1,0 +1,112 @@
+"""The standard suite, and `autoscaler simulate` for one run.
+
+    ./dev suite                 # the full suite: every shared trace alone, and a hot + long-tail mix
+    ./dev suite --slice-s 600   # the same on a 10-minute slice of each (what CI runs)
+
+Writes report.txt (the side-by-side table), report.json and one PNG per model to --out, and
+prints its own speed. The suite's workloads:
+- azure-code, azure-conv: two production services, one hour each (Splitwise, ISCA 2024);
+- mooncake: an hour-long trace of long prompts (Mooncake, FAST 2025);
+- servegen-hot: every m-large client summed, thinned to 3% (about 6 req/s), two hours;
+- mix: the same hot model thinned to 2%, beside three long-tail ServeGen clients, six hours
+  (ServeGen, arXiv 2505.09999). The three are the first, by client id, of the m-large clients
+  with a mean rate under 0.2 req/s and at least half their windows idle; the next three are
+  kept aside for policy work that must be checked on clients it was not developed on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from autoscaler.config import ConfigError
+from autoscaler.logs import configure_logging
+from simulations.calibration import burstgpt_profile, profile_named, validate
+from simulations.compare import TraceSpec, compare, setups_for
+from simulations.contenders import POLICIES
+from simulations.report import format_table, write_json, write_plots
+from simulations.simulate import Slo
+from simulations.workload import WorkloadError, list_servegen_clients, resolve_traces_dir
+
+HOT_SUM = "servegen:m-large:sum"
+
+
+def long_tail_clients(count: int = 3, *, held_out: bool = False) -> list[str]:
+    archive = resolve_traces_dir() / "servegen" / "servegen_clients_m-large_m-mid.tar.xz"
+    quiet = [c for c in list_servegen_clients(archive, "m-large") if 0 < c.mean_rate_rps < 0.2 and c.idle_fraction >= 0.5]
+    chosen = sorted(quiet, key=lambda c: int(c.client) if c.client.isdigit() else c.client)
+    chosen = chosen[count : 2 * count] if held_out else chosen[:count]
+    return [c.client for c in chosen]
+
+
+def standard_suite() -> dict[str, list[str]]:
+    return {
+        "azure-code": ["azure-code"],
+        "azure-conv": ["azure-conv"],
+        "mooncake": ["mooncake"],
+        "servegen-hot": [f"{HOT_SUM}:end=7200:scale=0.03"],
+        "mix": [f"{HOT_SUM}:end=21600:scale=0.02"]
+        + [f"servegen:m-large:client={client}:end=21600@long-tail" for client in long_tail_clients()],
+    }
+
+
+def simulate_and_report(
+    traces: list[str],
+    policies: list[str],
+    *,
+    profile_name: str,
+    seed: int,
+    slo: Slo,
+    tuned: bool,
+    slo_target: float,
+    out: Path,
+    slice_s: float | None = None,
+) -> list:
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise ConfigError(f"--policies: {', '.join(unknown)} unknown; choose from {', '.join(POLICIES)}")
+    try:
+        profile = profile_named(profile_name)
+        setups = setups_for([TraceSpec.parse(t) for t in traces], profile=profile, seed=seed, slice_s=slice_s)
+    except (ValueError, WorkloadError) as err:
+        raise ConfigError(str(err)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    print(profile.describe(), file=sys.stderr)
+    results = compare(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target)
+    table = format_table(results)
+    header = f"replica profile: {profile.describe()}\nSLO: queue wait <= {slo.queue_wait_s:g} s and TTFT <= {slo.ttft_s:g} s; seed {seed}\n"
+    (out / "report.txt").write_text(header + table + "\n")
+    write_json(out / "report.json", results, slo=slo, meta={"profile": profile.describe(), "seed": seed, "traces": traces})
+    write_plots(out, results, slo=slo)
+    print(header + table)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the standard simulation suite and write its report.")
+    parser.add_argument("--out", type=Path, default=Path("simulation-report"))
+    parser.add_argument("--slice-s", type=float, help="simulate only the first SLICE_S seconds of each trace")
+    parser.add_argument("--no-tuned", action="store_true", help="skip the tuned sweeps of the peers")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", default="a100-8b")
+    args = parser.parse_args()
+    configure_logging(level="warning")
+    slo = Slo()
+    started = time.perf_counter()
+    fitted = burstgpt_profile()
+    print(f"calibration: {fitted.describe()}")
+    for scale in (100, 500, 1000, 2000):
+        check = validate(fitted, scale=scale)
+        print(f"  check at scale {scale}: running MAE {check.running_mae:.1f} (recorded mean {check.recorded_running_mean:.0f}, "
+              f"correlation {check.running_correlation:.2f}), waiting MAE {check.waiting_mae:.1f} (recorded mean {check.recorded_waiting_mean:.0f})")
+    for name, traces in standard_suite().items():
+        print(f"\n== {name}: {' + '.join(traces)}")
+        simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
+                            tuned=not args.no_tuned, slo_target=0.95, out=args.out / name, slice_s=args.slice_s)
+    print(f"\nsuite took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
