@@ -136,7 +136,7 @@ class SimModel:
             for replica in ready[offset:] + ready[:offset]:
                 replica.advance(max(start, replica.ready_at), end, self.queue)
         for replica in list(self.draining):
-            replica.advance(start, end, None)
+            replica.advance(start, end, self.queue, admit=False)
             if not replica.running:
                 self.draining.remove(replica)
             elif end - replica.draining_since >= TERMINATION_GRACE_S:
@@ -150,11 +150,12 @@ class SimModel:
         ready = self.ready(now)
         waiting = len(self.queue.waiting)
         share = waiting / len(ready) if ready else 0.0
-        interval = max(now - self.scrape.at, 1e-9)
         utilization = []
         for replica in ready:
-            busy_before = self._busy_at_scrape.get(id(replica), replica.busy_s)
-            utilization.append(min((replica.busy_s - busy_before) / interval, 1.0) * 100.0)
+            # DCGM's duty cycle over the scrape interval, or since the replica became ready.
+            since = max(self.scrape.at, replica.ready_at)
+            busy = replica.busy_s - self._busy_at_scrape.get(id(replica), 0.0)
+            utilization.append(min(busy / max(now - since, 1e-9), 1.0) * 100.0)
         self._busy_at_scrape = {id(r): r.busy_s for r in ready}
         self.scrape = Scrape(
             at=now,

@@ -51,7 +51,7 @@ def setups_for(
         workload = load_workload(trace.spec, seed=seed)
         if slice_s is not None:
             workload = workload.slice(0.0, slice_s)
-        name = _model_name(trace.spec, names)
+        name = _model_name(workload.name, names)
         names.add(name)
         initial = warm_start(workload, profile, kind=trace.kind)
         setups.append(ModelSetup(name, workload, profile, cold_start, kind=trace.kind, initial_replicas=initial))
@@ -71,8 +71,9 @@ def warm_start(workload, profile: ReplicaProfile, *, kind: str) -> int:
     return max(int(needed.max()) if len(needed) else 0, 1 if kind == "hot" else 0)
 
 
-def _model_name(spec: str, taken: set[str]) -> str:
-    base = "".join(c if c.isalnum() else "-" for c in spec.lower()).strip("-")[:40].strip("-") or "model"
+def _model_name(workload_name: str, taken: set[str]) -> str:
+    """The workload's name as a model key (an RFC 1123 label), made unique within the run."""
+    base = "".join(c if c.isalnum() else "-" for c in workload_name.lower()).strip("-")[:40].strip("-") or "model"
     name, n = base, 2
     while name in taken:
         name, n = f"{base}-{n}", n + 1

@@ -157,9 +157,11 @@ class Replica:
             and self.kv_used + prompt <= self.profile.kv_capacity_tokens
         )
 
-    def advance(self, start: float, end: float, queue: ModelQueue | None) -> None:
-        """Serve from `start` to `end`, admitting from `queue` (None while draining)."""
-        profile, requests = self.profile, (queue.requests if queue is not None else None)
+    def advance(self, start: float, end: float, queue: ModelQueue, *, admit: bool = True) -> None:
+        """Serve from `start` to `end`, taking new requests from `queue` unless draining."""
+        profile, requests = self.profile, queue.requests
+        if not admit:
+            queue = None  # serve what runs, take nothing new
         now = start
         while now < end:
             if queue is not None:
@@ -195,13 +197,12 @@ class Replica:
             if event == "tick":
                 now = end
 
-    def _prefilled(self, now: float, requests: ServedRequests | None) -> None:
+    def _prefilled(self, now: float, requests: ServedRequests) -> None:
         """The head's prompt is in the cache: its first token comes with this step."""
         request_id, _, prompt = self.prefill.popleft()
         self.prompt_prefill -= prompt
-        if requests is not None:
-            requests.first_token_s[request_id] = now
-        remaining = (requests.output[request_id] if requests is not None else 1.0) - 1.0
+        requests.first_token_s[request_id] = now
+        remaining = requests.output[request_id] - 1.0
         if remaining <= 0:
             self._done(request_id, now, requests)
             return
@@ -223,16 +224,15 @@ class Replica:
             self.prefill.append([request_id, max(prompt, 1.0), prompt])
             self.prompt_prefill += prompt
 
-    def _finish(self, request_id: int, now: float, requests: ServedRequests | None) -> None:
+    def _finish(self, request_id: int, now: float, requests: ServedRequests) -> None:
         prompt, start_mark = self._ids.pop(request_id)
         self.prompt_decoding -= prompt
         self.start_marks -= start_mark
         self._done(request_id, now, requests)
 
     @staticmethod
-    def _done(request_id: int, now: float, requests: ServedRequests | None) -> None:
-        if requests is not None:
-            requests.finished_s[request_id] = now
+    def _done(request_id: int, now: float, requests: ServedRequests) -> None:
+        requests.finished_s[request_id] = now
 
     def evict(self) -> list[int]:
         """Stop now: the ids of the requests in flight, to be served again elsewhere."""

@@ -26,6 +26,8 @@ from simulations.cluster import SimModel
 from simulations.peers import PeerView
 from simulations.replica import ReplicaProfile
 
+RESOLUTION = 10  # cells per second
+
 
 def needed_per_second(
     arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray, profile: ReplicaProfile, *, horizon_s: float
@@ -37,15 +39,18 @@ def needed_per_second(
     batch = min(profile.max_num_seqs, max(1.0, profile.kv_capacity_tokens / max(float(np.mean(tokens)) if len(tokens) else 1.0, 1.0)))
     work_s = profile.prefill_per_token_s * prompt + output * (profile.step_per_seq_s + profile.step_base_s / batch)
     duration_s = profile.prefill_per_token_s * prompt + output * profile.step_s(int(batch))
+    # Each request's interval is placed on a 0.1 s grid, then averaged over whole seconds.
     seconds = int(math.ceil(horizon_s)) + 1
-    start = np.minimum(arrival_s[fits].astype(int), seconds)
-    end = np.minimum((arrival_s[fits] + duration_s).astype(int) + 1, seconds)
+    cells = seconds * RESOLUTION
+    start = np.minimum((arrival_s[fits] * RESOLUTION).astype(int), cells)
+    end = np.minimum(((arrival_s[fits] + duration_s) * RESOLUTION).astype(int) + 1, cells)
 
     def load(per_request: np.ndarray | float) -> np.ndarray:
-        change = np.zeros(seconds + 1)
-        np.add.at(change, start, per_request)
-        np.add.at(change, end, -np.asarray(per_request) if np.ndim(per_request) else -per_request)
-        return np.cumsum(change)[:seconds]
+        amount = np.broadcast_to(np.asarray(per_request, dtype=float), start.shape)
+        change = np.zeros(cells + 1)
+        np.add.at(change, start, amount)
+        np.add.at(change, end, -amount)
+        return np.cumsum(change)[:cells].reshape(seconds, RESOLUTION).mean(axis=1)
 
     need = np.maximum.reduce([
         load(1.0) / profile.max_num_seqs,

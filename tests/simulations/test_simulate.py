@@ -1,0 +1,197 @@
+"""The closed-loop simulator: the cluster's documented behaviours, metrics as Prometheus would
+deliver them, our Controller in the loop, the oracle, the CLI and the suite on a short slice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from simulations.calibration import A100_8B
+from simulations.cluster import Cluster, ColdStart, ModelSetup
+from simulations.compare import compare, warm_start
+from simulations.contenders import driver_for
+from simulations.peers.oracle import needed_per_second
+from simulations.sim_adapters import SimulatedPrometheus, peer_view
+from simulations.simulate import Slo, run
+from simulations.workload import Requests, write_requests
+
+FIXED_COLD_START = ColdStart(median_s=60.0, sigma=0.0, min_s=60.0, max_s=60.0)
+
+
+def steady(rate_rps: float, duration_s: float, *, prompt: int = 500, output: int = 100, start_s: float = 0.0) -> Requests:
+    arrival = start_s + np.arange(0.0, duration_s, 1.0 / rate_rps)
+    return Requests(arrival, np.full(len(arrival), prompt), np.full(len(arrival), output), name="steady", source="test")
+
+
+def setup(workload: Requests, *, kind: str = "hot", initial: int = 1, cold_start: ColdStart = FIXED_COLD_START) -> ModelSetup:
+    return ModelSetup("m", workload, A100_8B, cold_start, kind=kind, initial_replicas=initial)
+
+
+def test_a_starting_replica_costs_gpu_time_and_serves_nothing():
+    cluster = Cluster([setup(steady(1.0, 600))], seed=1)
+    model = cluster.models["m"]
+    model.set_replicas(2, now=0.0)
+    for second in range(59):
+        cluster.step(float(second), second + 1.0)
+    assert len(model.ready(59.0)) == 1 and model.spec_replicas == 2
+    assert model.gpu_seconds == pytest.approx(2 * 59)
+    assert model.replicas[1].busy_s == 0.0
+    cluster.step(59.0, 61.0)
+    assert len(model.ready(61.0)) == 2
+
+
+def test_metrics_arrive_as_prometheus_delivers_them():
+    cluster = Cluster([setup(steady(4.0, 600), initial=2)], seed=1)
+    model = cluster.models["m"]
+    for second in range(70):
+        cluster.step(float(second), second + 1.0)
+    cluster.take_scrape(70.0)
+    signals = SimulatedPrometheus(cluster).fetch_signals(now=80.0).for_model("m")
+    assert signals.running.value == sum(r.running for r in model.ready(70.0))  # summed over the 2 pods
+    assert signals.running.age_s == 10.0  # as of the scrape, not of the query
+    assert 0 < signals.gpu_utilization.value <= 100
+    assert signals.wake.value == pytest.approx(4.0, rel=0.05)  # the gateway's request rate
+    model.set_replicas(0, now=80.0)
+    cluster.step(80.0, 81.0)
+    cluster.take_scrape(81.0)
+    at_zero = SimulatedPrometheus(cluster).fetch_signals(now=81.0).for_model("m")
+    assert not at_zero.waiting.usable and not at_zero.running.usable  # no pod, no series
+    assert at_zero.wake.usable
+    assert peer_view(model, 81.0).waiting is None
+
+
+def test_requests_arriving_at_zero_meet_a_cold_start_and_are_served_after_it():
+    cluster = Cluster([setup(steady(1.0, 30, start_s=100.0), kind="long-tail", initial=0)], seed=1)
+    model = cluster.models["m"]
+    for second in range(100, 400):
+        if second == 100:
+            model.set_replicas(1, now=100.0)
+        cluster.step(float(second), second + 1.0)
+    requests = model.requests
+    assert requests.cold[:30].sum() == 30  # ready only at 160
+    assert np.all(requests.first_token_s >= 160.0)
+    assert not np.isnan(requests.finished_s).any()
+
+
+def test_a_replica_removed_while_busy_drains_its_requests():
+    cluster = Cluster([setup(steady(2.0, 20, output=400), initial=2)], seed=1)
+    model = cluster.models["m"]
+    for second in range(10):
+        cluster.step(float(second), second + 1.0)
+    model.set_replicas(1, now=10.0)
+    assert len(model.draining) == 1
+    for second in range(10, 200):
+        cluster.step(float(second), second + 1.0)
+    assert not model.draining
+    assert not np.isnan(model.requests.finished_s).any()
+
+
+def test_requests_longer_than_max_model_len_are_refused_not_queued():
+    workload = Requests(np.array([0.0, 1.0]), np.array([70_000, 500]), np.array([10, 10]), name="x", source="test")
+    (result,) = run([setup(workload)], driver_for("ours", [setup(workload)]), policy="ours", seed=1, end_s=120)
+    assert result.rejected == 1 and result.requests == 1 and result.unserved == 0
+
+
+def test_the_same_seed_gives_the_same_results_and_another_seed_other_cold_starts():
+    workload = steady(3.0, 900)
+    setups = [setup(workload, cold_start=ColdStart())]
+    first = run(setups, driver_for("keda", setups), policy="keda", seed=7)
+    again = run(setups, driver_for("keda", setups), policy="keda", seed=7)
+    assert first == again
+    cluster_a, cluster_b = Cluster(setups, seed=7), Cluster(setups, seed=8)
+    assert cluster_a.models["m"].peek_cold_start_s() != cluster_b.models["m"].peek_cold_start_s()
+
+
+def test_our_controller_scales_a_long_tail_model_to_zero_and_wakes_it():
+    # Two bursts an hour apart: the idle timeout is 60 s x (1 + 3) = 240 s.
+    workload = Requests(
+        np.concatenate([np.arange(0, 120, 0.5), np.arange(3600, 3720, 0.5)]),
+        np.full(480, 500), np.full(480, 50), name="bursts", source="test",
+    )
+    setups = [setup(workload, kind="long-tail")]
+    (result,) = run(setups, driver_for("ours", setups), policy="ours", seed=1)
+    assert result.seconds_at_zero > 2400
+    assert 0 < result.cold_start_requests < 240  # the second burst's first requests, not all
+    assert result.unserved == 0
+
+
+def test_a_hot_model_never_goes_to_zero_under_any_policy():
+    workload = Requests(np.array([0.0, 3000.0]), np.array([100, 100]), np.array([10, 10]), name="sparse", source="test")
+    setups = [setup(workload)]
+    for policy in ("ours", "keda", "hpa", "kpa", "ray", "oracle"):
+        (result,) = run(setups, driver_for(policy, setups), policy=policy, seed=1)
+        assert result.seconds_at_zero == 0, policy
+
+
+def test_oracle_needs_what_the_engine_time_bound_says():
+    # 10 req/s of 1,000-token prompts and 100 output tokens on the A100 profile. The KV cache
+    # holds 80,000 / 1,100 = 72.7 such requests, so a request costs the engine at least
+    # 1,000 x 150 us + 100 x (1.5 ms + 12 ms / 72.7) = 0.3165 s: 3.17 replicas' time per second.
+    workload = steady(10.0, 600, prompt=1000, output=100)
+    needed = needed_per_second(workload.arrival_s, workload.prompt_tokens, workload.output_tokens, A100_8B, horizon_s=600)
+    assert set(needed[100:500]) == {4}
+    assert warm_start(workload, A100_8B, kind="hot") == needed[:300].max()
+
+
+def test_tuned_peer_is_the_cheapest_setting_that_meets_the_slo():
+    setups = [setup(steady(4.0, 900, prompt=800, output=120), initial=2)]
+    results = compare(setups, ["kpa"], seed=1, slo=Slo(), tuned=True, slo_target=0.9, log=lambda line: None)
+    default, tuned = results
+    assert tuned.policy.startswith("kpa-tuned(")
+    assert tuned.slo_attainment >= 0.9
+    assert default.slo_attainment < 0.9  # Knative's default target of 70 in flight per pod is far past this knee
+
+
+def test_simulate_cli_writes_the_report(tmp_path):
+    trace = tmp_path / "requests.csv"
+    write_requests(steady(2.0, 600), trace)
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "simulate", "--trace", str(trace), "--trace", f"{trace}@long-tail",
+         "--policies", "ours,keda,oracle", "--out", str(out), "--seed", "3"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert {(r["model"], r["policy"]) for r in report["results"]} == {
+        (m, p) for m in ("requests", "requests-2") for p in ("ours", "keda", "oracle")
+    }
+    assert "a100-40g-8b: step = 12.00 ms + 1.500 ms x batch" in (out / "report.txt").read_text()
+    assert (out / "requests.png").stat().st_size > 10_000
+    assert "GPU-h" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--trace", "azure-conv", "--policies", "ours,vpa"], "--policies: vpa unknown"),
+        (["--trace", "nosuchtrace"], "nosuchtrace"),
+        (["--trace", "azure-conv@warm"], "must be hot or long-tail"),
+        (["--trace", "azure-conv", "--profile", "h200"], "unknown replica profile 'h200'"),
+    ],
+)
+def test_simulate_cli_rejects_bad_input_without_a_traceback(args, expected, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "autoscaler.cli", "simulate", *args, "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_standard_suite_runs_on_a_short_slice(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "simulations.suite", "--slice-s", "300", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("azure-code", "azure-conv", "mooncake", "servegen-hot", "mix"):
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        policies = {r["policy"].split("-tuned")[0] for r in report["results"]}
+        assert policies == {"ours", "keda", "hpa", "kpa", "ray", "oracle"}
+        assert any("-tuned(" in r["policy"] for r in report["results"])
+    assert "check at scale 2000" in result.stdout and "suite took" in result.stdout
+    mix = json.loads((tmp_path / "mix" / "report.json").read_text())
+    assert len({r["model"] for r in mix["results"]}) == 4
