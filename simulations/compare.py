@@ -92,7 +92,8 @@ def compare(
 ) -> list[ModelResult]:
     results: list[ModelResult] = []
     for policy in policies:
-        results += _timed(log, policy, lambda: run(setups, driver_for(policy, setups), policy=policy, seed=seed, slo=slo))
+        results += _timed(log, policy, lambda progress: run(
+            setups, driver_for(policy, setups), policy=policy, seed=seed, slo=slo, progress=progress))
         if tuned and policy in PEERS:
             results += tune(setups, policy, seed=seed, slo=slo, slo_target=slo_target, log=log)
     return results
@@ -103,21 +104,38 @@ def tune(
 ) -> list[ModelResult]:
     contender = PEERS[policy]
     sweeps = {
-        value: _timed(log, f"{policy} {contender.knob}={value:g}", lambda v=value: run(
-            setups, driver_for(policy, setups, knob=v), policy=policy, seed=seed, slo=slo))
+        value: _timed(log, f"{policy} {contender.knob}={value:g}", lambda progress, v=value: run(
+            setups, driver_for(policy, setups, knob=v), policy=policy, seed=seed, slo=slo, progress=progress))
         for value in contender.sweep
     }
     best = []
     for index, setup in enumerate(setups):
         candidates = [(value, results[index]) for value, results in sweeps.items()]
         meeting = [c for c in candidates if c[1].slo_attainment >= slo_target]
-        value, result = min(meeting, key=lambda c: c[1].gpu_hours) if meeting else max(candidates, key=lambda c: c[1].slo_attainment)
+        if meeting:
+            value, result = min(meeting, key=lambda c: c[1].gpu_hours)
+        else:  # the best attainment, and among equals the cheapest
+            value, result = max(candidates, key=lambda c: (round(c[1].slo_attainment, 4), -c[1].gpu_hours))
         best.append(replace(result, policy=f"{policy}-tuned({value:g})"))
     return best
 
 
-def _timed(log: Callable[[str], None], label: str, work: Callable[[], list[ModelResult]]) -> list[ModelResult]:
+PROGRESS_EVERY_S = 5.0
+
+
+def _timed(
+    log: Callable[[str], None], label: str, work: Callable[[Callable[[float, float], None]], list[ModelResult]]
+) -> list[ModelResult]:
+    """Run `work`, saying how far it is every few seconds of a long run, then how long it took."""
     started = time.perf_counter()
-    results = work()
+    next_report = started + PROGRESS_EVERY_S
+
+    def progress(simulated_s: float, end_s: float) -> None:
+        nonlocal next_report
+        if time.perf_counter() >= next_report:
+            log(f"  {label:<32} {simulated_s / end_s:5.0%} of {end_s / 3600:.1f} simulated hours")
+            next_report = time.perf_counter() + PROGRESS_EVERY_S
+
+    results = work(progress)
     log(f"  {label:<32} {time.perf_counter() - started:6.1f} s")
     return results

@@ -30,6 +30,7 @@ class Contender:
     default: float | None
     sweep: tuple[float, ...]
     build: Callable[[SimModel, float | None], object] | None  # a peer for one model, given the knob
+    floor: Callable[[SimModel], int] = lambda model: _floor(model)  # the least it keeps running
 
 
 def _floor(model: SimModel) -> int:
@@ -44,6 +45,7 @@ PEERS = {
     "hpa": Contender(
         "hpa", "threshold", 5.0, (1, 2, 3, 5, 8, 12, 20, 32),
         lambda m, v: Hpa(threshold=v, min_replicas=1, max_replicas=MAX_REPLICAS),
+        floor=lambda model: 1,  # minReplicas >= 1 without the alpha HPAScaleToZero gate
     ),
     "kpa": Contender(
         "kpa", "target_concurrency", 100.0, (4, 6, 8, 12, 16, 24, 32, 48, 64, 100),
@@ -68,7 +70,7 @@ def driver_for(policy: str, setups, *, knob: float | None = None) -> Callable[[C
         raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
     contender = PEERS[policy]
     value = contender.default if knob is None else knob
-    return lambda cluster: PeerDriver(cluster, lambda m: contender.build(m, value))
+    return lambda cluster: PeerDriver(cluster, lambda m: contender.build(m, value), floor=contender.floor)
 
 
 def _horizon(model: SimModel) -> float:

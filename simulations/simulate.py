@@ -69,9 +69,17 @@ class OursDriver(Driver):
 
 
 class PeerDriver(Driver):
-    """One peer instance per model, all on the peer's own control-loop period."""
+    """One peer instance per model, all on the peer's own control-loop period. A model starts
+    at no fewer replicas than the peer keeps (a Deployment under an HPA with minReplicas 1 is
+    never found at zero, and the HPA would not act on one that was)."""
 
-    def __init__(self, cluster: Cluster, make_peer: Callable[[SimModel], object]) -> None:
+    def __init__(
+        self, cluster: Cluster, make_peer: Callable[[SimModel], object], *, floor: Callable[[SimModel], int] = lambda m: 0
+    ) -> None:
+        for model in cluster.models.values():
+            if model.spec_replicas < floor(model):
+                model.set_replicas(floor(model), now=0.0, ready_at_once=True)
+                model.scaling_actions = 0
         self._peers = {name: make_peer(model) for name, model in cluster.models.items()}
         self._cluster = cluster
         self.period_s = min(peer.period_s for peer in self._peers.values())

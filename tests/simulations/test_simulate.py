@@ -195,3 +195,25 @@ def test_the_standard_suite_runs_on_a_short_slice(tmp_path):
     assert "check at scale 2000" in result.stdout and "suite took" in result.stdout
     mix = json.loads((tmp_path / "mix" / "report.json").read_text())
     assert len({r["model"] for r in mix["results"]}) == 4
+
+
+def test_an_hpa_managed_long_tail_model_is_never_found_at_zero():
+    workload = steady(0.5, 600, start_s=900.0)  # nothing in the first five minutes: warm start is 0
+    setups = [setup(workload, kind="long-tail", initial=0)]
+    (result,) = run(setups, driver_for("hpa", setups), policy="hpa", seed=1)
+    assert result.seconds_at_zero == 0 and result.unserved == 0
+
+
+def test_tuning_that_reaches_no_target_takes_the_cheapest_of_the_best():
+    from simulations import compare as module
+    from simulations.contenders import PEERS, Contender
+
+    setups = [setup(steady(2.0, 600), initial=2)]
+    original = PEERS["ray"]
+    # Two settings with the same (full) attainment and a target no setting can reach.
+    PEERS["ray"] = Contender("ray", original.knob, original.default, (1, 16), original.build, original.floor)
+    try:
+        (best,) = module.tune(setups, "ray", seed=1, slo=Slo(), slo_target=1.01, log=lambda line: None)
+    finally:
+        PEERS["ray"] = original
+    assert best.policy == "ray-tuned(16)"  # target 1 ongoing per replica costs more for the same SLO
