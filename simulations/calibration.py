@@ -26,9 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from simulations.replica import ModelQueue, Replica, ReplicaProfile, ServedRequests
+from simulations.workload import resolve_traces_dir
 
 SCALES = (100, 500, 1000, 2000)
-DEFAULT_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "vllm-burstgpt"
+
+
+def burstgpt_dir(traces: Path | None = None) -> Path:
+    """The vllm-burstgpt recording: `traces` if given, else under the shared traces directory
+    ($AUTOSCALER_TRACES, or ../shared/traces beside the repository)."""
+    return traces if traces is not None else resolve_traces_dir() / "vllm-burstgpt"
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,8 @@ def engine_log(traces: Path, scale: int) -> np.ndarray:
     return np.asarray(rows)
 
 
-def fit_step_time(traces: Path = DEFAULT_TRACES) -> Fit:
-    log = np.vstack([engine_log(traces, scale) for scale in SCALES])
+def fit_step_time(traces: Path | None = None) -> Fit:
+    log = np.vstack([engine_log(burstgpt_dir(traces), scale) for scale in SCALES])
     running, generation, prompt = log[:, 1], log[:, 3], log[:, 4]
     used = (running > 0) & (generation > 0)
     features = np.column_stack([generation[used] / running[used], generation[used], prompt[used]])
@@ -62,7 +68,7 @@ def fit_step_time(traces: Path = DEFAULT_TRACES) -> Fit:
 
 
 @lru_cache(maxsize=4)
-def burstgpt_profile(traces: Path = DEFAULT_TRACES) -> ReplicaProfile:
+def burstgpt_profile(traces: Path | None = None) -> ReplicaProfile:
     """Llama-3.2-1B on a 24 GB GPU, fitted on the recording. max_num_seqs is vLLM's default
     (256, the most the log shows running). KV capacity: the median, over the samples above 5%
     use, of the simulated tokens in flight divided by the recorded use is 475,000 tokens;
@@ -104,7 +110,7 @@ A100_8B = ReplicaProfile(
 PROFILES = {"a100-8b": A100_8B, "burstgpt-1b": None}  # the fitted one is built on demand
 
 
-def profile_named(name: str, traces: Path = DEFAULT_TRACES) -> ReplicaProfile:
+def profile_named(name: str, traces: Path | None = None) -> ReplicaProfile:
     if name == "burstgpt-1b":
         return burstgpt_profile(traces)
     if name in PROFILES:
@@ -139,8 +145,9 @@ def recorded_requests(traces: Path, scale: int) -> ServedRequests:
     return ServedRequests(arrival, prompt * prefilled / prompt.sum(), output * generated / output.sum())
 
 
-def validate(profile: ReplicaProfile, traces: Path = DEFAULT_TRACES, scale: int = 500) -> Validation:
+def validate(profile: ReplicaProfile, traces: Path | None = None, scale: int = 500) -> Validation:
     """Replay one run's requests into one replica; compare running and waiting counts."""
+    traces = burstgpt_dir(traces)
     log = engine_log(traces, scale)
     requests = recorded_requests(traces, scale)
     queue = ModelQueue(requests)
