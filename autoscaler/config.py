@@ -65,6 +65,7 @@ class MetricNames(_Frozen):
     running: str = "vllm:num_requests_running"
     kv_cache_usage: str = "vllm:kv_cache_usage_perc"
     gpu_utilization: str = "DCGM_FI_DEV_GPU_UTIL"
+    completions: str = "vllm:request_success_total"  # a counter; read as its rate over 1 minute
 
     @field_validator("*")
     @classmethod

@@ -70,6 +70,7 @@ def observe(
         running=readings.running,
         kv_cache_usage=readings.kv_cache_usage,
         gpu_utilization=readings.gpu_utilization,
+        completion_rate=readings.completion_rate,
         wake=readings.wake,
         dependencies=tuple(
             Dependency(name, signals.for_dependency(name), dependency_levels[name]) for name in model.dependencies

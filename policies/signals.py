@@ -80,7 +80,9 @@ class Observation:
     `spec_replicas` is the count the target asks for now; `ready_replicas` how many serve.
     `waiting` and `running` are summed over the model's pods; `kv_cache_usage` is the highest
     pod's fraction (0..1); `gpu_utilization` the mean duty cycle (percent) of its GPUs;
-    `wake` is demand seen outside the pods (a gateway), the only signal that exists at zero.
+    `completion_rate` is requests finished per second over the last minute, summed over the
+    pods (vLLM's request_success_total); `wake` is demand seen outside the pods (a gateway),
+    the only signal that exists at zero.
     """
 
     spec_replicas: int
@@ -89,6 +91,7 @@ class Observation:
     running: Reading = Reading()
     kv_cache_usage: Reading = Reading()
     gpu_utilization: Reading = Reading()
+    completion_rate: Reading = Reading()
     wake: Reading = Reading()
     dependencies: tuple[Dependency, ...] = field(default_factory=tuple)
 

@@ -10,6 +10,7 @@ busy time since the last scrape, and no series at all while a model has no ready
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from simulations.replica import ModelQueue, Replica, ReplicaProfile, ServedReque
 from simulations.workload import Requests
 
 TERMINATION_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds
+RATE_WINDOW_S = 60.0  # the range of rate(...[1m]) in the daemon's queries
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Scrape:
     running: tuple[float, ...]
     kv_usage: tuple[float, ...]
     gpu_utilization: tuple[float, ...]
+    completed: int = 0  # the model's request_success_total, summed over pods, at the scrape
 
 
 class SimModel:
@@ -71,6 +74,7 @@ class SimModel:
         self.scaling_actions = 0
         self.seconds_at_zero = 0.0
         self.scrape: Scrape = Scrape(0.0, (), (), (), ())
+        self.scrapes: deque[Scrape] = deque()  # the last minute of scrapes, for rate()
         self._busy_at_scrape: dict[int, float] = {}
         self._arrival_times = self.requests.arrival_s
         self._next_cold_start_s = setup.cold_start.draw(rng)
@@ -163,7 +167,19 @@ class SimModel:
             running=tuple(float(r.running) for r in ready),
             kv_usage=tuple(r.kv_usage() for r in ready),
             gpu_utilization=tuple(utilization),
+            completed=self.requests.completed,
         )
+        self.scrapes.append(self.scrape)
+        while self.scrapes and now - self.scrapes[0].at > RATE_WINDOW_S:
+            self.scrapes.popleft()
+
+    def completion_rate(self) -> float | None:
+        """rate(request_success_total[1m]) as of the last scrape: None with fewer than two
+        samples in the window, as Prometheus returns nothing then."""
+        if len(self.scrapes) < 2:
+            return None
+        first, last = self.scrapes[0], self.scrapes[-1]
+        return (last.completed - first.completed) / (last.at - first.at)
 
 
 class Cluster:

@@ -15,6 +15,8 @@ What is recorded and what is derived:
 - wake: requests arriving per second over the last 10 s, from detail_log_scaleN.json
   (arrival = record_time - total_chunk_time), every 10 s over the whole timeline: this is
   the demand a gateway in front of the model would have seen.
+- completion_rate: requests finished per second over the last minute (record_time is written
+  when a request finishes), every 10 s: what rate(vllm:request_success_total[1m]) gives.
 - Between runs the engine logger was off. Each run's detail log is the complete list of
   requests it sent and the last of them finished within 0.5 s of the log's last sample, so
   the engine was idle: the converter writes waiting = running = kv_cache_usage = 0 every 10 s
@@ -41,6 +43,7 @@ SCALES = (100, 500, 1000, 2000)
 MODELS = ("llama-1b-hot", "llama-1b-tail")
 FILL_STEP_S = 10.0
 WAKE_WINDOW_S = 10.0
+COMPLETION_WINDOW_S = 60.0
 
 
 def convert(traces: Path) -> list[tuple[float, str, float]]:
@@ -55,7 +58,7 @@ def convert(traces: Path) -> list[tuple[float, str, float]]:
     origin = float(runs[0][0][0]["timestamp"])
 
     rows: list[tuple[float, str, float]] = []
-    arrivals = []
+    arrivals, finishes = [], []
     for index, (engine, gpu, requests) in enumerate(runs):
         for sample in engine:
             t = float(sample["timestamp"]) - origin
@@ -66,6 +69,7 @@ def convert(traces: Path) -> list[tuple[float, str, float]]:
             ]
         rows += [(float(s["record_time"]) - origin, "gpu_utilization", float(s["GPU_utilization"])) for s in gpu]
         arrivals += [float(r["record_time"]) - float(r["total_chunk_time"]) - origin for r in requests]
+        finishes += [float(r["record_time"]) - origin for r in requests]
         if index + 1 < len(runs):
             idle_from = max(float(r["record_time"]) for r in requests) - origin + 1.0
             next_start = float(runs[index + 1][0][0]["timestamp"]) - origin
@@ -77,6 +81,10 @@ def convert(traces: Path) -> list[tuple[float, str, float]]:
     for t in np.arange(0.0, end + WAKE_WINDOW_S, WAKE_WINDOW_S):
         count = np.searchsorted(arrivals, t, side="right") - np.searchsorted(arrivals, t - WAKE_WINDOW_S, side="right")
         rows.append((float(t), "wake", count / WAKE_WINDOW_S))
+    finishes = np.sort(np.asarray(finishes))
+    for t in np.arange(0.0, end + FILL_STEP_S, FILL_STEP_S):
+        done = np.searchsorted(finishes, t, side="right") - np.searchsorted(finishes, t - COMPLETION_WINDOW_S, side="right")
+        rows.append((float(t), "completion_rate", done / COMPLETION_WINDOW_S))
     rows += [(float(t), "replicas", 1.0) for t in np.arange(0.0, end + FILL_STEP_S, FILL_STEP_S)]
     rows.sort()
     return rows

@@ -69,6 +69,7 @@ class ServedRequests:
         self.finished_s = np.full(n, np.nan)
         self.cold = np.zeros(n, dtype=bool)  # arrived while no replica of the model was ready
         self.rejected = np.zeros(n, dtype=bool)  # longer than max_model_len: refused on arrival
+        self.completed = 0  # vLLM's request_success_total
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -233,6 +234,7 @@ class Replica:
     @staticmethod
     def _done(request_id: int, now: float, requests: ServedRequests) -> None:
         requests.finished_s[request_id] = now
+        requests.completed += 1
 
     def evict(self) -> list[int]:
         """Stop now: the ids of the requests in flight, to be served again elsewhere."""

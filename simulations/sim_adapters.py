@@ -34,7 +34,9 @@ class SimulatedPrometheus:
         if not scrape.running:
             return ModelSignals(wake=wake)
         age_s = now - scrape.at
+        rate = model.completion_rate()
         return ModelSignals(
+            completion_rate=Reading.of(rate, age_s=age_s) if rate is not None else Reading.missing(),
             waiting=Reading.of(sum(scrape.waiting), age_s=age_s),
             running=Reading.of(sum(scrape.running), age_s=age_s),
             kv_cache_usage=Reading.of(max(scrape.kv_usage), age_s=age_s),

@@ -75,14 +75,32 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     assert signals.for_dependency("vector-db").value == pytest.approx(0.93)
     assert "unmanaged" not in signals.models
     assert all(r.freshness is Freshness.OK for r in (chat.waiting, chat.running, chat.kv_cache_usage, chat.gpu_utilization))
-    assert source._client.queries == len(source.queries) == 6
+    assert source._client.queries == len(source.queries) == 7
+
+
+def test_completion_rate_is_the_rate_of_the_success_counter(prometheus_stack):
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    labels = vllm_labels("chat", ns)
+    exporter.declare("vllm:request_success_total", type="counter")
+    started = time.monotonic()
+    exporter.set("vllm:request_success_total", labels, 0.0)
+    # 10 requests finish per second for a while: the counter climbs, Prometheus scrapes it.
+    prometheus.wait_for(f'vllm:request_success_total{{namespace="{ns}"}}')
+    while time.monotonic() - started < 6:
+        exporter.set("vllm:request_success_total", labels, 10.0 * (time.monotonic() - started))
+        time.sleep(0.1)
+    signals = source_for(prometheus, config(model("chat", namespace=ns))).fetch_signals(now=time.time())
+    # The counter is ~60 now. rate(...[1m]) spreads a series' increase over the whole minute
+    # while the series is younger than that: ~60 over 60 s, so about 1/s, not the 10/s to come.
+    assert 0.5 < signals.for_model("chat").completion_rate.value < 2.0
 
 
 def test_query_count_does_not_grow_with_models(prometheus_stack):
     _, prometheus = prometheus_stack
     few = config(*[model(f"m{i}", namespace="a") for i in range(2)])
     many = config(*[model(f"m{i}", namespace=f"ns{i % 7}") for i in range(200)])
-    assert len(source_for(prometheus, few).queries) == len(source_for(prometheus, many).queries) == 4
+    assert len(source_for(prometheus, few).queries) == len(source_for(prometheus, many).queries) == 5
 
 
 def test_nan_is_rejected_with_a_logged_reason(prometheus_stack):
@@ -157,7 +175,7 @@ def test_prometheus_down_means_no_data_not_zero():
     with capture_logs() as logs:
         signals = PrometheusSource(cfg).fetch_signals(now=time.time())
     assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
-    assert sum(e["event"].startswith("prometheus query failed") for e in logs) == 4
+    assert sum(e["event"].startswith("prometheus query failed") for e in logs) == 5
 
 
 class _RecordingPrometheus(http.server.BaseHTTPRequestHandler):
@@ -189,6 +207,6 @@ def test_bearer_token_is_read_from_its_file_every_tick(tmp_path):
             source.fetch_signals(now=time.time())
     finally:
         server.shutdown()
-    assert _RecordingPrometheus.seen[:4] == ["Bearer first"] * 4
-    assert _RecordingPrometheus.seen[4:] == ["Bearer rotated"] * 4
+    assert _RecordingPrometheus.seen[:5] == ["Bearer first"] * 5
+    assert _RecordingPrometheus.seen[5:] == ["Bearer rotated"] * 5
     assert all("rotated" not in json.dumps(e) for e in logs)

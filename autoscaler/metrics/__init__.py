@@ -8,7 +8,7 @@ from typing import Mapping, Protocol
 
 from policies.signals import Reading
 
-SIGNALS = ("waiting", "running", "kv_cache_usage", "gpu_utilization", "wake")
+SIGNALS = ("waiting", "running", "kv_cache_usage", "gpu_utilization", "completion_rate", "wake")
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,7 @@ class ModelSignals:
     running: Reading = Reading()
     kv_cache_usage: Reading = Reading()
     gpu_utilization: Reading = Reading()
+    completion_rate: Reading = Reading()
     wake: Reading = Reading()
 
 

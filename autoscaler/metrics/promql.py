@@ -19,6 +19,7 @@ from autoscaler.config import Config
 
 STAT = "autoscaler_stat"
 KEY = "autoscaler_key"
+RATE_WINDOW = "1m"  # four samples at a 15 s scrape: enough for rate(), short enough to follow load
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +34,16 @@ def build_queries(config: Config) -> list[SignalQuery]:
     selector = "{" + f'{labels.namespace}=~"{"|".join(config.namespaces)}"' + "}"
     by = f"{labels.namespace}, {labels.model}"
 
-    def pod_signal(signal: str, metric: str, aggregation: str) -> SignalQuery:
+    def pod_signal(signal: str, metric: str, aggregation: str, *, rate: bool = False) -> SignalQuery:
         series = f"{metric}{selector}"
-        return SignalQuery(signal, _with_age(f"{aggregation} by ({by}) ({series})", f"min by ({by}) (timestamp({series}))"), False)
+        value = f"rate({series}[{RATE_WINDOW}])" if rate else series
+        return SignalQuery(signal, _with_age(f"{aggregation} by ({by}) ({value})", f"min by ({by}) (timestamp({series}))"), False)
 
     queries = [
         pod_signal("waiting", names.waiting, "sum"),
         pod_signal("running", names.running, "sum"),
         pod_signal("kv_cache_usage", names.kv_cache_usage, "max"),
+        pod_signal("completion_rate", names.completions, "sum", rate=True),
         SignalQuery("gpu_utilization", _gpu_utilization(config, selector, by), False),
     ]
     wake = {m.name: m.wake_query for m in config.models if m.wake_query}

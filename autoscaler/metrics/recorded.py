@@ -9,8 +9,9 @@ Native format (CSV, optionally gzipped), one sample per row, header required:
 
 - time_s: seconds (any origin; replay runs from the first to the last sample).
 - name: the model key from the config, or a dependency name for the `saturation` signal.
-- signal: waiting, running, kv_cache_usage (0..1), gpu_utilization (percent), wake,
-  replicas (the recorded count, for comparison), or saturation.
+- signal: waiting, running, kv_cache_usage (0..1), gpu_utilization (percent),
+  completion_rate (requests finished per second), wake, replicas (the recorded count, for
+  comparison), or saturation.
 - value: a finite, non-negative number.
 
 A sample holds until the next one of its series, as in Prometheus: older than the config's
@@ -172,25 +173,18 @@ def _series(points: list[tuple[float, float]]) -> Series:
 
 
 class RecordedSource:
-    """A MetricsSource over a RecordedTrace. `hidden` lets replay remove a model's pod series
-    while it has no replicas, as a real cluster would: at zero only the wake signal exists."""
+    """A MetricsSource over a RecordedTrace."""
 
     def __init__(self, trace: RecordedTrace, config: Config) -> None:
         self._trace = trace
         self._stale_after_s = config.prometheus.stale_after_s
         self._models = [m.name for m in config.models]
         self._dependencies = [d.name for d in config.dependencies]
-        self.hidden: set[str] = set()
 
     def fetch_signals(self, *, now: float) -> Signals:
         models = {}
         for model in self._models:
-            readings = {
-                signal: self._reading(model, signal, now)
-                for signal in SIGNALS
-                if signal == "wake" or model not in self.hidden
-            }
-            models[model] = ModelSignals(**readings)
+            models[model] = ModelSignals(**{signal: self._reading(model, signal, now) for signal in SIGNALS})
         dependencies = {name: self._reading(name, "saturation", now) for name in self._dependencies}
         return Signals(models=models, dependencies=dependencies)
 

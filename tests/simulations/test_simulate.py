@@ -217,3 +217,18 @@ def test_tuning_that_reaches_no_target_takes_the_cheapest_of_the_best():
     finally:
         PEERS["ray"] = original
     assert best.policy == "ray-tuned(16)"  # target 1 ongoing per replica costs more for the same SLO
+
+
+def test_completion_rate_is_read_like_prometheus_rate_over_a_minute():
+    cluster = Cluster([setup(steady(3.0, 900, output=20), initial=3)], seed=1)
+    model = cluster.models["m"]
+    source = SimulatedPrometheus(cluster)
+    cluster.take_scrape(0.0)
+    assert not source.fetch_signals(now=0.0).for_model("m").completion_rate.usable  # one sample: no rate yet
+    for second in range(300):
+        if second % 15 == 0:
+            cluster.take_scrape(float(second))
+        cluster.step(float(second), second + 1.0)
+    rate = source.fetch_signals(now=300.0).for_model("m").completion_rate.value
+    assert rate == pytest.approx(3.0, rel=0.1)  # everything that arrives finishes
+    assert model.requests.completed == int((~np.isnan(model.requests.finished_s)).sum())
