@@ -18,7 +18,7 @@ from simulations.contenders import PEERS, driver_for
 from simulations.peers.oracle import needed_per_second
 from simulations.replica import ReplicaProfile
 from simulations.simulate import ModelResult, Slo, run
-from simulations.workload import load_workload
+from simulations.workload import Requests, load_workload
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def setups_for(
 WARM_START_WINDOW_S = 300.0
 
 
-def warm_start(workload, profile: ReplicaProfile, *, kind: str) -> int:
+def warm_start(workload: Requests, profile: ReplicaProfile, *, kind: str) -> int:
     """Every policy starts a model at what its load needs in the first five minutes (at least
     one for a hot model): a service that is already running, not one that the first cold start
     of the run would hurt for every policy alike."""

@@ -1,7 +1,7 @@
 """The standard suite, and `autoscaler simulate` for one run.
 
     ./dev suite                 # the full suite: every shared trace alone, and a hot + long-tail mix
-    ./dev suite --slice-s 600   # the same on a 10-minute slice of each (what CI runs)
+    ./dev suite --slice-s 300   # the same on a 5-minute slice of each (what the tests run)
 
 Writes report.txt (the side-by-side table), report.json and one PNG per model to --out, and
 prints its own speed. The suite's workloads:
