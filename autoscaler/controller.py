@@ -6,15 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import structlog
-
 from autoscaler.config import Config, ModelConfig
 from autoscaler.metrics import MetricsSource, Signals
 from autoscaler.targets import Action, ScaleTarget, TargetState
 from policies import Decision, Dependency, Observation, PolicyState, decide
-
-log = structlog.get_logger(__name__)
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -49,13 +44,8 @@ class Controller:
         decision, self.states[model.name] = decide(
             observation, self.states.get(model.name, PolicyState()), model.policy, now=now
         )
-        log.debug(
-            "decided",
-            model=model.name,
-            current=decision.current_replicas,
-            desired=decision.desired_replicas,
-            reasons=decision.explain(),
-        )
+        # Decisions are returned, not logged here: dry-run and replay print them, and the
+        # actuator logs every change with its reasons.
         return Outcome(now, model.name, observation, decision, self._targets.apply(model, decision, now=now))
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+from bisect import bisect_right
 import io
 import json
 import math
@@ -39,7 +40,7 @@ import numpy as np
 from autoscaler.config import Config
 from autoscaler.metrics import SIGNALS, ModelSignals, Signals
 from autoscaler.metrics.promql import KEY
-from policies.signals import Reading
+from policies.signals import Freshness, Reading
 
 LOOKBACK_S = 300.0  # Prometheus's default --query.lookback-delta
 MODEL_SIGNALS = frozenset(SIGNALS)
@@ -56,12 +57,18 @@ class Series:
     times: np.ndarray
     values: np.ndarray
 
+    def __post_init__(self) -> None:
+        # Plain lists for lookups: bisect on a list costs a fraction of a numpy call for one
+        # value, and replay makes one lookup per model, signal and tick.
+        object.__setattr__(self, "_times", self.times.tolist())
+        object.__setattr__(self, "_values", self.values.tolist())
+
     def at(self, now: float) -> tuple[float, float] | None:
         """The last sample at or before `now`, as (age_s, value)."""
-        i = int(np.searchsorted(self.times, now, side="right")) - 1
+        i = bisect_right(self._times, now) - 1
         if i < 0:
             return None
-        return now - float(self.times[i]), float(self.values[i])
+        return now - self._times[i], self._values[i]
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,6 @@ class RecordedSource:
         if sample is None or sample[0] > LOOKBACK_S:
             return Reading.missing()
         age_s, value = sample
-        if age_s > self._stale_after_s:
-            return Reading.stale(value, age_s=age_s)
-        return Reading.of(value, age_s=age_s)
+        # Values were checked (finite, non-negative) when the trace was loaded.
+        freshness = Freshness.STALE if age_s > self._stale_after_s else Freshness.OK
+        return Reading(value=value, freshness=freshness, age_s=age_s)
