@@ -61,3 +61,7 @@ class PolicyState:
     starting_since: float | None = None
     last_scale_up_at: float | None = None
     last_scale_down_at: float | None = None
+    # Requests per second one replica completes when saturated, as measured (None: not yet).
+    service_rate_per_replica: float | None = None
+    # (time, ready replicas) over the completion-rate window, to tell when it was steady.
+    ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)

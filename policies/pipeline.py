@@ -53,7 +53,15 @@ def scale_on_load(
         decision = _decided(observation, desired, floor, cap, trail)
         return decision, advance(state, decision, now=now)
 
-    desired, why = steps.recommend(observation, spec)
+    ready_history, steady = steps.track_ready(
+        state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
+    )
+    service_rate = steps.learn_service_rate(observation, spec, state.service_rate_per_replica, steady=steady)
+    state = dataclasses.replace(state, service_rate_per_replica=service_rate, ready_history=ready_history)
+    if service_rate is not None and observation.completion_rate.usable:
+        desired, why = steps.recommend_by_service_rate(observation, spec, service_rate)
+    else:
+        desired, why = steps.recommend(observation, spec)
     note(why)
     desired, why = steps.apply_tolerance(desired, current, spec.tolerance)
     note(why)

@@ -89,6 +89,32 @@ class PolicySpec(BaseModel):
         ),
     )
 
+    target_utilization: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Share of a replica's measured service rate to plan for. Queues grow without bound as "
+            "utilization nears 1; at 0.8 an M/M/1-like queue holds about 4 requests on average."
+        ),
+    )
+    backlog_drain_s: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Seconds within which a backlog should drain, on top of the arrivals: 300 waiting at "
+            "2 req/s per replica asks for 300 / (2 x 30) = 5 more replicas."
+        ),
+    )
+    service_rate_smoothing: float = Field(
+        0.3, gt=0, le=1, description="Weight of a new service-rate sample in the running average (EWMA)."
+    )
+    completion_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="Range of the completion-rate query, rate(vllm:request_success_total[1m]): 60 s.",
+    )
+
     @model_validator(mode="after")
     def _bounds_in_order(self) -> PolicySpec:
         if self.min_replicas > self.max_replicas:

@@ -26,6 +26,55 @@ def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
     )
 
 
+def recommend_by_service_rate(observation: Observation, spec: PolicySpec, service_rate: float) -> tuple[int, Reason]:
+    """Size from what a replica was measured to complete, rather than from a fixed number of
+    requests per replica, whose right value differs by an order of magnitude between short
+    chats and long prompts. Replicas for the arrivals at target utilization, plus replicas to
+    drain the backlog in backlog_drain_s. Example: 3 req/s served, 0.5 req/s per replica
+    measured, 60 waiting: 3 / (0.5 x 0.8) = 7.5 and 60 / (0.5 x 30) = 4, so 12 replicas.
+    The completion rate stands for the arrivals: equal while the replicas keep up, short of
+    them while a queue grows, which the backlog term then covers."""
+    arrivals = observation.completion_rate.value
+    waiting = observation.waiting.value
+    steady = arrivals / (service_rate * spec.target_utilization)
+    drain = waiting / (service_rate * spec.backlog_drain_s)
+    desired = math.ceil(steady + drain - 1e-9)
+    return desired, Reason(
+        "Recommendation",
+        f"{arrivals:.2f} req/s at {service_rate:.2f} req/s per replica (measured) x {spec.target_utilization:g} -> {steady:.1f}; "
+        f"{waiting:g} waiting drained in {spec.backlog_drain_s:g} s -> +{drain:.1f}",
+    )
+
+
+def track_ready(
+    history: tuple[tuple[float, int], ...], ready: int, *, window_s: float, now: float
+) -> tuple[tuple[tuple[float, int], ...], bool]:
+    """Keep (time, ready) over the last window and the entry just before it. The window is
+    steady when that history covers it and the ready count never moved inside it."""
+    older = [entry for entry in history if now - entry[0] > window_s][-1:]
+    kept = older + [entry for entry in history if now - entry[0] <= window_s] + [(now, ready)]
+    steady = bool(older) and all(count == ready for _, count in kept)
+    return tuple(kept), steady
+
+
+def learn_service_rate(
+    observation: Observation, spec: PolicySpec, previous: float | None, *, steady: bool
+) -> float | None:
+    """A replica's capacity shows only while it is saturated: requests wait, so every ready
+    replica runs as fast as it can. A sample counts only when the same replicas served through
+    the whole completion window (`steady`): completions lag service by a request's latency,
+    so a replica ready for seconds shows almost none, however fast it is."""
+    ready = observation.ready_replicas
+    if not (steady and ready and observation.completion_rate.usable and observation.waiting.usable):
+        return previous
+    if observation.waiting.value < ready:
+        return previous
+    sample = observation.completion_rate.value / ready
+    if sample <= 0:
+        return previous
+    return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
+
+
 def _size(waiting: float, in_flight: float, spec: PolicySpec) -> tuple[int, int]:
     return math.ceil(waiting / spec.target_waiting_per_replica), math.ceil(in_flight / spec.target_running_per_replica)
 

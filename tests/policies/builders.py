@@ -33,6 +33,7 @@ def obs(
     kv: Signal = None,
     gpu: Signal = None,
     wake: Signal = None,
+    completions: Signal = None,
     dependencies: tuple[Dependency, ...] = (),
 ) -> Observation:
     """One tick's observation. `ready` defaults to `spec` (nothing starting); the load
@@ -45,6 +46,7 @@ def obs(
         kv_cache_usage=reading(kv),
         gpu_utilization=reading(gpu),
         wake=reading(wake),
+        completion_rate=reading(completions),
         dependencies=dependencies,
     )
 

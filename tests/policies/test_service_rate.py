@@ -1,0 +1,76 @@
+"""Sizing from a measured service rate: when a sample counts, how it is averaged, and how the
+replica count follows from it, with explicit instants."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies import HotSpec, PolicyState, decide
+from policies.steps import learn_service_rate, recommend_by_service_rate, track_ready
+from tests.policies.builders import obs
+
+SPEC = HotSpec(max_replicas=50)
+
+
+@pytest.mark.parametrize(
+    "history, ready, now, steady",
+    [
+        (((0.0, 4), (10.0, 4)), 4, 70.0, True),  # covered from 0 s, never moved
+        (((10.0, 4), (20.0, 4)), 4, 70.0, False),  # nothing older than the window: not covered
+        (((0.0, 4), (30.0, 3)), 4, 70.0, False),  # moved inside the window
+        (((0.0, 3), (5.0, 4), (15.0, 4)), 4, 70.0, True),  # the change at 5 s is older than the window
+    ],
+)
+def test_a_window_is_steady_when_covered_and_unchanged(history, ready, now, steady):
+    kept, got = track_ready(history, ready, window_s=60.0, now=now)
+    assert got is steady
+    assert kept[-1] == (now, ready)
+    assert sum(1 for t, _ in kept if now - t > 60.0) <= 1  # only one entry older than the window
+
+
+@pytest.mark.parametrize(
+    "waiting, completions, steady, previous, expected",
+    [
+        (8, 6.0, True, None, 1.5),  # saturated (8 waiting, 4 ready), steady: 6 / 4
+        (8, 6.0, True, 1.0, 1.0 + 0.3 * (1.5 - 1.0)),  # averaged into what was known
+        (3, 6.0, True, None, None),  # fewer waiting than replicas: not saturated, no sample
+        (8, 6.0, False, None, None),  # replicas changed in the window: completions lag
+        (8, None, True, 2.0, 2.0),  # no completion data: keep what was known
+        (8, 0.0, True, 2.0, 2.0),  # no completion at all is no measure of speed
+    ],
+)
+def test_a_sample_counts_only_when_saturated_and_steady(waiting, completions, steady, previous, expected):
+    observation = obs(spec=4, waiting=waiting, running=40, completions=completions)
+    got = learn_service_rate(observation, SPEC, previous, steady=steady)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_sizing_covers_arrivals_at_target_utilization_and_drains_the_backlog():
+    # 3 req/s at 0.5 per replica and 0.8 utilization -> 7.5; 60 waiting in 30 s -> +4: 12.
+    desired, why = recommend_by_service_rate(obs(spec=6, waiting=60, running=40, completions=3.0), SPEC, 0.5)
+    assert desired == 12
+    assert why.message == (
+        "3.00 req/s at 0.50 req/s per replica (measured) x 0.8 -> 7.5; 60 waiting drained in 30 s -> +4.0"
+    )
+
+
+def test_the_policy_learns_from_a_saturated_minute_then_sizes_on_it():
+    state, now = PolicyState(), 0.0
+    # Four ready replicas, saturated for a whole minute, each completing 1.5 req/s.
+    for now in range(0, 80, 10):
+        saturated = obs(spec=4, waiting=20, running=60, completions=6.0)
+        decision, state = decide(saturated, state, SPEC, now=float(now))
+    assert state.service_rate_per_replica == pytest.approx(1.5)
+    assert "req/s per replica (measured)" in decision.explain()
+    # Later the load eases to 3 req/s with no queue: 3 / (1.5 x 0.8) = 2.5 -> 3 replicas,
+    # where the in-flight rule (30 in flight / 32 per replica) would have kept 1.
+    calm = obs(spec=4, waiting=0, running=30, completions=3.0)
+    decision, _ = decide(calm, state, SPEC.model_copy(update={"scale_down_stabilization_s": 0.0}), now=1000.0)
+    assert decision.reason_codes[0] == "Recommendation" and "-> 2.5" in decision.explain()
+    assert decision.desired_replicas == 3
+
+
+def test_without_a_measured_rate_the_in_flight_rule_sizes():
+    decision, state = decide(obs(spec=2, waiting=12, running=20, completions=4.0), PolicyState(), SPEC, now=0.0)
+    assert state.service_rate_per_replica is None  # one tick: the window is not covered yet
+    assert "12 waiting / 4 per replica -> 3" in decision.explain()
