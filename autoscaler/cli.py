@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of the in-cluster service account")
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--once", action="store_true", help="run one tick and exit")
+    run.add_argument("--metrics-port", type=int, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
 
     replay = commands.add_parser("replay", help="replay a recorded metric trace through the controller")
     replay.add_argument("--trace", type=Path, help="native CSV(.gz) or query_range JSON; default: the bundled BurstGPT trace")
@@ -180,15 +181,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.output import DecisionPrinter
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
+    from autoscaler.telemetry import Telemetry, serve
 
     config = load_config(args.config)
+    clock = SystemClock()
+    telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     targets = KubernetesTargets(config, _api_client(args))
     if args.dry_run:
         targets = DryRunTargets(targets)
-    controller = Controller(config, metrics=PrometheusSource(config), targets=targets)
+    controller = Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
+    server = serve(telemetry, port=args.metrics_port) if args.metrics_port else None
 
-    def show(outcomes) -> None:
+    def after_tick(outcomes, duration_s: float) -> None:
+        telemetry.record_tick(outcomes, duration_s=duration_s)
         if args.dry_run:
             for outcome in outcomes:
                 printer.print(outcome)
@@ -196,7 +202,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     stop_on_signals(stop)
-    run_loop(controller, clock=SystemClock(), interval_s=config.tick_interval_s, stop=stop, on_outcomes=show, max_ticks=1 if args.once else None)
+    try:
+        run_loop(controller, clock=clock, interval_s=config.tick_interval_s, stop=stop, on_outcomes=after_tick,
+                 max_ticks=1 if args.once else None)
+    finally:
+        if server is not None:
+            server.shutdown()
     return 0
 
 

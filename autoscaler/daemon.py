@@ -21,7 +21,7 @@ def run_loop(
     clock: Clock,
     interval_s: float,
     stop: threading.Event,
-    on_outcomes: Callable[[list[Outcome]], None] = lambda outcomes: None,
+    on_outcomes: Callable[[list[Outcome], float], None] = lambda outcomes, duration_s: None,
     max_ticks: int | None = None,
 ) -> int:
     """Run ticks until `stop` is set (or `max_ticks` ran); returns the number of ticks."""
@@ -33,7 +33,7 @@ def run_loop(
         except Exception:  # a bug must not kill the loop silently: log it whole, try next tick
             log.exception("tick failed")
             outcomes = []
-        on_outcomes(outcomes)
+        on_outcomes(outcomes, clock.now() - started)
         ticks += 1
         if max_ticks is not None and ticks >= max_ticks:
             break

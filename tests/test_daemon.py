@@ -63,7 +63,8 @@ def test_sigterm_stops_the_daemon_cleanly(prometheus_stack, kmock_cluster, tmp_p
     )
     (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url)))
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"), "--kubeconfig", str(tmp_path / "kubeconfig")],
+        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"),
+         "--kubeconfig", str(tmp_path / "kubeconfig"), "--metrics-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -83,7 +83,7 @@ def test_cli_dry_run_prints_decisions_with_reasons_for_hot_and_long_tail(prometh
     (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url, token="secret-token-value")))
     result = subprocess.run(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"),
-         "--kubeconfig", str(tmp_path / "kubeconfig"), "--dry-run", "--once"],
+         "--kubeconfig", str(tmp_path / "kubeconfig"), "--dry-run", "--once", "--metrics-port", "0"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

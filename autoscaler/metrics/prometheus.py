@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -34,8 +35,18 @@ def connect(settings: PrometheusConfig) -> PrometheusConnect:
 
 
 class PrometheusSource:
-    def __init__(self, config: Config, *, client: PrometheusConnect | None = None) -> None:
+    """`on_error(signal, kind)` is told of every failed query (kind: timeout, connection,
+    http) and rejected sample (kind: rejected), for the daemon's error counters."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client: PrometheusConnect | None = None,
+        on_error: Callable[[str, str], None] = lambda signal, kind: None,
+    ) -> None:
         self._config = config
+        self._on_error = on_error
         self._client = client or connect(config.prometheus)
         self._queries = build_queries(config)
         self._model_by_label = {(m.namespace, m.label_value): m.name for m in config.models}
@@ -54,6 +65,7 @@ class PrometheusSource:
                 result = self._client.custom_query(query.promql, params={"time": f"{now:.3f}"})
             except (requests.RequestException, PrometheusApiClientException) as err:
                 log.warning("prometheus query failed; its readings are missing this tick", signal=query.signal, error=_short(err))
+                self._on_error(query.signal, _error_kind(err))
                 continue
             if query.keyed:
                 readings = self._keyed_readings(query, result)
@@ -87,7 +99,9 @@ class PrometheusSource:
         for model, raw in values.items():
             age_s = max(now - stamps.get(model, now), 0.0)
             reading = _reading(query.signal, model, raw, age_s=age_s, stale_after_s=self._config.prometheus.stale_after_s)
-            if reading is not None:
+            if reading is None:
+                self._on_error(query.signal, "rejected")
+            else:
                 readings[model] = reading
         return readings
 
@@ -98,7 +112,9 @@ class PrometheusSource:
             if key is None:
                 continue
             reading = _reading(query.signal, key, item["value"][1], age_s=0.0, stale_after_s=math.inf)
-            if reading is not None:
+            if reading is None:
+                self._on_error(query.signal, "rejected")
+            else:
                 readings[key] = reading
         return readings
 
@@ -126,6 +142,14 @@ def _auth_headers(token_file: Path | None) -> dict[str, str]:
         log.error("cannot read the Prometheus bearer token file", path=str(token_file), error=err.strerror)
         return {}
     return {"Authorization": f"Bearer {token}"}
+
+
+def _error_kind(err: Exception) -> str:
+    if isinstance(err, requests.Timeout):
+        return "timeout"
+    if isinstance(err, requests.ConnectionError):
+        return "connection"
+    return "http"
 
 
 def _short(err: Exception) -> str:
