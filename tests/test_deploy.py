@@ -41,6 +41,7 @@ EXPECTED_RULES = frozenset(
     {("apps", "deployments", verb) for verb in ("get", "list", "watch")}
     | {("apps", "deployments/scale", verb) for verb in ("get", "patch")}
     | {("keda.sh", "scaledobjects", verb) for verb in ("get", "list", "watch", "patch")}
+    | {("", "events", "create")}
 )
 
 # Fields of a ScaledObject's spec (KEDA 2.x, keda.sh/v1alpha1): the CRD is not among the

@@ -5,6 +5,7 @@ writes are injected responses (tests/support/kmock_harness.py), as the real API 
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from policies import Decision, Reason
@@ -137,6 +138,8 @@ def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cl
     assert action.outcome == "patched"
     assert kmock_cluster.get(SCALEDOBJECTS, "ml", "tail-so")["metadata"]["annotations"][PAUSED_REPLICAS] == "0"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "tail")["spec"]["replicas"] == 2
+    (event,) = kmock_cluster.requests("POST", "/api/v1/namespaces/ml/events")
+    assert event.data["reason"] == "ScaledDown" and event.data["involvedObject"]["kind"] == "ScaledObject"
     assert all("/deployments/" not in r.url.path for r in kmock_cluster.requests("PATCH"))
 
 
@@ -161,6 +164,8 @@ def test_bounds_mode_patches_min_and_max_only(kmock_cluster):
     assert spec["triggers"][0]["metadata"]["threshold"] == "5"  # the rest of the object is untouched
     (patch,) = kmock_cluster.requests("PATCH")
     assert patch.data == {"spec": {"minReplicaCount": 1, "maxReplicaCount": 2}}
+    (event,) = kmock_cluster.requests("POST", "/api/v1/namespaces/ml/events")
+    assert event.data["reason"] == "BoundsChanged"
 
 
 def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster):
@@ -190,3 +195,34 @@ def test_an_unreachable_api_server_skips_the_tick_without_raising():
     assert targets.read_states(now=0.0) == {}
     action = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
     assert action.outcome == "failed" and "unreachable" in action.detail
+
+
+EVENTS = "/api/v1/namespaces/ml/events"
+
+
+def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    read_and_apply(kmock_cluster, config(model("chat")), 4)
+    (event,) = kmock_cluster.requests("POST", EVENTS)
+    body = event.data
+    assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat", "namespace": "ml"}
+    assert body["reason"] == "ScaledUp" and body["type"] == "Normal"
+    assert body["message"] == "deployments/chat replicas from 2 to 4 because Recommendation: test wants 4"
+    assert body["reportingComponent"] == "llm-autoscaler"
+
+
+def test_a_hold_records_no_event(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    read_and_apply(kmock_cluster, config(model("chat")), 2)
+    assert not kmock_cluster.requests("POST", EVENTS)
+
+
+def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=2))
+    kmock_cluster.fail_next("POST", EVENTS, 403)
+    with capture_logs() as logs:
+        action = read_and_apply(kmock_cluster, config(model("chat")), 1)
+    assert action.outcome == "patched"
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+    (warning,) = [e for e in logs if e["event"] == "could not record an Event for a scaling"]
+    assert "resources [events], verbs [create]" in warning["hint"]

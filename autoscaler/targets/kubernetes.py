@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import structlog
 import urllib3
@@ -48,6 +49,8 @@ LIST_DEPLOYMENTS = _Rule("apps", "deployments", "list")
 LIST_SCALEDOBJECTS = _Rule("keda.sh", "scaledobjects", "list")
 PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
 PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
+CREATE_EVENT = _Rule("", "events", "create")
+EVENT_MESSAGE_LIMIT = 1024  # the API server truncates longer Event messages anyway
 
 
 class KubernetesTargets:
@@ -55,6 +58,7 @@ class KubernetesTargets:
         self._config = config
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
         # As of the last read: Deployment name -> the ScaledObject that owns it, per namespace;
         # and each ScaledObject, so that a hold needs no further API call.
         self._owners: dict[str, dict[str, str]] = {}
@@ -176,6 +180,7 @@ class KubernetesTargets:
                 return Action(model.name, "failed", detail)
             detail = f"{what} from {current} to {desired} because {decision.explain()}"
             log.info("scaled", model=model.name, namespace=model.namespace, what=what, change=f"{current} -> {desired}", reasons=decision.explain())
+            self._record_event(model, decision, detail, now=now)
             return Action(model.name, "patched", detail)
         detail = f"still conflicting after {CONFLICT_RETRIES} attempts; will try again next tick"
         log.warning("gave up after conflicts", model=model.name, namespace=model.namespace, detail=detail)
@@ -228,6 +233,43 @@ class KubernetesTargets:
             _request_timeout=REQUEST_TIMEOUT_S,
             **KEDA,
         )
+
+    def _record_event(self, model: ModelConfig, decision: Decision, detail: str, *, now: float) -> None:
+        """An Event on the object written, so `kubectl describe` shows why it was scaled. A
+        failure is logged and never undoes or fails the scaling itself."""
+        target = model.target
+        if target.mode == "bounds":
+            reason = "BoundsChanged"
+        else:  # a pin written at the same count takes control from KEDA's HPA without scaling
+            reason = {"up": "ScaledUp", "down": "ScaledDown"}.get(decision.direction, "Pinned")
+        stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            # kubectl's naming: the object's name and a hex timestamp, unique per write.
+            "metadata": {"name": f"{target.name}.{int(now * 1e9):x}", "namespace": model.namespace},
+            "involvedObject": {
+                "apiVersion": "apps/v1" if target.kind == "Deployment" else f"{KEDA['group']}/{KEDA['version']}",
+                "kind": target.kind,
+                "name": target.name,
+                "namespace": model.namespace,
+            },
+            "reason": reason,
+            "message": detail[:EVENT_MESSAGE_LIMIT],
+            "type": "Normal",
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(model.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        except ApiException as err:
+            hint = f"; {CREATE_EVENT.explain(model.namespace)}" if err.status == 403 else ""
+            log.warning("could not record an Event for a scaling", model=model.name, status=err.status, hint=hint.lstrip("; "))
+        except urllib3.exceptions.HTTPError as err:
+            log.warning("could not record an Event for a scaling", model=model.name, error=str(err))
 
     def _log_api_error(self, err: ApiException, *, namespace: str, rule: _Rule, model: ModelConfig | None) -> Action:
         name = model.name if model else None
