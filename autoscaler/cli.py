@@ -181,15 +181,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.output import DecisionPrinter
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
+    from autoscaler.reload import ReloadingController
     from autoscaler.telemetry import Telemetry, serve
 
     config = load_config(args.config)
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
-    targets = KubernetesTargets(config, _api_client(args))
-    if args.dry_run:
-        targets = DryRunTargets(targets)
-    controller = Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
+    api_client = _api_client(args)
+
+    def build(config: Config) -> Controller:
+        targets = KubernetesTargets(config, api_client)
+        if args.dry_run:
+            targets = DryRunTargets(targets)
+        return Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
+
+    controller = ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc)
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
     server = serve(telemetry, port=args.metrics_port) if args.metrics_port else None
 

@@ -6,6 +6,7 @@
   llm_autoscaler_tick_duration_seconds                     histogram of one tick
   llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries and rejected samples
   llm_autoscaler_kubernetes_errors_total{kind}             missing, forbidden, failed, refused, unreadable
+  llm_autoscaler_config_rejections_total                   changed config files rejected as invalid
   llm_autoscaler_leader                                    1 while this replica acts
 /readyz: 200 once a tick has completed. /healthz: 200 while ticks keep completing; 503 when
 the last one is older than three tick intervals plus a grace (a stuck loop: restart it).
@@ -51,6 +52,9 @@ class Telemetry:
         self.kubernetes_errors = Counter(
             "llm_autoscaler_kubernetes_errors", "Kubernetes API errors and unreadable targets.", ["kind"],
             registry=self.registry,
+        )
+        self.config_rejections = Counter(
+            "llm_autoscaler_config_rejections", "Changed config files rejected as invalid.", registry=self.registry
         )
         self.leader = Gauge("llm_autoscaler_leader", "1 while this replica acts on the cluster.", registry=self.registry)
         self.leader.set(1)  # a single replica acts; leader election comes with issue 5
