@@ -1,0 +1,69 @@
+"""Invariants over random observation sequences (hypothesis shrinks any failure to a minimal
+sequence): bounds kept, no scale-down without data, a hot model never at zero, step limits
+kept except where bounds deliberately bypass them, and every decision explained."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies import HotSpec, LongTailSpec, Observation, PolicyState, Reading, decide
+
+readings = st.one_of(
+    st.floats(min_value=0, max_value=500, allow_nan=False).map(Reading.of),
+    st.just(Reading.missing()),
+    st.floats(min_value=0, max_value=500, allow_nan=False).map(lambda v: Reading.stale(v, age_s=200.0)),
+)
+fractions = st.one_of(st.floats(min_value=0, max_value=1).map(Reading.of), st.just(Reading.missing()))
+
+
+@st.composite
+def ticks(draw):
+    spec_replicas = draw(st.integers(min_value=0, max_value=40))
+    return draw(st.floats(min_value=1, max_value=120)), Observation(
+        spec_replicas=spec_replicas,
+        ready_replicas=draw(st.integers(min_value=0, max_value=spec_replicas)),
+        waiting=draw(readings),
+        running=draw(readings),
+        kv_cache_usage=draw(fractions),
+        gpu_utilization=draw(st.one_of(st.floats(min_value=0, max_value=100).map(Reading.of), st.just(Reading.missing()))),
+        completion_rate=draw(st.one_of(st.floats(min_value=0, max_value=50).map(Reading.of), st.just(Reading.missing()))),
+        wake=draw(st.one_of(st.floats(min_value=0, max_value=5).map(Reading.of), st.just(Reading.missing()))),
+    )
+
+
+specs = st.one_of(
+    st.builds(HotSpec, min_replicas=st.integers(1, 4), max_replicas=st.integers(4, 30)),
+    st.builds(LongTailSpec, min_replicas=st.integers(0, 2), max_replicas=st.integers(2, 30), cold_start_s=st.floats(10, 300)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=specs, sequence=st.lists(ticks(), min_size=1, max_size=40))
+def test_invariants_hold_over_any_sequence(spec, sequence):
+    state, now = PolicyState(), 0.0
+    floor = max(spec.min_replicas, 1) if spec.kind == "hot" else spec.min_replicas
+    for step_s, observation in sequence:
+        now += step_s
+        decision, state = decide(observation, state, spec, now=now)
+        current, desired = observation.spec_replicas, decision.desired_replicas
+        load_known = observation.waiting.usable and observation.running.usable
+
+        assert decision.reasons, "every decision explains itself"
+        assert desired >= floor, f"below the floor {floor}: {decision.explain()}"
+        if spec.kind == "hot":
+            assert desired >= 1, "a hot model never goes to zero"
+        # Above max only by holding a count someone else set, without data to act on.
+        assert desired <= max(spec.max_replicas, current if not load_known else 0), decision.explain()
+        if current > 0 and not load_known:
+            assert desired >= current, f"scaled down without data: {decision.explain()}"
+        if desired > current:
+            step = max(spec.scale_up_max_step_replicas, math.ceil(current * spec.scale_up_max_step_percent / 100))
+            assert desired <= max(current + step, floor), f"scale-up step exceeded: {decision.explain()}"
+        if 0 < desired < current and current <= spec.max_replicas:
+            step = max(1, math.floor(current * spec.scale_down_max_step_percent / 100))
+            assert current - desired <= step, f"scale-down step exceeded: {decision.explain()}"
+        if desired == 0 < current:
+            assert decision.reason_codes == ("IdleTimeout",) and spec.kind == "long-tail"
