@@ -38,7 +38,9 @@ def recommend_by_service_rate(observation: Observation, spec: PolicySpec, servic
     waiting = observation.waiting.value
     steady = arrivals / (service_rate * spec.target_utilization)
     drain = waiting / (service_rate * spec.backlog_drain_s)
-    desired = math.ceil(steady + drain - 1e-9)
+    # A vanishing measured rate would size to infinity; anything above max_replicas is cut
+    # to it by the bounds anyway, so cap just above it and let that step say so.
+    desired = math.ceil(min(steady + drain, spec.max_replicas + 1.0) - 1e-9)
     return desired, Reason(
         "Recommendation",
         f"{arrivals:.2f} req/s at {service_rate:.2f} req/s per replica (measured) x {spec.target_utilization:g} -> {steady:.1f}; "

@@ -74,3 +74,14 @@ def test_without_a_measured_rate_the_in_flight_rule_sizes():
     decision, state = decide(obs(spec=2, waiting=12, running=20, completions=4.0), PolicyState(), SPEC, now=0.0)
     assert state.service_rate_per_replica is None  # one tick: the window is not covered yet
     assert "12 waiting / 4 per replica -> 3" in decision.explain()
+
+
+def test_a_vanishing_service_rate_sizes_to_the_cap_instead_of_overflowing():
+    # Found by the hypothesis invariants: 1e-300 req/s per replica overflowed math.ceil.
+    desired, _ = recommend_by_service_rate(obs(spec=2, waiting=10, running=5, completions=1.0), SPEC, 1e-300)
+    assert desired == SPEC.max_replicas + 1
+    decision, _ = decide(
+        obs(spec=2, waiting=10, running=5, completions=1.0),
+        PolicyState(service_rate_per_replica=1e-300), SPEC, now=0.0,
+    )
+    assert decision.desired_replicas <= SPEC.max_replicas
