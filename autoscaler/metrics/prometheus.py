@@ -35,8 +35,8 @@ def connect(settings: PrometheusConfig) -> PrometheusConnect:
 
 
 class PrometheusSource:
-    """`on_error(signal, kind)` is told of every failed query (kind: timeout, connection,
-    http) and rejected sample (kind: rejected), for the daemon's error counters."""
+    """`on_error(signal, kind)` is told of every failed query (kind: tls, timeout,
+    connection, http) and rejected sample (kind: rejected), for the daemon's error counters."""
 
     def __init__(
         self,
@@ -145,6 +145,8 @@ def _auth_headers(token_file: Path | None) -> dict[str, str]:
 
 
 def _error_kind(err: Exception) -> str:
+    if isinstance(err, requests.exceptions.SSLError):
+        return "tls"
     if isinstance(err, requests.Timeout):
         return "timeout"
     if isinstance(err, requests.ConnectionError):
@@ -153,6 +155,10 @@ def _error_kind(err: Exception) -> str:
 
 
 def _short(err: Exception) -> str:
-    """An error without the response body Prometheus sends back (it can be long)."""
-    text = str(err)
+    """The cause of a failed query, short. A connection error's own text leads with the URL,
+    whose query string is the whole PromQL: the cause (refused, timed out, a certificate that
+    does not verify) is urllib3's `reason` inside it. An HTTP error's text carries the
+    response body, which can be long."""
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    text = f"{type(err).__name__}: {reason}" if reason is not None else str(err)
     return text if len(text) <= 300 else text[:300] + "..."
