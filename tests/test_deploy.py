@@ -368,3 +368,23 @@ def test_rbac_exists_exactly_in_the_configured_namespaces(config: Config) -> Non
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[namespace].name
         }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports() -> None:
+    """Every llm_autoscaler_* series a panel queries exists in the daemon's registry, so a
+    renamed metric cannot leave a panel silently empty."""
+    import json
+    import re
+
+    from autoscaler.clock import ManualClock
+    from autoscaler.telemetry import Telemetry
+
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    expressions += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    queried = {name for expr in expressions for name in re.findall(r"llm_autoscaler_\w+", expr)}
+    registry = Telemetry(clock=ManualClock(), interval_s=10.0).registry
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    exported = {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
+    assert queried and queried <= exported, f"not exported: {sorted(queried - exported)}"
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
