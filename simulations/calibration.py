@@ -107,14 +107,13 @@ A100_8B = ReplicaProfile(
     source="ANCHORS.md: A100-40G knee at ~8 concurrent 1,024-in/128-out requests",
 )
 
-PROFILES = {"a100-8b": A100_8B, "burstgpt-1b": None}  # the fitted one is built on demand
+# Name -> profile, given where the traces are (the fitted one is built from them on demand).
+PROFILES = {"a100-8b": lambda traces: A100_8B, "burstgpt-1b": burstgpt_profile}
 
 
 def profile_named(name: str, traces: Path | None = None) -> ReplicaProfile:
-    if name == "burstgpt-1b":
-        return burstgpt_profile(traces)
     if name in PROFILES:
-        return PROFILES[name]
+        return PROFILES[name](traces)
     raise ValueError(f"unknown replica profile {name!r}; known: {', '.join(PROFILES)}")
 
 

@@ -86,7 +86,6 @@ class ModelQueue:
         requests.rejected[:] = too_long
         self._next = 0  # first request that has not arrived yet
         self.waiting: deque[int] = deque()
-        self.arrived = 0
 
     def arrive_until(self, now: float, *, cold: bool) -> None:
         arrival = self.requests.arrival_s
@@ -96,7 +95,6 @@ class ModelQueue:
             if cold:
                 self.requests.cold[self._next : end] = ~rejected
             self.waiting.extend(i for i in range(self._next, end) if not self.requests.rejected[i])
-            self.arrived += end - self._next
             self._next = end
 
     def next_arrival_s(self) -> float:

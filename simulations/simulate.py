@@ -158,17 +158,16 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
     ttft = np.where(np.isnan(requests.first_token_s), end, requests.first_token_s) - requests.arrival_s
     wait, ttft = wait[arrived], ttft[arrived]
     met = (wait <= slo.queue_wait_s) & (ttft <= slo.ttft_s)
-    percentile = (lambda values, q: float(np.percentile(values, q))) if len(wait) else (lambda values, q: math.nan)
     return ModelResult(
         model=model.setup.name,
         policy=policy,
         requests=int(arrived.sum()),
         gpu_hours=model.gpu_seconds / 3600.0,
         slo_attainment=float(met.mean()) if len(met) else math.nan,
-        queue_wait_p50_s=percentile(wait, 50),
-        queue_wait_p95_s=percentile(wait, 95),
-        queue_wait_p99_s=percentile(wait, 99),
-        ttft_p95_s=percentile(ttft, 95),
+        queue_wait_p50_s=_percentile(wait, 50),
+        queue_wait_p95_s=_percentile(wait, 95),
+        queue_wait_p99_s=_percentile(wait, 99),
+        ttft_p95_s=_percentile(ttft, 95),
         cold_start_requests=int(requests.cold[arrived].sum()),
         rejected=int((requests.rejected & (requests.arrival_s < end)).sum()),
         unserved=int(np.isnan(requests.first_token_s[arrived]).sum()),
@@ -176,6 +175,10 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
         seconds_at_zero=model.seconds_at_zero,
         timeline=timeline,
     )
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 def result_record(result: ModelResult) -> dict:

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+import yaml
+
+from tests.builders import deployment, kubeconfig, model
 from tests.support.kmock_harness import kmock_cluster  # noqa: F401  (fixture)
-from tests.support.prom_harness import MetricsExporter, run_prometheus
+from tests.support.prom_harness import MetricsExporter, run_prometheus, unique_name, vllm_labels
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +16,22 @@ def prometheus_stack():
     with MetricsExporter() as exporter, run_prometheus([exporter], scrape_interval="1s") as prometheus:
         prometheus.wait_for("up == 1")
         yield exporter, prometheus
+
+
+@pytest.fixture
+def daemon_files(prometheus_stack, kmock_cluster, tmp_path):
+    """For `autoscaler run` in a subprocess: a model with 20 waiting and 8 running in the real
+    Prometheus, its Deployment at 1 replica in kmock, and (config, kubeconfig) paths for it
+    with a 1 s tick. Yields (config path, kubeconfig path, namespace)."""
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set("vllm:num_requests_waiting", vllm_labels("chat", ns), 20)
+    exporter.set("vllm:num_requests_running", vllm_labels("chat", ns), 8)
+    prometheus.wait_for(f'vllm:num_requests_running{{namespace="{ns}"}}')
+    kmock_cluster.put(deployment("chat", namespace=ns, replicas=1))
+    config, kube = tmp_path / "config.yaml", tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": [model("chat", namespace=ns)]})
+    )
+    kube.write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url)))
+    yield config, kube, ns

@@ -10,14 +10,11 @@ import sys
 import threading
 import time
 
-import yaml
 from structlog.testing import capture_logs
 
 from autoscaler.clock import ManualClock
 from autoscaler.daemon import run_loop
-from tests.builders import deployment, kubeconfig, model
 from tests.support.kmock_harness import DEPLOYMENTS
-from tests.support.prom_harness import unique_name, vllm_labels
 
 
 class ScriptedController:
@@ -51,20 +48,11 @@ def test_a_failing_tick_is_logged_and_the_loop_goes_on():
     assert any(e["event"] == "tick failed" and e["log_level"] == "error" for e in logs)
 
 
-def test_sigterm_stops_the_daemon_cleanly(prometheus_stack, kmock_cluster, tmp_path):
-    exporter, prometheus = prometheus_stack
-    ns = unique_name("ns")
-    exporter.set("vllm:num_requests_waiting", vllm_labels("chat", ns), 20)
-    exporter.set("vllm:num_requests_running", vllm_labels("chat", ns), 8)
-    prometheus.wait_for(f'vllm:num_requests_running{{namespace="{ns}"}}')
-    kmock_cluster.put(deployment("chat", namespace=ns, replicas=1))
-    (tmp_path / "config.yaml").write_text(
-        yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": [model("chat", namespace=ns)]})
-    )
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url)))
+def test_sigterm_stops_the_daemon_cleanly(daemon_files, kmock_cluster):
+    config_file, kubeconfig_file, ns = daemon_files
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"),
-         "--kubeconfig", str(tmp_path / "kubeconfig"), "--metrics-port", "0"],
+        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(config_file),
+         "--kubeconfig", str(kubeconfig_file), "--metrics-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.clock import ManualClock
@@ -21,8 +20,7 @@ from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets import Action
 from autoscaler.telemetry import Telemetry, serve
 from policies import Decision, Reason
-from tests.builders import config, deployment, kubeconfig, model
-from tests.support.prom_harness import unique_name, vllm_labels
+from tests.builders import config, model
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -108,21 +106,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_the_running_daemon_serves_its_metrics(prometheus_stack, kmock_cluster, tmp_path):
-    exporter, prometheus = prometheus_stack
-    ns = unique_name("ns")
-    exporter.set("vllm:num_requests_waiting", vllm_labels("chat", ns), 20)
-    exporter.set("vllm:num_requests_running", vllm_labels("chat", ns), 8)
-    prometheus.wait_for(f'vllm:num_requests_running{{namespace="{ns}"}}')
-    kmock_cluster.put(deployment("chat", namespace=ns, replicas=1))
-    (tmp_path / "config.yaml").write_text(
-        yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": [model("chat", namespace=ns)]})
-    )
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url)))
+def test_the_running_daemon_serves_its_metrics(daemon_files):
+    config_file, kubeconfig_file, _ = daemon_files
     port = free_port()
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(tmp_path / "config.yaml"),
-         "--kubeconfig", str(tmp_path / "kubeconfig"), "--dry-run", "--metrics-port", str(port)],
+        [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(config_file),
+         "--kubeconfig", str(kubeconfig_file), "--dry-run", "--metrics-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -24,15 +24,11 @@ class TargetState:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What applying a decision did. `changed` says whether the cluster was written."""
+    """What applying a decision did ("patched" means the cluster was written)."""
 
     model: str
     outcome: Outcome
     detail: str
-
-    @property
-    def changed(self) -> bool:
-        return self.outcome == "patched"
 
 
 class ScaleTarget(Protocol):
