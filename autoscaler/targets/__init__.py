@@ -12,7 +12,7 @@ from typing import Literal, Mapping, Protocol
 from autoscaler.config import ModelConfig
 from policies.decision import Decision
 
-Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused"]
+Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused", "standby"]
 
 
 @dataclass(frozen=True, slots=True)
