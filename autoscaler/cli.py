@@ -74,11 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     ha.add_argument("--leader-elect", action="store_true", help="act only while holding the Lease --lease-name")
     ha.add_argument("--lease-name", default="llm-autoscaler", help="the coordination.k8s.io/v1 Lease to hold")
     ha.add_argument("--identity", help="this replica's name in the Lease; default: POD_NAME, else host name and pid")
-    ha.add_argument("--lease-duration-s", type=_positive, default=LeaseTimings.lease_duration_s,
+    ha.add_argument("--lease-duration-s", type=_positive, default=LeaseTimings().lease_duration_s,
                     help="a standby takes over this long after the leader's last renewal")
-    ha.add_argument("--renew-deadline-s", type=_positive, default=LeaseTimings.renew_deadline_s,
+    ha.add_argument("--renew-deadline-s", type=_positive, default=LeaseTimings().renew_deadline_s,
                     help="a leader that could not renew for this long stops acting (less than the lease duration)")
-    ha.add_argument("--retry-period-s", type=_positive, default=LeaseTimings.retry_period_s,
+    ha.add_argument("--retry-period-s", type=_positive, default=LeaseTimings().retry_period_s,
                     help="seconds between election rounds")
     ha.add_argument("--state-configmap", default="llm-autoscaler-state",
                     help="ConfigMap that keeps policy state across restarts and failovers ('' to keep none)")
