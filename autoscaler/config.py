@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from policies.spec import HotSpec, LongTailSpec
+from policies.spec import BatchSpec, HotSpec, LongTailSpec
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
 # them safe to place inside PromQL strings (see autoscaler.metrics.promql).
@@ -129,7 +129,7 @@ class TargetConfig(_Frozen):
         return self
 
 
-PolicyConfig = Annotated[HotSpec | LongTailSpec, Field(discriminator="kind")]
+PolicyConfig = Annotated[HotSpec | LongTailSpec | BatchSpec, Field(discriminator="kind")]
 
 
 class ModelConfig(_Frozen):
@@ -143,7 +143,8 @@ class ModelConfig(_Frozen):
         None,
         description=(
             "PromQL giving one value of demand seen outside the pods (a gateway's queue or "
-            "request rate). The only signal at zero replicas: required to scale to zero."
+            "request rate; for a batch model, the backlog in requests). The only signal at zero "
+            "replicas: required to scale to zero."
         ),
     )
 
@@ -246,7 +247,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             where += f"[{part}]"
-        elif part in ("hot", "long-tail") and where.endswith("policy"):
+        elif part in ("hot", "long-tail", "batch") and where.endswith("policy"):
             continue  # the discriminator's tag, not a field the user wrote
         else:
             where += f".{part}" if where else str(part)

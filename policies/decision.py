@@ -65,3 +65,5 @@ class PolicyState:
     service_rate_per_replica: float | None = None
     # (time, ready replicas) over the completion-rate window, to tell when it was steady.
     ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)
+    # Batch: when the backlog now being drained was first seen (its deadline runs from here).
+    backlog_since: float | None = None

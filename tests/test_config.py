@@ -105,3 +105,13 @@ def test_config_is_frozen():
     cfg = parse_config({"models": [model("chat")]})
     with pytest.raises(Exception):
         cfg.models[0].policy.max_replicas = 3
+
+
+def test_a_batch_model_loads_and_needs_a_throughput():
+    entry = model("embed", kind="batch", policy={"replica_throughput_rps": 2.0}, wake_query="sum(gateway_queue)")
+    for key in ("target_waiting_per_replica", "target_running_per_replica"):
+        entry["policy"].pop(key)
+    policy = parse_config({"models": [entry]}).models[0].policy
+    assert policy.kind == "batch" and policy.min_replicas == 0 and policy.drain_deadline_s == 3600
+    entry["policy"].pop("replica_throughput_rps")
+    assert "models[0].policy.replica_throughput_rps: required field is missing" in errors_of({"models": [entry]})
