@@ -178,6 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.controller import Controller
     from autoscaler.daemon import run_loop, stop_on_signals
     from autoscaler.metrics.prometheus import PrometheusSource
+    from autoscaler.nodes import NodeCapacity
     from autoscaler.output import DecisionPrinter
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
@@ -193,7 +194,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         targets = KubernetesTargets(config, api_client)
         if args.dry_run:
             targets = DryRunTargets(targets)
-        return Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
+        return Controller(
+            config,
+            metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
+            targets=targets,
+            pools=NodeCapacity(config, api_client),
+        )
 
     controller = ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc)
     printer = DecisionPrinter(sys.stdout, fmt=args.output)

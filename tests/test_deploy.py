@@ -43,6 +43,8 @@ EXPECTED_RULES = frozenset(
     | {("keda.sh", "scaledobjects", verb) for verb in ("get", "list", "watch", "patch")}
     | {("", "events", "create")}
 )
+# The one cluster-wide rule: GPU pools with a node_selector list the nodes (autoscaler/nodes.py).
+EXPECTED_CLUSTER_RULES = frozenset({("", "nodes", "list")})
 
 # Fields of a ScaledObject's spec (KEDA 2.x, keda.sh/v1alpha1): the CRD is not among the
 # bundled schemas, so a typo would otherwise go unnoticed until `kubectl apply`.
@@ -330,13 +332,16 @@ def _rules(role: Document) -> set[tuple[str, str, str]]:
     return granted
 
 
-def test_no_cluster_wide_rbac() -> None:
-    cluster_scoped = [d.id for d in DOCUMENTS if d.kind in ("ClusterRole", "ClusterRoleBinding")]
-    assert not cluster_scoped
+def test_the_only_cluster_wide_rbac_lists_nodes() -> None:
+    (role,) = _find("ClusterRole")
+    assert _rules(role) == EXPECTED_CLUSTER_RULES, f"{role.id}: {sorted(_rules(role))}"
+    (binding,) = _find("ClusterRoleBinding")
+    assert binding.body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.name}
+    assert binding.body["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
 
 
 def test_no_wildcards_in_rbac() -> None:
-    for document in _find("Role") + _find("RoleBinding"):
+    for document in _find("Role") + _find("RoleBinding") + _find("ClusterRole") + _find("ClusterRoleBinding"):
         wild = [v for v in _walk(document.body) if isinstance(v, str) and "*" in v]
         assert not wild, f"{document.id}: {wild}"
 
@@ -351,10 +356,13 @@ def test_role_grants_exactly_the_expected_rules(role: Document) -> None:
 
 def test_rbac_covers_every_call_the_daemon_names() -> None:
     """The rules the Kubernetes adapter names in its 403 messages are all granted."""
+    from autoscaler import nodes
     from autoscaler.targets import kubernetes as adapter
 
     named = {(v.api_group, v.resource, v.verb) for v in vars(adapter).values() if isinstance(v, adapter._Rule)}
     assert named and named <= EXPECTED_RULES
+    named_cluster = {(v.api_group, v.resource, v.verb) for v in vars(nodes).values() if isinstance(v, adapter._Rule)}
+    assert named_cluster == EXPECTED_CLUSTER_RULES
 
 
 def test_rbac_exists_exactly_in_the_configured_namespaces(config: Config) -> None:
