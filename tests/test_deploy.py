@@ -39,6 +39,7 @@ CONFIG_KEY = "config.yaml"
 # rbac.yaml fails test_role_grants_exactly_the_expected_rules until it is added here too.
 EXPECTED_RULES = frozenset(
     {("apps", "deployments", verb) for verb in ("get", "list", "watch")}
+    | {("apps", "replicasets", "list")}
     | {("apps", "deployments/scale", verb) for verb in ("get", "patch")}
     | {("keda.sh", "scaledobjects", verb) for verb in ("get", "list", "watch", "patch")}
     | {("", "events", "create")}

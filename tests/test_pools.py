@@ -137,6 +137,52 @@ def test_a_revision_that_needs_more_gpus_is_counted_at_its_new_size_before_it_la
     assert "granted: chat 4x2, embed 4x1" in embed.decision.reasons[-1].message
 
 
+def replica_set(deployment_body: dict, revision: str, *, replicas: int, gpus: int) -> dict:
+    """A ReplicaSet of `deployment_body` at one revision, as the Deployment controller makes it."""
+    template = {**deployment_body["spec"]["template"]}
+    template["spec"] = {"containers": [{"name": "vllm", "image": "vllm/vllm-openai",
+                                        "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}
+    name = deployment_body["metadata"]["name"]
+    return {
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": f"{name}-{revision}", "namespace": deployment_body["metadata"]["namespace"],
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": f"uid-{name}",
+                                          "controller": True}]},
+        "spec": {"replicas": replicas, "selector": deployment_body["spec"]["selector"], "template": template},
+        "status": {"replicas": replicas},
+    }
+
+
+def test_mid_rollout_every_replica_counts_at_the_largest_revision_still_running(kmock_cluster):
+    """The new revision needs 1 GPU a replica, the old one 2, and 3 old pods still run beside 2
+    new ones. Counting 1 per replica would hand embed GPUs the old pods still hold; each of
+    chat's 4 replicas counts 2 until the old ReplicaSet is gone."""
+    kmock_cluster.put(node("a1", gpus=12, labels=A100))
+    chat = in_rollout(deployment("chat", replicas=4), gpus=1)
+    chat["status"].update(observedGeneration=2, updatedReplicas=2, replicas=5)
+    kmock_cluster.put(chat)
+    kmock_cluster.put(replica_set(chat, "old", replicas=3, gpus=2))
+    kmock_cluster.put(replica_set(chat, "new", replicas=2, gpus=1))
+    kmock_cluster.put(replica_set(chat, "older", replicas=0, gpus=8))  # scaled to zero: holds nothing
+    kmock_cluster.put(deployment("embed", replicas=8))
+    cfg = pooled_config(model("chat", pool="a100"), batch_model("embed", pool="a100"))
+    targets = KubernetesTargets(cfg, kmock_cluster.api_client)
+    assert targets.read_states(now=0.0)["chat"].gpus_per_replica == 2
+    assert len(kmock_cluster.requests("GET", "/apis/apps/v1/namespaces/ml/replicasets")) == 1
+
+    signals = FixedSignals(chat=(0, 60), embed=(59_950, 50))
+    chat_outcome, embed = controller_for(kmock_cluster, cfg, signals).tick(now=1000.0)
+    assert chat_outcome.decision.desired_replicas == 4 and embed.decision.desired_replicas == 4
+    assert "granted: chat 4x2, embed 4x1" in embed.decision.reasons[-1].message
+
+
+def test_no_replica_set_is_listed_outside_a_rollout(kmock_cluster):
+    kmock_cluster.put(deployment("chat", replicas=4))
+    cfg = pooled_config(model("chat", pool="a100"))
+    KubernetesTargets(cfg, kmock_cluster.api_client).read_states(now=0.0)
+    assert not kmock_cluster.requests("GET", "/apis/apps/v1/namespaces/ml/replicasets")
+
+
 def test_an_unreadable_pool_uses_the_last_capacity_read_and_says_so(kmock_cluster):
     kmock_cluster.put(node("a1", gpus=8, labels=A100))
     kmock_cluster.put(deployment("chat", replicas=2))
