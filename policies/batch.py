@@ -26,6 +26,8 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
         return _at_zero(observation, state, spec, now=now)
 
     if not (observation.waiting.usable and observation.running.usable):
+        if observation.ready_replicas == 0 and observation.wake.usable and observation.wake.value > spec.wake_threshold:
+            return _starting(observation, state, spec, now=now)
         # Missing is not zero: a batch model with replicas and no data may be mid-job.
         reason = Reason(
             "MissingData",
@@ -95,6 +97,26 @@ def size_for_deadline(
         f"{spec.drain_deadline_s:g} s deadline, {horizon_s:.0f} s to serve after a {spec.cold_start_s:g} s cold start"
         f"{past} -> {desired}",
     )
+
+
+def _starting(observation: Observation, state: PolicyState, spec: BatchSpec, *, now: float) -> tuple[Decision, PolicyState]:
+    """Replicas asked for and none ready: no vLLM series exist yet, and every request of the job
+    waits at the gateway, so the wake signal is the whole backlog. Without this the model
+    would hold at the count it woke to for a whole cold start before sizing the job. Only
+    up: the replicas already starting count, and no data says the job shrank."""
+    current = observation.spec_replicas
+    backlog_since = now if state.backlog_since is None else state.backlog_since
+    state = dataclasses.replace(state, idle_since=None, backlog_since=backlog_since)
+    desired, reason = size_for_deadline(
+        observation.wake.value, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
+    )
+    desired = min(max(desired, current, spec.min_replicas), spec.max_replicas)
+    reasons = (
+        Reason("GatewayBacklog", f"no replica ready yet, so no vLLM series; {observation.wake.value:g} waiting outside the pods"),
+        reason,
+    )
+    decision = _decided(observation, desired, spec, reasons)
+    return decision, advance(state, decision, now=now)
 
 
 def _at_zero(observation: Observation, state: PolicyState, spec: BatchSpec, *, now: float) -> tuple[Decision, PolicyState]:

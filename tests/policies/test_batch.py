@@ -50,6 +50,10 @@ def test_size_for_deadline(backlog, since, now, measured, expected):
         (obs(3, waiting=Reading.stale(5, age_s=200), running=4), 3, ("MissingData",)),
         # drained, within the grace: hold
         (obs(3, waiting=0, running=0), 3, ("DrainGrace",)),
+        # replicas starting, none ready: the gateway's backlog sizes it, never down
+        (obs(1, ready=0, waiting=None, running=None, wake=60000), 9, ("GatewayBacklog", "DeadlineSizing")),
+        (obs(12, ready=0, waiting=None, running=None, wake=60000), 12, ("GatewayBacklog", "DeadlineSizing")),
+        (obs(1, ready=0, waiting=None, running=None, wake=None), 1, ("MissingData",)),
         # at zero: the backlog outside the pods wakes and sizes it
         (obs(0, waiting=None, running=None, wake=60000), 9, ("Wake", "DeadlineSizing")),
         (obs(0, waiting=None, running=None, wake=0), 0, ("IdleAtZero",)),
