@@ -121,6 +121,6 @@ def _claim(model: ModelConfig, outcome: Outcome, target: TargetState) -> Claim:
         # counted at the new size from the tick its template changes, before its pods land.
         gpus_per_replica=target.gpus_per_replica,
         minimum=max(minimum, 1) if model.policy.kind == "hot" else minimum,
-        pressure=observation.waiting.value + observation.running.value if known else None,
+        pressure=observation.waiting.value if known else None,
         decision=outcome.decision,
     )

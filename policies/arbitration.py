@@ -8,20 +8,28 @@ GPUs are handed out in stages, one replica at a time, and each stage only after 
 before it is done:
 
   1. minimums: hot, then long-tail, then batch (a hot model's minimum is at least 1)
-  2. running replicas of hot, then long-tail models (what they run and still want)
+  2. running replicas of hot models, then those of long-tail models that their load needs now
   3. scale-ups of hot, then long-tail models
-  4. running replicas of batch models above their minimum
-  5. scale-ups of batch models
+  4. running replicas of long-tail models that their load no longer needs, kept only by a
+     scale-down stabilization window (Decision.needed_replicas)
+  5. running replicas of batch models above their minimum
+  6. scale-ups of batch models
 
-So arbitration limits growth first: a scale-up only competes for GPUs nobody holds. The one
-exception is batch (stage 4 after stage 3): an interactive model that must grow takes GPUs
-from batch replicas above their minimum, because a batch request can wait minutes and an
-interactive one cannot. Running interactive replicas are cut only when the pool itself no
-longer holds them (a node left it), lowest priority first.
+So arbitration limits growth first: a scale-up only competes for GPUs nobody holds, or that
+a lower kind holds without a load that needs them. Two kinds of running replica are taken
+away: (a) batch replicas above the batch minimum, for an interactive model that must grow,
+because a batch request can wait minutes and an interactive one cannot; (b) long-tail
+replicas that only a stabilization window keeps (a model woken to a backlog of 90 runs 7
+replicas for 0.5 req/s while its 300 s window runs out), for an interactive scale-up. A hot
+model's window is kept whole: its load comes back within minutes, and a replica lent away
+costs a cold start to get back (lending them too cost the shared-pool scenario's hot models
+2 to 5 points of SLO, simulations/pools.py). Running replicas that an interactive load needs
+are cut only when the pool itself no longer holds them (a node left it), lowest kind first.
 
-Inside a stage the next replica goes to the model with the most requests in flight per GPU
-it has been granted so far (a model with none granted comes first), which spreads a shortfall
-so that queue pressure per GPU evens out. A model with no load data ranks after those with
+Inside a stage the next replica goes to the model with the most requests waiting per GPU it
+has been granted so far (a model with none granted comes first), which spreads a shortfall
+so that queue pressure per GPU evens out. Waiting, not in flight: a queue is what a missing
+replica causes, while running requests only show the replicas at work. A model with no load data ranks after those with
 data; ties go by model name, so the result never depends on input order.
 
 The pool is counted in GPUs, not packed onto nodes: a 4-GPU replica needs 4 free GPUs on
@@ -37,7 +45,6 @@ from dataclasses import dataclass
 
 from policies.decision import Decision, Reason
 
-INTERACTIVE = ("hot", "long-tail")
 PRIORITY = {"hot": 0, "long-tail": 1, "batch": 2}
 
 
@@ -46,7 +53,7 @@ class Claim:
     """One model's decision this tick, as the pool sees it.
 
     `minimum` is the count the model keeps whatever its load (a hot model's is at least 1);
-    `pressure` is its requests in flight (waiting + running), None without fresh data.
+    `pressure` is its requests waiting (vLLM's queue), None without fresh data.
     """
 
     model: str
@@ -76,14 +83,17 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
     desired = lambda c: c.decision.desired_replicas  # noqa: E731
     minimum = lambda c: min(c.minimum, desired(c))  # noqa: E731
     running = lambda c: max(min(c.decision.current_replicas, desired(c)), minimum(c))  # noqa: E731
+    needed = lambda c: max(min(running(c), c.decision.needed), minimum(c))  # noqa: E731
+    growth = lambda c: desired(c) if desired(c) > c.decision.current_replicas else needed(c)  # noqa: E731
     return [
         ("minimum", of(("hot",), minimum)),
         ("minimum", of(("long-tail",), minimum)),
         ("minimum", of(("batch",), minimum)),
         ("running", of(("hot",), running)),
-        ("running", of(("long-tail",), running)),
+        ("running", of(("long-tail",), needed)),
         ("scale-up", of(("hot",), desired)),
-        ("scale-up", of(("long-tail",), desired)),
+        ("scale-up", of(("long-tail",), growth)),
+        ("unneeded", of(("long-tail",), desired)),
         ("running", of(("batch",), running)),
         ("scale-up", of(("batch",), desired)),
     ]
@@ -149,9 +159,9 @@ def _fill(
 
 
 def _rank(claim: Claim, granted: int) -> tuple[bool, float, str]:
-    """Who gets the next replica: most requests in flight per granted GPU first (none granted
+    """Who gets the next replica: most requests waiting per granted GPU first (none granted
     counts as infinite), models without load data after those with, then by name. Example:
-    chat with 40 in flight on 4 GPUs (10 per GPU) goes before code with 18 on 2 (9 per GPU)."""
+    chat with 40 waiting on 4 GPUs (10 per GPU) goes before code with 18 on 2 (9 per GPU)."""
     if claim.pressure is None:
         return True, 0.0, claim.model
     held = granted * claim.gpus_per_replica
@@ -166,10 +176,15 @@ def _ranked(claims: Sequence[Claim]) -> list[Claim]:
 def _why(claim: Claim, stage: str) -> str:
     if stage == "minimum":
         return f"the pool does not hold its minimum of {min(claim.minimum, claim.decision.desired_replicas)} beside the minimums ranked ahead (hot, then long-tail, then batch)"
+    if stage == "unneeded":
+        return (
+            f"its load needs {claim.decision.needed} now; the replicas above that, kept by its scale-down "
+            "stabilization, go to models whose load needs them"
+        )
     if stage == "running":
         if claim.kind == "batch":
             return "batch yields its GPUs to interactive models first"
-        return "the pool no longer holds every running replica; lower kinds and less queue pressure per GPU are cut first"
+        return "the pool no longer holds every running replica; lower kinds and fewer requests waiting per GPU are cut first"
     if claim.kind == "batch":
         return "batch grows only into GPUs no interactive model wants"
-    return "no free GPUs left for its scale-up after the models ranked ahead (hot, then long-tail, then by requests in flight per GPU)"
+    return "no free GPUs left for its scale-up after the models ranked ahead (hot, then long-tail, then by requests waiting per GPU)"

@@ -31,6 +31,10 @@ class Decision:
     floor: int
     cap: int
     reasons: tuple[Reason, ...]
+    # What the load asks for now, before stabilization and rate limits (None: desired). A
+    # scale-down held by a stabilization window keeps replicas above it; a shared GPU pool
+    # may give those to another model whose load needs them (policies.arbitration).
+    needed_replicas: int | None = None
 
     @property
     def direction(self) -> str:
@@ -39,6 +43,10 @@ class Decision:
         if self.desired_replicas < self.current_replicas:
             return "down"
         return "hold"
+
+    @property
+    def needed(self) -> int:
+        return self.desired_replicas if self.needed_replicas is None else self.needed_replicas
 
     @property
     def reason_codes(self) -> tuple[str, ...]:

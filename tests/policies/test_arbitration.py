@@ -14,9 +14,10 @@ from policies.arbitration import Claim, arbitrate
 
 
 def claim(model: str, kind: str, current: int, desired: int, *, gpus: int = 1, minimum: int | None = None,
-          pressure: float | None = 10.0, floor: int | None = None, cap: int = 100) -> Claim:
+          pressure: float | None = 10.0, floor: int | None = None, cap: int = 100, needed: int | None = None) -> Claim:
     minimum = (1 if kind == "hot" else 0) if minimum is None else minimum
-    decision = Decision(current, desired, minimum if floor is None else floor, cap, (Reason("Recommendation", "test"),))
+    decision = Decision(current, desired, minimum if floor is None else floor, cap, (Reason("Recommendation", "test"),),
+                        needed_replicas=needed)
     return Claim(model, kind, gpus, minimum, pressure, decision)
 
 
@@ -37,9 +38,9 @@ CASES = {
         [claim("tail", "long-tail", 0, 1), claim("embed", "batch", 8, 8)], 8, {"tail": 1, "embed": 7}),
     "hot scale-ups come before long-tail scale-ups": (
         [claim("chat", "hot", 4, 8), claim("tail", "long-tail", 2, 6)], 10, {"chat": 8, "tail": 2}),
-    # Running 4 + 4, 4 GPUs free; chat has 80 in flight (20 per GPU), code 40 (10 per GPU):
-    # chat takes replicas until its load per GPU meets code's, 80 / 8 = 10.
-    "two hot scale-ups share by requests in flight per GPU": (
+    # Running 4 + 4, 4 GPUs free; chat has 80 waiting (20 per GPU), code 40 (10 per GPU):
+    # chat takes replicas until its queue per GPU meets code's, 80 / 8 = 10.
+    "two hot scale-ups share by requests waiting per GPU": (
         [claim("chat", "hot", 4, 8, pressure=80), claim("code", "hot", 4, 8, pressure=40)], 12, {"chat": 8, "code": 4}),
     "equal pressure splits evenly, ties by name": (
         [claim("b", "hot", 2, 6, pressure=20), claim("a", "hot", 2, 6, pressure=20)], 7, {"a": 4, "b": 3}),
@@ -60,6 +61,17 @@ CASES = {
         [claim("cpu", "hot", 2, 5, gpus=0), claim("chat", "hot", 4, 6)], 4, {"cpu": 5, "chat": 4}),
     "a model without load data ranks after those with": (
         [claim("blind", "hot", 2, 4, pressure=None), claim("seen", "hot", 2, 4, pressure=1)], 6, {"blind": 2, "seen": 4}),
+    # tail woke to a backlog and runs 6; its load needs 2 now, its 300 s window keeps the rest.
+    "a long-tail model's replicas kept only by stabilization go to a hot scale-up": (
+        [claim("tail", "long-tail", 6, 6, needed=2), claim("code", "hot", 8, 11)], 14, {"tail": 3, "code": 11}),
+    "and to another long-tail model's wake": (
+        [claim("tail-a", "long-tail", 4, 4, needed=1), claim("tail-b", "long-tail", 0, 1)], 4, {"tail-a": 3, "tail-b": 1}),
+    "but not to batch": (
+        [claim("tail", "long-tail", 6, 6, needed=2), claim("embed", "batch", 0, 4)], 8, {"tail": 6, "embed": 2}),
+    # A hot model's stabilization window is kept: its load comes back within minutes, and a
+    # replica lent away costs a cold start to get back.
+    "a hot model's replicas kept by stabilization stay with it": (
+        [claim("chat", "hot", 12, 12, needed=7), claim("code", "hot", 8, 11)], 20, {"chat": 12, "code": 8}),
     "a model going to zero needs nothing": (
         [claim("tail", "long-tail", 3, 0), claim("embed", "batch", 0, 10)], 6, {"tail": 0, "embed": 6}),
 }
@@ -94,6 +106,12 @@ def test_a_held_scale_up_says_so():
     assert "no free GPUs left for its scale-up" in chat.reasons[-1].message
 
 
+def test_a_cut_of_replicas_kept_by_stabilization_says_so():
+    tail, _ = arbitrate([claim("tail", "long-tail", 6, 6, needed=2), claim("code", "hot", 8, 11)], pool="a100", capacity_gpus=14)
+    assert "gets 3 of 6 replicas, cut 6->3: its load needs 2 now; the replicas above that, kept by its scale-down " \
+           "stabilization, go to models whose load needs them" in tail.reasons[-1].message
+
+
 def test_floor_and_cap_follow_the_cut():
     """KEDA bounds mode writes floor and cap: its HPA must not grow past what the pool gave."""
     (chat, embed) = arbitrate([claim("chat", "hot", 6, 10), claim("embed", "batch", 6, 6, floor=3, cap=10)],
@@ -119,8 +137,9 @@ def pools(draw):
         desired = draw(st.integers(minimum, 12))
         current = draw(st.integers(0, 12))
         pressure = draw(st.one_of(st.none(), st.floats(0, 500)))
+        needed = draw(st.one_of(st.none(), st.integers(0, desired)))
         claims.append(claim(f"m{i}", kind, current, desired, gpus=draw(st.sampled_from([0, 1, 1, 2, 4, 8])),
-                            minimum=minimum, pressure=pressure))
+                            minimum=minimum, pressure=pressure, needed=needed))
     return claims, draw(st.integers(0, 80))
 
 
@@ -144,11 +163,15 @@ def test_properties(pool):
     for c in claims:
         if c.kind == "hot" and got[c.model] < c.decision.desired_replicas:
             assert batch_surplus < c.gpus_per_replica
-    # Running interactive replicas are kept whenever the minimums and those replicas fit.
-    keep = sum(max(min(c.decision.current_replicas, c.decision.desired_replicas), min(c.minimum, c.decision.desired_replicas))
-               * c.gpus_per_replica for c in claims if c.kind != "batch")
+    # Running interactive replicas that the load needs are kept whenever they and the minimums fit.
+    def kept(c: Claim) -> int:
+        floor = min(c.minimum, c.decision.desired_replicas)
+        running = min(c.decision.current_replicas, c.decision.desired_replicas)
+        return max(running if c.kind == "hot" else min(running, c.decision.needed), floor)
+
+    keep = sum(kept(c) * c.gpus_per_replica for c in claims if c.kind != "batch")
     keep += sum(min(c.minimum, c.decision.desired_replicas) * c.gpus_per_replica for c in claims if c.kind == "batch")
     if keep <= capacity:
         for c in claims:
             if c.kind != "batch":
-                assert got[c.model] >= min(c.decision.current_replicas, c.decision.desired_replicas)
+                assert got[c.model] >= kept(c)
