@@ -112,7 +112,13 @@ def arbitrate_outcomes(
 
 def _claim(model: ModelConfig, outcome: Outcome, target: TargetState) -> Claim:
     observation = outcome.observation
-    known = observation.waiting.usable and observation.running.usable
+    if observation.waiting.usable and observation.running.usable:
+        pressure = observation.waiting.value
+    elif observation.ready_replicas == 0 and observation.wake.usable:
+        # No pod ready, so no vLLM series: the demand seen at the gateway is the queue.
+        pressure = observation.wake.value
+    else:
+        pressure = None
     minimum = model.policy.min_replicas
     return Claim(
         model=model.name,
@@ -121,6 +127,6 @@ def _claim(model: ModelConfig, outcome: Outcome, target: TargetState) -> Claim:
         # counted at the new size from the tick its template changes, before its pods land.
         gpus_per_replica=target.gpus_per_replica,
         minimum=max(minimum, 1) if model.policy.kind == "hot" else minimum,
-        pressure=observation.waiting.value if known else None,
+        pressure=pressure,
         decision=outcome.decision,
     )

@@ -9,22 +9,26 @@ before it is done:
 
   1. minimums: hot, then long-tail, then batch (a hot model's minimum is at least 1)
   2. running replicas of hot models, then those of long-tail models that their load needs now
-  3. scale-ups of hot, then long-tail models
+  3. scale-ups of hot, then long-tail models with requests waiting
   4. running replicas of long-tail models that their load no longer needs, kept only by a
      scale-down stabilization window (Decision.needed_replicas)
   5. running replicas of batch models above their minimum
-  6. scale-ups of batch models
+  6. scale-ups of hot, then long-tail models with nothing waiting (or no data)
+  7. scale-ups of batch models
 
 So arbitration limits growth first: a scale-up only competes for GPUs nobody holds, or that
 a lower kind holds without a load that needs them. Two kinds of running replica are taken
-away: (a) batch replicas above the batch minimum, for an interactive model that must grow,
-because a batch request can wait minutes and an interactive one cannot; (b) long-tail
-replicas that only a stabilization window keeps (a model woken to a backlog of 90 runs 7
-replicas for 0.5 req/s while its 300 s window runs out), for an interactive scale-up. A hot
-model's window is kept whole: its load comes back within minutes, and a replica lent away
-costs a cold start to get back (lending them too cost the shared-pool scenario's hot models
-2 to 5 points of SLO, simulations/pools.py). Running replicas that an interactive load needs
-are cut only when the pool itself no longer holds them (a node left it), lowest kind first.
+away, and only for an interactive model under pressure (requests waiting):
+(a) batch replicas above the batch minimum, because a batch request can wait minutes and an
+interactive one cannot; (b) long-tail replicas that only a stabilization window keeps (a
+model woken to a backlog of 90 runs 7 replicas for 0.5 req/s while its 300 s window runs
+out). A scale-up with nothing waiting (sized from requests in flight, ahead of a queue) grows
+into free GPUs only: a batch replica cut loses the requests in its batch and a cold start to
+come back, which in the shared-pool scenario (simulations/pools.py) cost the job 8 to 20
+points of its deadline for no gain to the hot models. A hot model's window is kept whole:
+its load comes back within minutes, and lending those replicas cost the scenario's hot models
+2 to 5 points of SLO. Running replicas that an interactive load needs are cut only when the
+pool itself no longer holds them (a node left it), lowest kind first.
 
 Inside a stage the next replica goes to the model with the most requests waiting per GPU it
 has been granted so far (a model with none granted comes first), which spreads a shortfall
@@ -77,8 +81,8 @@ class Claim:
 def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]]:
     """(stage name, [(claim, replicas it may reach in this stage)]) in the order they are served."""
 
-    def of(kinds: tuple[str, ...], target) -> list[tuple[Claim, int]]:
-        return [(c, target(c)) for c in claims if c.kind in kinds]
+    def of(kinds: tuple[str, ...], target, *, queued: bool | None = None) -> list[tuple[Claim, int]]:
+        return [(c, target(c)) for c in claims if c.kind in kinds and (queued is None or _queued(c) == queued)]
 
     desired = lambda c: c.decision.desired_replicas  # noqa: E731
     minimum = lambda c: min(c.minimum, desired(c))  # noqa: E731
@@ -91,10 +95,13 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
         ("minimum", of(("batch",), minimum)),
         ("running", of(("hot",), running)),
         ("running", of(("long-tail",), needed)),
-        ("scale-up", of(("hot",), desired)),
-        ("scale-up", of(("long-tail",), growth)),
-        ("unneeded", of(("long-tail",), desired)),
+        ("scale-up", of(("hot",), desired, queued=True)),
+        ("scale-up", of(("long-tail",), growth, queued=True)),
+        ("unneeded", of(("long-tail",), desired, queued=True)),
         ("running", of(("batch",), running)),
+        ("scale-up", of(("hot",), desired, queued=False)),
+        ("scale-up", of(("long-tail",), growth, queued=False)),
+        ("unneeded", of(("long-tail",), desired, queued=False)),
         ("scale-up", of(("batch",), desired)),
     ]
 
@@ -158,6 +165,10 @@ def _fill(
     return free
 
 
+def _queued(claim: Claim) -> bool:
+    return claim.pressure is not None and claim.pressure > 0
+
+
 def _rank(claim: Claim, granted: int) -> tuple[bool, float, str]:
     """Who gets the next replica: most requests waiting per granted GPU first (none granted
     counts as infinite), models without load data after those with, then by name. Example:
@@ -187,4 +198,6 @@ def _why(claim: Claim, stage: str) -> str:
         return "the pool no longer holds every running replica; lower kinds and fewer requests waiting per GPU are cut first"
     if claim.kind == "batch":
         return "batch grows only into GPUs no interactive model wants"
+    if not _queued(claim):
+        return "nothing waiting, so its scale-up grows only into free GPUs and takes none from running batch replicas"
     return "no free GPUs left for its scale-up after the models ranked ahead (hot, then long-tail, then by requests waiting per GPU)"

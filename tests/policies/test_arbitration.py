@@ -72,6 +72,13 @@ CASES = {
     # replica lent away costs a cold start to get back.
     "a hot model's replicas kept by stabilization stay with it": (
         [claim("chat", "hot", 12, 12, needed=7), claim("code", "hot", 8, 11)], 20, {"chat": 12, "code": 8}),
+    # chat sizes up from requests in flight with nothing queued: free GPUs only.
+    "a scale-up with nothing waiting takes no running batch replica": (
+        [claim("chat", "hot", 6, 10, pressure=0), claim("embed", "batch", 6, 6)], 14, {"chat": 8, "embed": 6}),
+    "nor does one without data": (
+        [claim("chat", "hot", 6, 10, pressure=None), claim("embed", "batch", 6, 6)], 14, {"chat": 8, "embed": 6}),
+    "but it still comes before batch growth": (
+        [claim("chat", "hot", 6, 10, pressure=0), claim("embed", "batch", 2, 6)], 12, {"chat": 10, "embed": 2}),
     "a model going to zero needs nothing": (
         [claim("tail", "long-tail", 3, 0), claim("embed", "batch", 0, 10)], 6, {"tail": 0, "embed": 6}),
 }
@@ -97,6 +104,11 @@ def test_a_cut_decision_says_why_with_the_numbers():
         "pool a100: 16 GPUs, its models want 18; embed (batch, 1 GPU per replica) gets 4 of 6 replicas, cut 6->4: "
         "batch yields its GPUs to interactive models first (granted: chat 10x1, tail 2x1, embed 4x1)"
     )
+
+
+def test_a_scale_up_held_for_batch_says_why():
+    chat, _ = arbitrate([claim("chat", "hot", 6, 10, pressure=0), claim("embed", "batch", 6, 6)], pool="a100", capacity_gpus=14)
+    assert "gets 8 of 10 replicas, held at 8: nothing waiting, so its scale-up grows only into free GPUs" in chat.reasons[-1].message
 
 
 def test_a_held_scale_up_says_so():
@@ -156,12 +168,12 @@ def test_properties(pool):
     # Every cut says so.
     for c, d in zip(claims, decisions):
         assert (d.desired_replicas < c.decision.desired_replicas) == ("PoolArbitration" in d.reason_codes)
-    # A hot model is cut only while batch models hold above their minimum fewer GPUs than one
-    # of its replicas: batch never keeps what a hot replica could have used.
+    # A hot model with requests waiting is cut only while batch models hold above their minimum
+    # fewer GPUs than one of its replicas: batch never keeps what such a replica could have used.
     batch_surplus = sum((got[c.model] - min(c.minimum, c.decision.desired_replicas)) * c.gpus_per_replica
                         for c in claims if c.kind == "batch")
     for c in claims:
-        if c.kind == "hot" and got[c.model] < c.decision.desired_replicas:
+        if c.kind == "hot" and got[c.model] < c.decision.desired_replicas and c.pressure:
             assert batch_surplus < c.gpus_per_replica
     # Running interactive replicas that the load needs are kept whenever they and the minimums fit.
     def kept(c: Claim) -> int:
