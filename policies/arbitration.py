@@ -24,8 +24,9 @@ interactive one cannot; (b) long-tail replicas that only a stabilization window 
 model woken to a backlog of 90 runs 7 replicas for 0.5 req/s while its 300 s window runs
 out). A scale-up with nothing waiting (sized from requests in flight, ahead of a queue) grows
 into free GPUs only: a batch replica cut loses the requests in its batch and a cold start to
-come back, which in the shared-pool scenario (simulations/pools.py) cost the job 8 to 20
-points of its deadline for no gain to the hot models. A hot model's window is kept whole:
+come back: taking them for such scale-ups too left the shared-pool scenario's batch job
+(simulations/pools.py, seeds 1 and 2) with 3 and 14 points less of it done by its deadline,
+for no gain to the hot models. A hot model's window is kept whole:
 its load comes back within minutes, and lending those replicas cost the scenario's hot models
 2 to 5 points of SLO. Running replicas that an interactive load needs are cut only when the
 pool itself no longer holds them (a node left it), lowest kind first.
