@@ -23,7 +23,8 @@ The scenario (seeded, so one seed gives one table):
   600 s, due `deadline_s` later.
 
 The pool is sized so that it does not hold the hot models' peaks and the batch job's plan at
-once (20 GPUs: the hot models alone use 15-16 on average and up to 20): someone must give way.
+once (20 GPUs: the hot models alone keep 13 replicas ready on average and 19 at their peak,
+the job's deadline asks for about 5): someone must give way.
 """
 
 from __future__ import annotations
