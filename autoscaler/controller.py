@@ -47,7 +47,7 @@ class Controller:
             # so stabilization windows remember real demand across a shortfall (and a scale-up
             # the pool held still starts the policy's scale_up_period_s, 0 s for hot models).
             capacities = self._pools.capacities(self._config, now=now)
-            outcomes = arbitrate_outcomes(self._config, outcomes, targets, capacities)
+            outcomes = arbitrate_outcomes(self._config, outcomes, targets=targets, capacities=capacities)
         return [self._act(model, outcome, now=now) for model, outcome in zip(self._config.models, outcomes)]
 
     def _decide(self, model: ModelConfig, signals: Signals, targets: Mapping[str, TargetState], *, now: float) -> Outcome:

@@ -76,6 +76,7 @@ class PoolKeeper:
 def arbitrate_outcomes(
     config: Config,
     outcomes: Sequence[Outcome],
+    *,
     targets: Mapping[str, TargetState],
     capacities: Mapping[str, tuple[int | None, str]],
 ) -> list[Outcome]:

@@ -229,3 +229,22 @@ def test_models_without_a_pool_are_not_arbitrated(kmock_cluster):
     chat, embed = controller_for(kmock_cluster, cfg, FixedSignals(chat=(24, 32), embed=(59_950, 50))).tick(now=1000.0)
     assert embed.decision.desired_replicas == 9
     assert chat.decision.desired_replicas == 2  # 2 GPUs hold 2 replicas of chat, not 6
+
+
+def test_a_long_tail_wake_counts_its_gateway_demand_as_pressure_and_takes_a_batch_replica(kmock_cluster):
+    """At zero no vLLM series exist: the wake signal is the model's queue, so a wake is an
+    interactive model under pressure and batch gives way."""
+    kmock_cluster.put(node("a1", gpus=4, labels=A100))
+    kmock_cluster.put(deployment("tail", replicas=0))
+    kmock_cluster.put(deployment("embed", replicas=4))
+
+    class WithWake(FixedSignals):
+        def fetch_signals(self, *, now: float) -> Signals:
+            signals = super().fetch_signals(now=now)
+            return Signals(models={**signals.models, "tail": ModelSignals(wake=Reading.of(0.5))})
+
+    cfg = pooled_config(model("tail", kind="long-tail", pool="a100"), batch_model("embed", pool="a100"))
+    tail, embed = controller_for(kmock_cluster, cfg, WithWake(embed=(59_950, 50))).tick(now=1000.0)
+    assert tail.decision.desired_replicas == 1
+    assert embed.decision.desired_replicas == 3
+    assert "cut 4->3: batch yields its GPUs to interactive models first" in embed.decision.reasons[-1].message
