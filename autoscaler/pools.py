@@ -1,8 +1,8 @@
 """GPU pools in the tick: what each pool holds, and the arbitration of the models in it.
 
 The capacity of a `capacity_gpus` pool is its config; a `node_selector` pool's comes through
-the PoolCapacity boundary (autoscaler/nodes.py reads the cluster's nodes; the simulator and
-replay pass theirs). The arbitration itself is pure (policies/arbitration.py); this module
+the PoolCapacity boundary (autoscaler/nodes.py reads the cluster's nodes; replay and the
+simulator have none, and their pools use capacity_gpus). The arbitration itself is pure (policies/arbitration.py); this module
 only turns the tick's outcomes into its claims and back.
 """
 
@@ -33,16 +33,6 @@ class NoNodes:
 
     def read_capacities(self, *, now: float) -> Mapping[str, int]:
         return {}
-
-
-class FixedCapacity:
-    """Node pools with a known size, as the simulator's cluster gives them."""
-
-    def __init__(self, capacities: Mapping[str, int]) -> None:
-        self._capacities = dict(capacities)
-
-    def read_capacities(self, *, now: float) -> Mapping[str, int]:
-        return dict(self._capacities)
 
 
 class PoolKeeper:
