@@ -4,8 +4,10 @@ waking from the backlog seen outside the pods. Tables for the arithmetic, sequen
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from policies import BatchSpec, PolicyState, Reading, decide
+from policies import BatchSpec, Observation, PolicyState, Reading, decide
 from policies.batch import size_for_deadline
 from tests.policies.builders import obs, replay
 
@@ -111,3 +113,44 @@ def test_batch_spec_needs_a_throughput_and_names_the_field():
         BatchSpec()
     with pytest.raises(ValidationError, match="target_running_per_replica"):
         BatchSpec(replica_throughput_rps=1, target_running_per_replica=8)
+
+
+# -- invariants over random sequences --------------------------------------------------------
+
+signals = st.one_of(
+    st.floats(min_value=0, max_value=50_000, allow_nan=False).map(Reading.of),
+    st.just(Reading.missing()),
+    st.floats(min_value=0, max_value=500, allow_nan=False).map(lambda v: Reading.stale(v, age_s=200.0)),
+)
+
+
+@st.composite
+def batch_ticks(draw):
+    spec_replicas = draw(st.integers(0, 30))
+    return draw(st.floats(1, 300)), Observation(
+        spec_replicas=spec_replicas,
+        ready_replicas=draw(st.integers(0, spec_replicas)),
+        waiting=draw(signals),
+        running=draw(signals),
+        completion_rate=draw(st.one_of(st.floats(0, 50).map(Reading.of), st.just(Reading.missing()))),
+        wake=draw(signals),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.builds(BatchSpec, replica_throughput_rps=st.floats(0.1, 20), min_replicas=st.integers(0, 2),
+                 max_replicas=st.integers(2, 40), drain_deadline_s=st.floats(60, 7200), cold_start_s=st.floats(10, 600)),
+       st.lists(batch_ticks(), min_size=1, max_size=30))
+def test_batch_invariants(spec, ticks):
+    state, now = PolicyState(), 0.0
+    for step, observation in ticks:
+        now += step
+        decision, state = decide(observation, state, spec, now=now)
+        current, desired = observation.spec_replicas, decision.desired_replicas
+        assert decision.reasons, "every decision explains itself"
+        assert spec.min_replicas <= desired <= max(spec.max_replicas, spec.min_replicas)
+        load = (observation.waiting, observation.running)
+        if current > 0 and not all(r.usable for r in load):
+            assert desired >= min(current, spec.max_replicas), "no scale-down without data"
+        if current > 0 and all(r.usable for r in load) and sum(r.value for r in load) > 0:
+            assert desired >= 1, "never zero with a backlog"
