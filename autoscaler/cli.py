@@ -197,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.failover import FailoverController, LeaderGatedTargets
     from autoscaler.leader import LeaseElector
     from autoscaler.metrics.prometheus import PrometheusSource
+    from autoscaler.nodes import NodeCapacity
     from autoscaler.output import DecisionPrinter
     from autoscaler.reload import ReloadingController
     from autoscaler.state_store import ConfigMapStateStore
@@ -223,7 +224,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             targets = DryRunTargets(targets)
         elif elector is not None:
             targets = LeaderGatedTargets(targets, elector, clock.now)
-        return Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
+        return Controller(
+            config,
+            metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
+            targets=targets,
+            pools=NodeCapacity(config, api_client),
+        )
 
     store = ConfigMapStateStore(api_client, namespace=namespace, name=args.state_configmap) if namespace and args.state_configmap else None
     controller = FailoverController(

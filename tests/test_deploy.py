@@ -40,6 +40,7 @@ CONFIG_KEY = "config.yaml"
 # (group, resource, verb, resourceNames); an empty resourceNames is every name.
 EXPECTED_RULES = frozenset(
     {("apps", "deployments", "list", ())}
+    | {("apps", "replicasets", "list", ())}
     | {("apps", "deployments/scale", verb, ()) for verb in ("get", "patch")}
     | {("keda.sh", "scaledobjects", verb, ()) for verb in ("get", "list", "patch")}
     | {("", "events", "create", ())}
@@ -51,6 +52,8 @@ HOME_RULES = frozenset(
     | {("", "configmaps", verb, ("llm-autoscaler-state",)) for verb in ("get", "patch")}
 )
 HOME_ROLE = "llm-autoscaler-home"
+# The one cluster-wide rule: GPU pools with a node_selector list the nodes (autoscaler/nodes.py).
+EXPECTED_CLUSTER_RULES = frozenset({("", "nodes", "list", ())})
 
 # Fields of a ScaledObject's spec (KEDA 2.x, keda.sh/v1alpha1): the CRD is not among the
 # bundled schemas, so a typo would otherwise go unnoticed until `kubectl apply`.
@@ -342,13 +345,16 @@ def _rules(role: Document) -> set[tuple[str, str, str, tuple[str, ...]]]:
     return granted
 
 
-def test_no_cluster_wide_rbac() -> None:
-    cluster_scoped = [d.id for d in DOCUMENTS if d.kind in ("ClusterRole", "ClusterRoleBinding")]
-    assert not cluster_scoped
+def test_the_only_cluster_wide_rbac_lists_nodes() -> None:
+    (role,) = _find("ClusterRole")
+    assert _rules(role) == EXPECTED_CLUSTER_RULES, f"{role.id}: {sorted(_rules(role))}"
+    (binding,) = _find("ClusterRoleBinding")
+    assert binding.body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.name}
+    assert binding.body["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
 
 
 def test_no_wildcards_in_rbac() -> None:
-    for document in _find("Role") + _find("RoleBinding"):
+    for document in _find("Role") + _find("RoleBinding") + _find("ClusterRole") + _find("ClusterRoleBinding"):
         wild = [v for v in _walk(document.body) if isinstance(v, str) and "*" in v]
         assert not wild, f"{document.id}: {wild}"
 

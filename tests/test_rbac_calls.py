@@ -1,7 +1,7 @@
 """deploy/rbac.yaml against the calls the daemon really makes. The daemon runs as a process with
 leader election and state, against the real Prometheus and the kmock API emulator, with a
-Deployment target and ScaledObject targets in pin and bounds mode; the conflict paths that
-re-read an object run in-process. Every request kmock received is mapped to the RBAC check the
+Deployment target and ScaledObject targets in pin and bounds mode, all in a GPU pool read from
+the nodes, one of them mid-rollout; the conflict paths that re-read an object run in-process. Every request kmock received is mapped to the RBAC check the
 API server would make, and must be allowed by the Roles; every rule must be used by a call.
 
 kmock enforces no RBAC itself: this test is the check."""
@@ -20,7 +20,7 @@ import yaml
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.kubernetes import KubernetesTargets
-from tests.builders import config, deployment, kubeconfig, model, scaled_object
+from tests.builders import config, deployment, kubeconfig, model, node, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS
 from tests.support.prom_harness import unique_name, vllm_labels
 
@@ -49,12 +49,14 @@ def check_of(request) -> Check:
     return Check(request.namespace, request.resource.group, resource, verb, request.name if verb != "create" else None)
 
 
-def roles() -> dict[str, list[dict]]:
-    """The Roles of deploy/rbac.yaml by namespace (the managed one under MANAGED_EXAMPLE)."""
-    found: dict[str, list[dict]] = {}
+def roles() -> dict[str | None, list[dict]]:
+    """The rules of deploy/rbac.yaml by namespace (the managed one under MANAGED_EXAMPLE), and
+    the ClusterRoles' under None."""
+    found: dict[str | None, list[dict]] = {}
     for document in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()):
-        if document and document["kind"] == "Role":
-            found.setdefault(document["metadata"]["namespace"], []).extend(document["rules"])
+        if document and document["kind"] in ("Role", "ClusterRole"):
+            namespace = document["metadata"]["namespace"] if document["kind"] == "Role" else None
+            found.setdefault(namespace, []).extend(document["rules"])
     return found
 
 
@@ -77,14 +79,20 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
         kmock_cluster.put(deployment(name, namespace=ns, replicas=1))
     for name in ("pinned", "bounded"):
         kmock_cluster.put(scaled_object(f"{name}-so", deployment=name, namespace=ns))
+    for index in range(2):
+        kmock_cluster.put(node(f"gpu-{index}", gpus=8, labels={"pool": "a100"}))
+    rolling = deployment("chat", namespace=ns, replicas=1)  # a new revision that no pod runs yet
+    rolling["status"]["updatedReplicas"] = 0
+    kmock_cluster.put(rolling)
     prometheus.wait_for(f'vllm:num_requests_running{{namespace="{ns}"}}', lambda r: len(r) == 3)
     models = [
-        model("chat", namespace=ns),
-        model("pinned", namespace=ns, target={"kind": "ScaledObject", "name": "pinned-so", "mode": "pin"}),
-        model("bounded", namespace=ns, target={"kind": "ScaledObject", "name": "bounded-so", "mode": "bounds"}),
+        model("chat", namespace=ns, pool="a100"),
+        model("pinned", namespace=ns, pool="a100", target={"kind": "ScaledObject", "name": "pinned-so", "mode": "pin"}),
+        model("bounded", namespace=ns, pool="a100", target={"kind": "ScaledObject", "name": "bounded-so", "mode": "bounds"}),
     ]
+    pools = [{"name": "a100", "node_selector": {"pool": "a100"}}]
     cfg_file, kube = tmp_path / "config.yaml", tmp_path / "kubeconfig"
-    cfg_file.write_text(yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": models}))
+    cfg_file.write_text(yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": models, "pools": pools}))
     kube.write_text(yaml.safe_dump(kubeconfig(kmock_cluster.url)))
     daemon = subprocess.Popen(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(cfg_file), "--kubeconfig", str(kube),
@@ -106,7 +114,7 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
         daemon.kill()
 
     # The paths that re-read an object after a 409 conflict, in-process.
-    cfg = config(*models, prometheus={"url": prometheus.url})
+    cfg = config(*models, prometheus={"url": prometheus.url}, pools=pools)
     kmock_cluster.put({**kmock_cluster.get(DEPLOYMENTS, ns, "chat"), "spec": {**kmock_cluster.get(DEPLOYMENTS, ns, "chat")["spec"], "replicas": 1}})
     pinned = kmock_cluster.get(SCALEDOBJECTS, ns, "pinned-so")
     kmock_cluster.put({**pinned, "metadata": {**pinned["metadata"], "annotations": {}}})
@@ -122,12 +130,12 @@ def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(promethe
     checks = {check_of(r) for r in kmock_cluster.requests()}
     used, denied = set(), []
     for check in sorted(checks, key=str):
-        rules = granted.get(HOME if check.namespace == HOME else MANAGED_EXAMPLE, [])
-        rule = allowing_rule(check, rules) if check.namespace in (HOME, ns) else None
+        where = {HOME: HOME, ns: MANAGED_EXAMPLE, None: None}.get(check.namespace, "elsewhere")
+        rule = allowing_rule(check, granted.get(where, []))
         if rule is None:
             denied.append(check)
         else:
-            used.add((HOME if check.namespace == HOME else MANAGED_EXAMPLE, rule))
+            used.add((where, rule))
     assert not denied, f"calls the Roles do not allow: {denied}"
     every = {
         (namespace, (group, resource, verb, tuple(rule.get("resourceNames", ()))))
@@ -137,4 +145,5 @@ def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(promethe
     assert every - used == set(), f"granted but never called: {sorted(every - used)}"
     # The run did reach every path it was meant to: a sanity floor for the two checks above.
     verbs = {(c.resource, c.verb) for c in checks}
-    assert {("deployments/scale", "get"), ("scaledobjects", "get"), ("events", "create"), ("leases", "create")} <= verbs
+    assert {("deployments/scale", "get"), ("scaledobjects", "get"), ("events", "create"), ("leases", "create"),
+            ("nodes", "list"), ("replicasets", "list")} <= verbs

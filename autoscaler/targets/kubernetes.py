@@ -8,6 +8,7 @@ would overwrite Deployment.spec.replicas within 15 s (ANCHORS.md, KEDA section).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class _Rule:
 
 
 LIST_DEPLOYMENTS = _Rule("apps", "deployments", "list")
+LIST_REPLICASETS = _Rule("apps", "replicasets", "list")
 LIST_SCALEDOBJECTS = _Rule("keda.sh", "scaledobjects", "list")
 PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
 PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
@@ -87,13 +89,48 @@ class KubernetesTargets:
             }
             self._owners[namespace] = owners
             self._scaled_objects.update({(namespace, name): so for name, so in scaled_objects.items()})
+            rolling: dict[str, str] = {}  # model -> its Deployment, for pooled models mid-rollout
             for model in self._config.models:
                 if model.namespace != namespace:
                     continue
                 state = self._state_of(model, by_name, scaled_objects)
                 if state is not None:
                     states[model.name] = state
+                    deployment = self._deployment_of(model, by_name, scaled_objects)
+                    if model.pool is not None and _rolling_out(deployment):
+                        rolling[model.name] = deployment.metadata.name
+            if rolling:
+                self._count_revisions(namespace, rolling, states)
         return states
+
+    def _count_revisions(self, namespace: str, rolling: dict[str, str], states: dict[str, TargetState]) -> None:
+        """During a rollout the old and new ReplicaSets both hold pods, and a revision may need
+        more or fewer GPUs than the last. Each replica counts at the most any revision with pods
+        asks (old 1 GPU, new 2: every replica counts 2, so the new pods fit as they land; old 2,
+        new 1: every replica counts 2 until the old pods are gone). Only listed while a pooled
+        model rolls out, so a steady cluster costs no extra call. If the list fails, the
+        template's count stands (the new revision's size)."""
+        listed = self._list(
+            namespace, LIST_REPLICASETS,
+            lambda: self._apps.list_namespaced_replica_set(namespace, _request_timeout=REQUEST_TIMEOUT_S),
+        )
+        if listed is None:
+            return
+        for model_name, deployment_name in rolling.items():
+            owned = [
+                rs for rs in listed.items
+                if any(o.kind == "Deployment" and o.name == deployment_name for o in (rs.metadata.owner_references or []))
+                and ((rs.status.replicas if rs.status else 0) or (rs.spec.replicas or 0))
+            ]
+            most = max((_template_gpus(rs.spec.template) for rs in owned), default=0)
+            state = states[model_name]
+            if most > state.gpus_per_replica:
+                states[model_name] = dataclasses.replace(state, gpus_per_replica=most)
+
+    def _deployment_of(self, model: ModelConfig, deployments: dict, scaled_objects: dict):
+        if model.target.kind == "Deployment":
+            return deployments.get(model.target.name)
+        return deployments.get(scaled_objects[model.target.name]["spec"].get("scaleTargetRef", {}).get("name"))
 
     def _state_of(self, model: ModelConfig, deployments: dict, scaled_objects: dict) -> TargetState | None:
         target = model.target
@@ -293,10 +330,28 @@ def _message(err: ApiException) -> str:
         return str(err.reason)
 
 
+def _rolling_out(deployment) -> bool:
+    """A new template not yet observed, replicas not yet on it, or old pods still up (surge)."""
+    status = deployment.status
+    if status is None:
+        return False
+    generation, observed = deployment.metadata.generation, status.observed_generation
+    wanted = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    return bool(
+        (generation is not None and observed is not None and generation > observed)
+        or (status.updated_replicas is not None and status.updated_replicas < wanted)
+        or (status.replicas is not None and status.replicas > wanted)
+    )
+
+
 def _gpus_per_replica(deployment) -> int:
-    """Sum of the containers' nvidia.com/gpu limits in the pod template."""
+    return _template_gpus(deployment.spec.template)
+
+
+def _template_gpus(template) -> int:
+    """Sum of the containers' nvidia.com/gpu limits in a pod template."""
     total = 0
-    for container in deployment.spec.template.spec.containers or []:
+    for container in template.spec.containers or []:
         limits = (container.resources.limits if container.resources else None) or {}
         value = limits.get("nvidia.com/gpu")
         if value is not None and str(value).isdigit():
