@@ -57,10 +57,12 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
                 f"giving the GPUs back: {current} -> {desired}",
             )
         else:
-            desired = current
+            # The bounds hold during the grace too: a count above max_replicas (raised by hand,
+            # or a lowered max) comes down to it at once.
+            desired = min(max(current, spec.min_replicas), spec.max_replicas)
             reason = Reason(
                 "DrainGrace",
-                f"nothing waiting or running for {idle_s:.0f} s; holding at {current} for the rest of the "
+                f"nothing waiting or running for {idle_s:.0f} s; holding at {desired} for the rest of the "
                 f"{spec.drain_grace_s:g} s grace in case more of the job arrives",
             )
         decision = _decided(observation, desired, spec, (reason,))

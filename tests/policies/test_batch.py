@@ -50,8 +50,9 @@ def test_size_for_deadline(backlog, since, now, measured, expected):
         # missing is not zero: replicas up and no data holds
         (obs(3, waiting=None, running=4), 3, ("MissingData",)),
         (obs(3, waiting=Reading.stale(5, age_s=200), running=4), 3, ("MissingData",)),
-        # drained, within the grace: hold
+        # drained, within the grace: hold, but never above max_replicas (found by hypothesis)
         (obs(3, waiting=0, running=0), 3, ("DrainGrace",)),
+        (obs(25, waiting=0, running=0), 20, ("DrainGrace",)),
         # replicas starting, none ready: the gateway's backlog sizes it, never down
         (obs(1, ready=0, waiting=None, running=None, wake=60000), 9, ("GatewayBacklog", "DeadlineSizing")),
         (obs(12, ready=0, waiting=None, running=None, wake=60000), 12, ("GatewayBacklog", "DeadlineSizing")),
