@@ -1,12 +1,20 @@
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
 import yaml
+from hypothesis import settings
 
 from tests.builders import deployment, kubeconfig, model
 from tests.support.kmock_harness import kmock_cluster  # noqa: F401  (fixture)
 from tests.support.prom_harness import MetricsExporter, run_prometheus, unique_name, vllm_labels
+
+# The property tests draw the same examples on every run, so CI is reproducible. Before a
+# change lands, search with fresh randomness too: HYPOTHESIS_PROFILE=explore ./dev test.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
