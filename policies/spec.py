@@ -11,11 +11,32 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class PolicySpec(BaseModel):
+class _Sized(BaseModel):
+    """What every policy kind has: bounds, and the service rate it measures from completions."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_replicas: int = Field(0, ge=0, description="Lower bound on replicas.")
     max_replicas: int = Field(10, ge=1, le=10_000, description="Upper bound on replicas.")
+    service_rate_smoothing: float = Field(
+        0.3, gt=0, le=1, description="Weight of a new service-rate sample in the running average (EWMA)."
+    )
+    completion_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="Range of the completion-rate query, rate(vllm:request_success_total[1m]): 60 s.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class PolicySpec(_Sized):
     target_waiting_per_replica: float = Field(
         4.0,
         gt=0,
@@ -106,22 +127,6 @@ class PolicySpec(BaseModel):
             "2 req/s per replica asks for 300 / (2 x 30) = 5 more replicas."
         ),
     )
-    service_rate_smoothing: float = Field(
-        0.3, gt=0, le=1, description="Weight of a new service-rate sample in the running average (EWMA)."
-    )
-    completion_window_s: float = Field(
-        60.0,
-        gt=0,
-        description="Range of the completion-rate query, rate(vllm:request_success_total[1m]): 60 s.",
-    )
-
-    @model_validator(mode="after")
-    def _bounds_in_order(self) -> PolicySpec:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
-            )
-        return self
 
 
 class HotSpec(PolicySpec):
@@ -167,7 +172,7 @@ class LongTailSpec(PolicySpec):
         return self.cold_start_s * (1.0 + self.cold_start_cost_ratio)
 
 
-class BatchSpec(BaseModel):
+class BatchSpec(_Sized):
     """Offline traffic (embeddings, evaluations, summaries of a document set): what matters is
     that the backlog is done before a deadline, not how long one request waits. It scales to
     drain the backlog in time at a replica's throughput, yields its GPUs to interactive models
@@ -175,8 +180,6 @@ class BatchSpec(BaseModel):
 
     Not a PolicySpec: the interactive sizing knobs (targets per replica, tolerance,
     stabilization windows) have no meaning for a backlog with a deadline."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["batch"] = "batch"
     min_replicas: int = Field(0, ge=0, description="Lower bound on replicas; 0 lets a drained batch model give back every GPU.")
@@ -228,22 +231,6 @@ class BatchSpec(BaseModel):
             "gateway's queue for the batch route, a job queue's length); above this it wakes the model."
         ),
     )
-    service_rate_smoothing: float = Field(
-        0.3, gt=0, le=1, description="Weight of a new measured-throughput sample in the running average (EWMA)."
-    )
-    completion_window_s: float = Field(
-        60.0,
-        gt=0,
-        description="Range of the completion-rate query, rate(vllm:request_success_total[1m]): 60 s.",
-    )
-
-    @model_validator(mode="after")
-    def _bounds_in_order(self) -> BatchSpec:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
-            )
-        return self
 
 
 AnySpec = PolicySpec | BatchSpec
