@@ -181,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.output import DecisionPrinter
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
+    from autoscaler.targets.watching import WatchCache
     from autoscaler.reload import ReloadingController
     from autoscaler.telemetry import Telemetry, serve
 
@@ -188,9 +189,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     api_client = _api_client(args)
+    cache = WatchCache(api_client, clock=clock)
 
     def build(config: Config) -> Controller:
-        targets = KubernetesTargets(config, api_client)
+        cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
+        targets = KubernetesTargets(config, api_client, cache=cache)
         if args.dry_run:
             targets = DryRunTargets(targets)
         return Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
@@ -208,10 +211,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     stop_on_signals(stop)
+    # The first tick waits for the first list of each namespace; one that does not come within
+    # a tick's time is skipped until it does.
+    cache.wait_synced(timeout_s=config.tick_interval_s)
     try:
         run_loop(controller, clock=clock, interval_s=config.tick_interval_s, stop=stop, on_outcomes=after_tick,
                  max_ticks=1 if args.once else None)
     finally:
+        cache.stop()
         if server is not None:
             server.shutdown()
     return 0

@@ -207,6 +207,28 @@ class KmockCluster:
             return view.override << status << payload
         return self.call(_inject)
 
+    def stream_next(self, path: str, *events: Mapping[str, Any]) -> kmock.Reaction:
+        """Answer the next ``GET path`` (a watch: the query is not matched) with ``events`` as a
+        finite watch stream, one JSON line each, after which the server ends the response, as a
+        real API server does at ``timeoutSeconds``. kmock's own watches never end by themselves.
+
+        kmock DSL used: a tuple payload is served as a stream of JSON lines.
+        """
+        criteria = f'get {path}'
+        stream = tuple(dict(event) for event in events)
+
+        def _inject() -> kmock.Reaction:
+            matching = self.emulator[criteria]
+            start = max(len(matching), self._fault_slots.get(criteria, 0))
+            self._fault_slots[criteria] = start + 1
+            return matching[start:start + 1].override << stream
+        return self.call(_inject)
+
+    def forget(self, resource: str, namespace: str | None, name: str) -> None:
+        """Delete an object *without* a watch event, as if the DELETED event had been lost:
+        only a fresh list can tell a watcher it is gone."""
+        self.call(lambda: self.emulator.objects[resource, namespace, name].delete())
+
     def requests(self, method: str | None = None, path: str | None = None) -> list[kmock.Request]:
         """Requests received so far, oldest first, optionally filtered by method and/or path glob.
 
