@@ -428,6 +428,7 @@ def report(measurements: list[Measurement], replay: dict[int, tuple[float, float
     row("  decide, median ms", lambda m: ms([t["decide_s"] for t in m.ticks]))
     row("  act, median ms", lambda m: ms([t["act_s"] for t in m.ticks]))
     row("  act on the first tick, ms", lambda m: f"{m.ticks[0]['act_s'] * 1000:.0f}")
+    row("  per API write on it, ms", lambda m: f"{m.ticks[0]['act_s'] * 1000 / max(sum(m.ticks[0]['api'].values()), 1):.1f}")
     row("daemon CPU per tick, median ms", lambda m: ms([t["cpu_s"] for t in m.ticks]))
     row("daemon CPU on the first tick, ms", lambda m: f"{m.ticks[0]['cpu_s'] * 1000:.0f}")
     row("PromQL queries per tick (Prometheus)", lambda m: "/".join(str(c) for c in sorted({t["promql_server"] for t in m.ticks})))

@@ -171,3 +171,16 @@ def test_stop_ends_every_watch_promptly(kmock_cluster, clock):
     started = time.monotonic()
     cache.stop()
     assert time.monotonic() - started < 2.0
+
+
+def test_an_object_the_cache_cannot_read_breaks_the_watch_instead_of_killing_it(kmock_cluster, cache, clock):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    cache.follow(["ml"])
+    assert cache.wait_synced(timeout_s=10)
+    nameless = deployment("code", replicas=2)
+    del nameless["metadata"]["name"]
+    kmock_cluster.stream_next(LIST, {"type": "MODIFIED", "object": nameless})
+    # The stream notices, lists again and goes on watching: a later change still arrives.
+    eventually(lambda: len(gets(kmock_cluster, watch=False)) == 2)
+    k8s.AppsV1Api(kmock_cluster.api_client).patch_namespaced_deployment("chat", "ml", {"spec": {"replicas": 4}})
+    eventually(lambda: replicas(cache, clock, "chat") == 4)

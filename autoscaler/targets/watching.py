@@ -196,9 +196,12 @@ class _Stream:
                 version = None
                 self._stopping.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, BACKOFF_S[1])
-            except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+            except Exception as err:  # noqa: BLE001  a thread that died would leave its counts frozen but trusted
                 if self._stopping.is_set():
                     break
+                expected = isinstance(err, (urllib3.exceptions.HTTPError, OSError, ValueError))
+                if not expected:
+                    log.exception("unexpected error in a watch", namespace=self.namespace, kind=self.kind)
                 self._broken(f"{type(err).__name__}: {err}")
                 version = None
                 self._stopping.wait(backoff_s)
