@@ -184,3 +184,19 @@ def test_an_object_the_cache_cannot_read_breaks_the_watch_instead_of_killing_it(
     eventually(lambda: len(gets(kmock_cluster, watch=False)) == 2)
     k8s.AppsV1Api(kmock_cluster.api_client).patch_namespaced_deployment("chat", "ml", {"spec": {"replicas": 4}})
     eventually(lambda: replicas(cache, clock, "chat") == 4)
+
+
+def test_a_watch_silent_past_its_timeout_counts_as_broken_since_it_last_spoke(kmock_cluster, cache, clock):
+    """kmock never ends a watch: like a dead connection, it says nothing past timeoutSeconds.
+    Once the read timeout notices and the watch cannot be resumed, the namespace is out of
+    sync since the last word, not since the failure was noticed."""
+    kmock_cluster.put(deployment("chat", replicas=2))
+    cache.follow(["ml"])
+    assert cache.wait_synced(timeout_s=10)
+    eventually(lambda: gets(kmock_cluster, watch=True))  # the watch is open: it spoke at t0
+    t0 = clock.now()
+    kmock_cluster.fail_next("GET", LIST, 503, times=1_000)  # the resume and every relist fail
+    clock.advance(50)  # 50 s of silence (the read timeout, scaled down, fires within 1 s)
+    eventually(lambda: cache.view("ml", now=t0 + 2 * MAX_STALE_S) is None)
+    # Noticed at t0 + 50, but out of sync since t0: unreadable from t0 + MAX_STALE_S on.
+    assert cache.view("ml", now=t0 + MAX_STALE_S + 1) is None

@@ -47,8 +47,11 @@ log = structlog.get_logger(__name__)
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
 CONNECT_TIMEOUT_S = 3.0
-# The API server ends a watch after timeoutSeconds; client-go picks 5 to 10 minutes.
-WATCH_TIMEOUT_S = 300.0
+# The API server ends a watch after timeoutSeconds and the cache resumes it at once: one
+# request a minute per stream. Short, because a connection that died without a word (a
+# half-open TCP connection) is only noticed when the server fails to end the watch on time:
+# 10 s later, and the namespace then counts as out of sync since the last word it heard.
+WATCH_TIMEOUT_S = 60.0
 # Six ticks at the default 10 s interval. A watch normally reconnects in milliseconds, so a
 # break this long is an outage; beyond it the counts are no longer trusted.
 MAX_STALE_S = 60.0
@@ -237,6 +240,7 @@ class _Stream:
         # stop() sets the flag, then shuts the socket of `_response`; set first, check second,
         # so whichever comes last sees the other, and no watch is left blocking.
         self._response = response
+        heard_at = self._clock.now()
         with self._lock:
             self.broken_since = None
         try:
@@ -245,10 +249,15 @@ class _Stream:
             for line in iter_resp_lines(response):
                 if self._stopping.is_set():
                     break
+                heard_at = self._clock.now()
                 if line:
                     version = self._apply(json.loads(line)) or version
         except urllib3.exceptions.ReadTimeoutError:
-            pass  # a quiet watch the server did not end: resume, as after a normal end
+            # The server did not end the watch when asked: the connection may have been dead
+            # since it last spoke. Resume; until that works, the namespace is out of sync
+            # since then. (kmock ignores timeoutSeconds, so there this is the normal end.)
+            with self._lock:
+                self.broken_since = heard_at
         except urllib3.exceptions.ProtocolError:
             if not self._stopping.is_set():
                 raise
