@@ -200,8 +200,8 @@ def _scaled_object(m: FleetModel) -> dict:
 class _Timed:
     """Wraps the metrics source and the scale target to split a tick into observe and act."""
 
-    def __init__(self, inner, seconds: Counter, phase: dict) -> None:
-        self._inner, self._seconds, self._phase = inner, seconds, phase
+    def __init__(self, inner, seconds: Counter) -> None:
+        self._inner, self._seconds = inner, seconds
 
     def fetch_signals(self, *, now: float):
         return self._timed("observe", lambda: self._inner.fetch_signals(now=now))
@@ -246,8 +246,8 @@ def run_daemon(config_data: dict, *, kube_url: str, ticks: int, between: Callabl
     cache.follow(config.namespaces)
     synced = cache.wait_synced(timeout_s=120)
     seconds: Counter = Counter()
-    metrics = _Timed(PrometheusSource(config, client=client), seconds, {})
-    targets = _Timed(KubernetesTargets(config, api_client, cache=cache), seconds, {})
+    metrics = _Timed(PrometheusSource(config, client=client), seconds)
+    targets = _Timed(KubernetesTargets(config, api_client, cache=cache), seconds)
     controller = Controller(config, metrics=metrics, targets=targets)
     try:
         between("synced", {"synced": synced, "sync_s": time.perf_counter() - started})
