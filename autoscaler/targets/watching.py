@@ -298,13 +298,13 @@ class WatchCache:
         clock: Clock | None = None,
         max_stale_s: float = MAX_STALE_S,
         watch_timeout_s: float = WATCH_TIMEOUT_S,
-        streams_per_pool: int = 128,
     ) -> None:
         # Every stream holds a connection for as long as it watches. The client's default pool
         # (5 per core) would discard and re-open connections beyond that, with a warning each
-        # time, so the cache has a client of its own with a pool sized for its streams.
+        # time, so the cache has a client of its own with a pool for 512 namespaces (two
+        # streams each). The pool only bounds idle connections kept; it allocates none.
         configuration = copy.deepcopy(api_client.configuration)
-        configuration.connection_pool_maxsize = streams_per_pool
+        configuration.connection_pool_maxsize = 1024
         self._client = k8s.ApiClient(configuration)
         self._apps = k8s.AppsV1Api(self._client)
         self._custom = k8s.CustomObjectsApi(self._client)
