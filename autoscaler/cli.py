@@ -11,6 +11,8 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 import threading
 from datetime import datetime
@@ -20,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from autoscaler.config import Config, ConfigError, load_config
+from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
 
@@ -65,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("--metrics-port", type=int, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
+    ha = run.add_argument_group("running as two replicas (ignored with --dry-run, which writes nothing)")
+    ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
+                    "default: the pod's (service-account namespace file or POD_NAMESPACE)")
+    ha.add_argument("--leader-elect", action="store_true", help="act only while holding the Lease --lease-name")
+    ha.add_argument("--lease-name", default="llm-autoscaler", help="the coordination.k8s.io/v1 Lease to hold")
+    ha.add_argument("--identity", help="this replica's name in the Lease; default: POD_NAME, else host name and pid")
+    ha.add_argument("--lease-duration-s", type=_positive, default=LeaseTimings().lease_duration_s,
+                    help="a standby takes over this long after the leader's last renewal")
+    ha.add_argument("--renew-deadline-s", type=_positive, default=LeaseTimings().renew_deadline_s,
+                    help="a leader that could not renew for this long stops acting (less than the lease duration)")
+    ha.add_argument("--retry-period-s", type=_positive, default=LeaseTimings().retry_period_s,
+                    help="seconds between election rounds")
+    ha.add_argument("--state-configmap", default="llm-autoscaler-state",
+                    help="ConfigMap that keeps policy state across restarts and failovers ('' to keep none)")
 
     replay = commands.add_parser("replay", help="replay a recorded metric trace through the controller")
     replay.add_argument("--trace", type=Path, help="native CSV(.gz) or query_range JSON; default: the bundled BurstGPT trace")
@@ -177,28 +194,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.clock import SystemClock
     from autoscaler.controller import Controller
     from autoscaler.daemon import run_loop, stop_on_signals
+    from autoscaler.failover import FailoverController, LeaderGatedTargets
+    from autoscaler.leader import LeaseElector
     from autoscaler.metrics.prometheus import PrometheusSource
+    from autoscaler.nodes import NodeCapacity
     from autoscaler.output import DecisionPrinter
+    from autoscaler.reload import ReloadingController
+    from autoscaler.state_store import ConfigMapStateStore
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
     from autoscaler.targets.watching import WatchCache
-    from autoscaler.reload import ReloadingController
     from autoscaler.telemetry import Telemetry, serve
 
     config = load_config(args.config)
+    timings = _lease_timings(args)
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     api_client = _api_client(args)
     cache = WatchCache(api_client, clock=clock)
+    writes = not args.dry_run
+    namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
+    elector = None
+    if writes and args.leader_elect:
+        elector = LeaseElector(api_client, namespace=namespace, name=args.lease_name, identity=_identity(args),
+                               timings=timings, on_change=lambda leading: telemetry.leader.set(int(leading)))
+        telemetry.leader.set(0)
 
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
         targets = KubernetesTargets(config, api_client, cache=cache)
         if args.dry_run:
             targets = DryRunTargets(targets)
-        return Controller(config, metrics=PrometheusSource(config, on_error=telemetry.prometheus_error), targets=targets)
+        elif elector is not None:
+            targets = LeaderGatedTargets(targets, elector, clock.now)
+        return Controller(
+            config,
+            metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
+            targets=targets,
+            pools=NodeCapacity(config, api_client),
+        )
 
-    controller = ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc)
+    store = ConfigMapStateStore(api_client, namespace=namespace, name=args.state_configmap) if namespace and args.state_configmap else None
+    controller = FailoverController(
+        ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store
+    )
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
     server = serve(telemetry, port=args.metrics_port) if args.metrics_port else None
 
@@ -211,6 +250,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     stop_on_signals(stop)
+    election_stop = threading.Event()
+    election = None
+    if elector is not None:
+        election = threading.Thread(target=elector.run, kwargs={"clock": clock, "stop": election_stop}, name="leader-election")
+        election.start()
+        # The first round before the first tick: a replica that starts as leader acts at once.
+        elector.first_round.wait(timeout=timings.retry_period_s + 10)
     # The first tick waits for the first list of each namespace; one that does not come within
     # a tick's time is skipped until it does.
     cache.wait_synced(timeout_s=config.tick_interval_s)
@@ -219,9 +265,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                  max_ticks=1 if args.once else None)
     finally:
         cache.stop()
+        if election is not None:  # hand the Lease over at once: the standby need not wait it out
+            election_stop.set()
+            election.join(timeout=timings.retry_period_s + 10)
         if server is not None:
             server.shutdown()
     return 0
+
+
+def _lease_timings(args: argparse.Namespace) -> LeaseTimings:
+    try:
+        return LeaseTimings(args.lease_duration_s, args.renew_deadline_s, args.retry_period_s)
+    except ValueError as err:
+        raise ConfigError(f"--lease-duration-s, --renew-deadline-s, --retry-period-s: {err}") from None
+
+
+def _own_namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return args.namespace
+    token_namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if token_namespace.is_file():
+        return token_namespace.read_text().strip()
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    raise ConfigError(
+        "--namespace: not given, and not running in a pod (no service-account namespace file, no POD_NAMESPACE); "
+        "it names where the Lease and the state ConfigMap live (or pass --state-configmap '' without --leader-elect)"
+    )
+
+
+def _identity(args: argparse.Namespace) -> str:
+    return args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
 
 
 def _api_client(args: argparse.Namespace):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from policies.spec import HotSpec, LongTailSpec
+from policies.spec import BatchSpec, HotSpec, LongTailSpec
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
 # them safe to place inside PromQL strings (see autoscaler.metrics.promql).
@@ -129,7 +129,37 @@ class TargetConfig(_Frozen):
         return self
 
 
-PolicyConfig = Annotated[HotSpec | LongTailSpec, Field(discriminator="kind")]
+class PoolConfig(_Frozen):
+    """A GPU pool that models share. Its capacity is a fixed count, or what the nodes that
+    match a label selector offer (allocatable nvidia.com/gpu, read every tick). Exactly one."""
+
+    name: str = Field(description="Name models use to join this pool (their `pool` field).")
+    capacity_gpus: int | None = Field(
+        None, ge=0, description="GPUs the pool's models may hold together: a quota, or a pool whose nodes are not listed."
+    )
+    node_selector: dict[str, str] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Labels of the nodes that make up the pool, e.g. {nvidia.com/gpu.product: NVIDIA-A100-SXM4-40GB}; "
+            "their allocatable nvidia.com/gpu is summed each tick (schedulable, Ready nodes only)."
+        ),
+    )
+
+    _key = field_validator("name")(lambda cls, v: _dns_label("name", v))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PoolConfig:
+        if (self.capacity_gpus is None) == (self.node_selector is None):
+            given = "both" if self.capacity_gpus is not None else "neither"
+            raise ValueError(
+                f"pool {self.name!r}: set exactly one of capacity_gpus (a fixed count of GPUs) or node_selector "
+                f"(labels of the nodes whose allocatable nvidia.com/gpu are summed), got {given}"
+            )
+        return self
+
+
+PolicyConfig = Annotated[HotSpec | LongTailSpec | BatchSpec, Field(discriminator="kind")]
 
 
 class ModelConfig(_Frozen):
@@ -139,11 +169,19 @@ class ModelConfig(_Frozen):
     target: TargetConfig
     policy: PolicyConfig
     dependencies: tuple[str, ...] = Field((), description="Names of dependencies this model's requests need.")
+    pool: str | None = Field(
+        None,
+        description=(
+            "Name of the GPU pool (pools[].name) this model's replicas take GPUs from. Models in a pool are "
+            "arbitrated when together they want more GPUs than it holds; a model without one is not."
+        ),
+    )
     wake_query: str | None = Field(
         None,
         description=(
             "PromQL giving one value of demand seen outside the pods (a gateway's queue or "
-            "request rate). The only signal at zero replicas: required to scale to zero."
+            "request rate; for a batch model, the backlog in requests). The only signal at zero "
+            "replicas: required to scale to zero."
         ),
     )
 
@@ -172,6 +210,7 @@ class Config(_Frozen):
     metrics: MetricNames = MetricNames()
     labels: LabelNames = LabelNames()
     dependencies: tuple[DependencyConfig, ...] = ()
+    pools: tuple[PoolConfig, ...] = ()
     models: tuple[ModelConfig, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -179,6 +218,7 @@ class Config(_Frozen):
         problems = []
         problems += _duplicates("models[].name", [m.name for m in self.models])
         problems += _duplicates("dependencies[].name", [d.name for d in self.dependencies])
+        problems += _duplicates("pools[].name", [p.name for p in self.pools])
         problems += _duplicates(
             "models[].target", [f"{m.namespace}/{m.target.kind}/{m.target.name}" for m in self.models]
         )
@@ -190,9 +230,18 @@ class Config(_Frozen):
                     problems.append(
                         f"models[{i}].dependencies: {dep!r} is not defined; defined: {sorted(known) or 'none'}"
                     )
+        pools = sorted(p.name for p in self.pools)
+        for i, model in enumerate(self.models):
+            if model.pool is not None and model.pool not in pools:
+                problems.append(f"models[{i}].pool: {model.pool!r} is not defined in pools[]; defined: {pools or 'none'}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def node_pools(self) -> tuple[PoolConfig, ...]:
+        """Pools whose capacity is read from the nodes."""
+        return tuple(p for p in self.pools if p.node_selector is not None)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -246,7 +295,7 @@ def _location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             where += f"[{part}]"
-        elif part in ("hot", "long-tail") and where.endswith("policy"):
+        elif part in ("hot", "long-tail", "batch") and where.endswith("policy"):
             continue  # the discriminator's tag, not a field the user wrote
         else:
             where += f".{part}" if where else str(part)

@@ -1,13 +1,16 @@
-"""One tick: observe, decide, act, keep state. The same code runs in the daemon, dry-run,
-replay and the simulator; only the metrics source and the scale target differ."""
+"""One tick: observe, decide, arbitrate shared GPU pools, act, keep state. The same code runs
+in the daemon, dry-run, replay and the simulator; only the metrics source, the scale target
+and the source of node pools' capacity differ."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.metrics import MetricsSource, Signals
+from autoscaler.pools import NoNodes, PoolCapacity, PoolKeeper, arbitrate_outcomes
 from autoscaler.targets import Action, ScaleTarget, TargetState
 from policies import Decision, Dependency, Observation, PolicyState, decide
 
@@ -24,19 +27,30 @@ class Outcome:
 
 
 class Controller:
-    def __init__(self, config: Config, *, metrics: MetricsSource, targets: ScaleTarget) -> None:
+    def __init__(
+        self, config: Config, *, metrics: MetricsSource, targets: ScaleTarget, pools: PoolCapacity | None = None
+    ) -> None:
         self._config = config
         self._metrics = metrics
         self._targets = targets
+        self._pools = PoolKeeper(pools or NoNodes())
         self._dependency_levels = {d.name: d.saturated_at for d in config.dependencies}
         self.states: dict[str, PolicyState] = {}
 
     def tick(self, *, now: float) -> list[Outcome]:
         signals = self._metrics.fetch_signals(now=now)
         targets = self._targets.read_states(now=now)
-        return [self._step(model, signals, targets, now=now) for model in self._config.models]
+        outcomes = [self._decide(model, signals, targets, now=now) for model in self._config.models]
+        if self._config.pools:
+            # Each policy decided alone; models sharing a pool are cut to what it holds before
+            # anything is written. Policy states keep what each model wanted, not what it got,
+            # so stabilization windows remember real demand across a shortfall (and a scale-up
+            # the pool held still starts the policy's scale_up_period_s, 0 s for hot models).
+            capacities = self._pools.capacities(self._config, now=now)
+            outcomes = arbitrate_outcomes(self._config, outcomes, targets=targets, capacities=capacities)
+        return [self._act(model, outcome, now=now) for model, outcome in zip(self._config.models, outcomes)]
 
-    def _step(self, model: ModelConfig, signals: Signals, targets: Mapping[str, TargetState], *, now: float) -> Outcome:
+    def _decide(self, model: ModelConfig, signals: Signals, targets: Mapping[str, TargetState], *, now: float) -> Outcome:
         target = targets.get(model.name)
         if target is None:
             return Outcome(now, model.name, None, None, None, skipped="target could not be read this tick")
@@ -44,9 +58,14 @@ class Controller:
         decision, self.states[model.name] = decide(
             observation, self.states.get(model.name, PolicyState()), model.policy, now=now
         )
+        return Outcome(now, model.name, observation, decision, None)
+
+    def _act(self, model: ModelConfig, outcome: Outcome, *, now: float) -> Outcome:
+        if outcome.decision is None:
+            return outcome
         # Decisions are returned, not logged here: dry-run and replay print them, and the
         # actuator logs every change with its reasons.
-        return Outcome(now, model.name, observation, decision, self._targets.apply(model, decision, now=now))
+        return dataclasses.replace(outcome, action=self._targets.apply(model, outcome.decision, now=now))
 
 
 def observe(

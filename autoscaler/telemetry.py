@@ -4,10 +4,11 @@
   llm_autoscaler_decisions_total{model,direction,reason}  every reason of every decision
   llm_autoscaler_desired_replicas{model}, llm_autoscaler_current_replicas{model}
   llm_autoscaler_tick_duration_seconds                     histogram of one tick
-  llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries (tls, timeout, connection, http) and rejected samples
+  llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries (tls, timeout, connection, http) and rejected
+                                                           samples; an unreachable server once a tick, under the first query
   llm_autoscaler_kubernetes_errors_total{kind}             missing, forbidden, failed, refused, unreadable
   llm_autoscaler_config_rejections_total                   changed config files rejected as invalid
-  llm_autoscaler_leader                                    1 while this replica acts
+  llm_autoscaler_leader                                    1 while this replica acts (holds the Lease)
 /readyz: 200 once a tick has completed. /healthz: 200 while ticks keep completing; 503 when
 the last one is older than three tick intervals plus a grace (a stuck loop: restart it).
 """
@@ -57,7 +58,7 @@ class Telemetry:
             "llm_autoscaler_config_rejections", "Changed config files rejected as invalid.", registry=self.registry
         )
         self.leader = Gauge("llm_autoscaler_leader", "1 while this replica acts on the cluster.", registry=self.registry)
-        self.leader.set(1)  # a single replica acts; leader election comes with issue 5
+        self.leader.set(1)  # without --leader-elect this replica always acts; the election sets it otherwise
 
     def record_tick(self, outcomes: Iterable[Outcome], *, duration_s: float) -> None:
         self.tick_seconds.observe(duration_s)

@@ -9,10 +9,11 @@ here imports an I/O library.
 
 from policies.decision import Decision, PolicyState, Reason
 from policies.signals import Dependency, Freshness, Observation, Reading
-from policies.spec import HotSpec, LongTailSpec, PolicySpec
+from policies.spec import BatchSpec, HotSpec, LongTailSpec, PolicySpec
 from policies.registry import decide
 
 __all__ = [
+    "BatchSpec",
     "Decision",
     "Dependency",
     "Freshness",

@@ -31,6 +31,10 @@ class Decision:
     floor: int
     cap: int
     reasons: tuple[Reason, ...]
+    # What the load asks for now, before stabilization and rate limits (None: desired). A
+    # scale-down held by a stabilization window keeps replicas above it; a shared GPU pool
+    # may give those to another model whose load needs them (policies.arbitration).
+    needed_replicas: int | None = None
 
     @property
     def direction(self) -> str:
@@ -39,6 +43,10 @@ class Decision:
         if self.desired_replicas < self.current_replicas:
             return "down"
         return "hold"
+
+    @property
+    def needed(self) -> int:
+        return self.desired_replicas if self.needed_replicas is None else self.needed_replicas
 
     @property
     def reason_codes(self) -> tuple[str, ...]:
@@ -65,3 +73,5 @@ class PolicyState:
     service_rate_per_replica: float | None = None
     # (time, ready replicas) over the completion-rate window, to tell when it was steady.
     ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)
+    # Batch: when the backlog now being drained was first seen (its deadline runs from here).
+    backlog_since: float | None = None

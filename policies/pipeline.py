@@ -55,7 +55,7 @@ def scale_on_load(
         )
         desired, why = steps.clamp(current, floor=floor, cap=max(current, floor), floor_why=floor_why, cap_why="")
         note(why)
-        decision = _decided(observation, desired, floor, cap, trail)
+        decision = _decided(observation, desired, floor, cap, trail, needed=desired)
         return decision, advance(state, decision, now=now, **changes)
 
     ready_history, steady = steps.track_ready(
@@ -75,6 +75,7 @@ def scale_on_load(
     note(why)
     desired, why = steps.guard_scale_down(desired, observation, spec)
     note(why)
+    needed = min(max(desired, floor), spec.max_replicas)
 
     history = steps.record(state.recommendations, desired, spec, now=now)
     desired, why = steps.stabilize(desired, current, history, spec, now=now)
@@ -93,7 +94,7 @@ def scale_on_load(
     desired, why = steps.clamp(desired, floor=floor, cap=spec.max_replicas, floor_why=floor_why, cap_why="max_replicas")
     note(why)
 
-    decision = _decided(observation, desired, floor, cap, trail)
+    decision = _decided(observation, desired, floor, cap, trail, needed=needed)
     return decision, advance(state, decision, now=now, recommendations=history, **changes)
 
 
@@ -108,7 +109,14 @@ def advance(state: PolicyState, decision: Decision, *, now: float, **changes) ->
     return dataclasses.replace(state, **changes) if changes else state
 
 
-def _decided(observation: Observation, desired: int, floor: int, cap: int, trail: list[Reason]) -> Decision:
+def _decided(
+    observation: Observation, desired: int, floor: int, cap: int, trail: list[Reason], *, needed: int
+) -> Decision:
     return Decision(
-        current_replicas=observation.spec_replicas, desired_replicas=desired, floor=floor, cap=cap, reasons=tuple(trail)
+        current_replicas=observation.spec_replicas,
+        desired_replicas=desired,
+        floor=floor,
+        cap=cap,
+        reasons=tuple(trail),
+        needed_replicas=needed,
     )

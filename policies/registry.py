@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from policies import hot, long_tail
+from policies import batch, hot, long_tail
 from policies.decision import Decision, PolicyState
 from policies.signals import Observation
-from policies.spec import HotSpec, LongTailSpec, PolicySpec
+from policies.spec import AnySpec, BatchSpec, HotSpec, LongTailSpec
 
 
-def decide(observation: Observation, state: PolicyState, spec: PolicySpec, *, now: float) -> tuple[Decision, PolicyState]:
+def decide(observation: Observation, state: PolicyState, spec: AnySpec, *, now: float) -> tuple[Decision, PolicyState]:
     if isinstance(spec, HotSpec):
         return hot.decide(observation, state, spec, now=now)
     if isinstance(spec, LongTailSpec):
         return long_tail.decide(observation, state, spec, now=now)
+    if isinstance(spec, BatchSpec):
+        return batch.decide(observation, state, spec, now=now)
     raise TypeError(f"no policy for spec {type(spec).__name__}")

@@ -167,4 +167,89 @@ class LongTailSpec(PolicySpec):
         return self.cold_start_s * (1.0 + self.cold_start_cost_ratio)
 
 
-SPEC_BY_KIND: dict[str, type[PolicySpec]] = {"hot": HotSpec, "long-tail": LongTailSpec}
+class BatchSpec(BaseModel):
+    """Offline traffic (embeddings, evaluations, summaries of a document set): what matters is
+    that the backlog is done before a deadline, not how long one request waits. It scales to
+    drain the backlog in time at a replica's throughput, yields its GPUs to interactive models
+    first when a pool is short (policies.arbitration), and goes to zero once drained.
+
+    Not a PolicySpec: the interactive sizing knobs (targets per replica, tolerance,
+    stabilization windows) have no meaning for a backlog with a deadline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["batch"] = "batch"
+    min_replicas: int = Field(0, ge=0, description="Lower bound on replicas; 0 lets a drained batch model give back every GPU.")
+    max_replicas: int = Field(10, ge=1, le=10_000, description="Upper bound on replicas.")
+    replica_throughput_rps: float = Field(
+        gt=0,
+        description=(
+            "Requests per second one replica completes with a full batch: the prior the "
+            "backlog is sized with until a rate has been measured (the measured one then "
+            "wins). Required, since it differs by orders of magnitude between a 300-token "
+            "embedding and a 4,000-token summary. Example: an 8B model on an A100-40G at 8 "
+            "concurrent 1,024-in/128-out requests finishes about 8 / (12 ms x 128 + 150 us x "
+            "1,024 + ...) ~ 2 req/s (ANCHORS.md's knee)."
+        ),
+    )
+    drain_deadline_s: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "Seconds from when a backlog is first seen to when it should be done. The deadline "
+            "holds until the backlog drains, so a job submitted at 12:00 with a 1-hour deadline "
+            "is sized to finish by 13:00 however much of it is left at 12:40. One hour is a "
+            "common turnaround for offline jobs that feed the next step of a pipeline."
+        ),
+    )
+    drain_grace_s: float = Field(
+        120.0,
+        ge=0,
+        description=(
+            "Seconds with nothing waiting or running before a drained model goes to zero: long "
+            "enough for the last requests of a job submitted in chunks to arrive (two scrapes "
+            "at the 60 s default), short against the ~2 minutes of GPU time a replica idles for."
+        ),
+    )
+    cold_start_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds from a new replica to ready. A replica asked for now serves for the time "
+            "left to the deadline minus this; 2 to 7 minutes is typical for vLLM (ANCHORS.md)."
+        ),
+    )
+    wake_threshold: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "At zero replicas the wake signal is read as the backlog waiting outside the pods (a "
+            "gateway's queue for the batch route, a job queue's length); above this it wakes the model."
+        ),
+    )
+    service_rate_smoothing: float = Field(
+        0.3, gt=0, le=1, description="Weight of a new measured-throughput sample in the running average (EWMA)."
+    )
+    completion_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="Range of the completion-rate query, rate(vllm:request_success_total[1m]): 60 s.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> BatchSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+AnySpec = PolicySpec | BatchSpec
+
+SPEC_BY_KIND: dict[str, type[PolicySpec] | type[BatchSpec]] = {
+    "hot": HotSpec,
+    "long-tail": LongTailSpec,
+    "batch": BatchSpec,
+}

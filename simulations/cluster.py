@@ -6,6 +6,11 @@ serves nothing), and replicas that drain on scale-down (no new requests; what is
 after Kubernetes' 30 s termination grace is served again elsewhere). Metrics reach autoscalers
 as Prometheus would deliver them: per pod, sampled at each scrape, DCGM utilization from the
 busy time since the last scrape, and no series at all while a model has no ready replica.
+
+With a GPU pool (`Cluster(pool_gpus=N)`), a replica asked for is a Pending pod until the pool
+has its GPUs free: the scheduler binds Pending pods first come, first served (kube-scheduler
+orders pods of equal priority by creation time), and the cold start begins at binding. A
+draining replica holds its GPUs until it is gone.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class ModelSetup:
     cold_start: ColdStart = field(default_factory=ColdStart)
     kind: str = "hot"
     initial_replicas: int = 1
+    deadline_s: float | None = None  # batch: seconds from a job's first request to when it should be done
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class SimModel:
         self._rng = rng
         self.replicas: list[Replica] = []  # ready, or starting while ready_at > now
         self.draining: list[Replica] = []
+        self.pooled = False  # set by a Cluster with a GPU pool: new replicas wait to be bound
+        self.pending: list[float] = []  # instants at which each Pending replica was asked for
+        self.pending_seconds = 0.0  # replica-seconds spent Pending (asked for, no GPU free)
         self.gpu_seconds = 0.0
         self.scaling_actions = 0
         self.seconds_at_zero = 0.0
@@ -85,20 +94,37 @@ class SimModel:
 
     @property
     def spec_replicas(self) -> int:
-        return len(self.replicas)
+        return len(self.replicas) + len(self.pending)
+
+    @property
+    def gpus_held(self) -> int:
+        return (len(self.replicas) + len(self.draining)) * self.setup.profile.gpus
+
+    def bind(self, now: float) -> None:
+        """The scheduler placed the oldest Pending replica: its cold start begins now."""
+        self.pending.pop(0)
+        self.replicas.append(Replica(self.setup.profile, ready_at=now + self._take_cold_start()))
 
     def ready(self, now: float) -> list[Replica]:
         return [r for r in self.replicas if r.ready_at <= now]
 
     def set_replicas(self, count: int, *, now: float, ready_at_once: bool = False) -> None:
         count = max(int(count), 0)
-        if count == len(self.replicas):
+        if count == self.spec_replicas:
             return
         self.scaling_actions += 1
-        if count > len(self.replicas):
-            for _ in range(count - len(self.replicas)):
+        if count > self.spec_replicas:
+            for _ in range(count - self.spec_replicas):
+                if self.pooled and not ready_at_once:
+                    self.pending.append(now)
+                    continue
                 ready_at = now if ready_at_once else now + self._take_cold_start()
                 self.replicas.append(Replica(self.setup.profile, ready_at=ready_at))
+            return
+        # The ReplicaSet controller deletes unscheduled pods first, the newest first.
+        unbound = min(len(self.pending), self.spec_replicas - count)
+        del self.pending[len(self.pending) - unbound:]
+        if count == self.spec_replicas:
             return
         # Kubernetes removes not-ready pods first, then (with pod-deletion-cost unset) the
         # youngest; we remove the least loaded ready ones, the kindest choice for every policy.
@@ -146,7 +172,8 @@ class SimModel:
             elif end - replica.draining_since >= TERMINATION_GRACE_S:
                 self.queue.requeue_front(replica.evict())
                 self.draining.remove(replica)
-        self.gpu_seconds += (len(self.replicas) + len(self.draining)) * self.setup.profile.gpus * (end - start)
+        self.gpu_seconds += self.gpus_held * (end - start)
+        self.pending_seconds += len(self.pending) * (end - start)
         if not self.replicas:
             self.seconds_at_zero += end - start
 
@@ -183,15 +210,39 @@ class SimModel:
 
 
 class Cluster:
-    def __init__(self, setups: list[ModelSetup], *, seed: int) -> None:
+    def __init__(self, setups: list[ModelSetup], *, seed: int, pool_gpus: int | None = None) -> None:
         rng = np.random.default_rng(seed)
         self.models = {setup.name: SimModel(setup, np.random.default_rng(rng.integers(2**63))) for setup in setups}
+        self.pool_gpus = pool_gpus
         self._turn = 0
+        if pool_gpus is not None:
+            held = sum(model.gpus_held for model in self.models.values())
+            if held > pool_gpus:
+                raise ValueError(f"the models start with {held} GPUs, more than the pool's {pool_gpus}")
+            for model in self.models.values():
+                model.pooled = True
 
     def step(self, start: float, end: float) -> None:
         self._turn += 1
+        if self.pool_gpus is not None:
+            self._schedule(start)
         for model in self.models.values():
             model.step(start, end, self._turn)
+
+    def _schedule(self, now: float) -> None:
+        """Bind Pending replicas oldest first while the pool has their GPUs. A pod that does
+        not fit does not block a smaller one behind it (the scheduler tries each in turn)."""
+        free = self.pool_gpus - sum(model.gpus_held for model in self.models.values())
+        waiting = sorted(
+            (asked, index, name)
+            for index, (name, model) in enumerate(self.models.items())
+            for asked in model.pending
+        )
+        for _, _, name in waiting:
+            model = self.models[name]
+            if model.setup.profile.gpus <= free:
+                model.bind(now)
+                free -= model.setup.profile.gpus
 
     def take_scrape(self, now: float) -> None:
         for model in self.models.values():

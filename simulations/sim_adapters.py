@@ -29,7 +29,11 @@ class SimulatedPrometheus:
 
     @staticmethod
     def _signals(model: SimModel, now: float) -> ModelSignals:
-        wake = Reading.of(model.arrivals_between(now - WAKE_RATE_WINDOW_S, now) / WAKE_RATE_WINDOW_S)
+        if model.setup.kind == "batch":
+            # A batch model's wake query reads the backlog at the gateway, in requests.
+            wake = Reading.of(float(len(model.queue.waiting)))
+        else:
+            wake = Reading.of(model.arrivals_between(now - WAKE_RATE_WINDOW_S, now) / WAKE_RATE_WINDOW_S)
         scrape = model.scrape
         if not scrape.running:
             return ModelSignals(wake=wake)
@@ -51,7 +55,11 @@ class SimulatedTargets:
 
     def read_states(self, *, now: float) -> Mapping[str, TargetState]:
         return {
-            name: TargetState(spec_replicas=model.spec_replicas, ready_replicas=len(model.ready(now)))
+            name: TargetState(
+                spec_replicas=model.spec_replicas,
+                ready_replicas=len(model.ready(now)),
+                gpus_per_replica=model.setup.profile.gpus,
+            )
             for name, model in self._cluster.models.items()
         }
 

@@ -47,6 +47,9 @@ class ModelResult:
     unserved: int
     scaling_actions: int
     seconds_at_zero: float
+    completed: int = 0
+    last_finished_s: float = math.nan  # when the last request finished (nan: none did)
+    pending_replica_s: float = 0.0  # replica-seconds asked for but Pending (a full GPU pool)
     timeline: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
 
@@ -90,24 +93,53 @@ class PeerDriver(Driver):
             model.set_replicas(peer.decide(peer_view(model, now)), now=now)
 
 
-def ours_config(setups: list[ModelSetup]) -> Config:
+def ours_config(setups: list[ModelSetup], *, pool_gpus: int | None = None) -> Config:
     """Our policy at its defaults. Only what a user must state about a model is filled in:
     its kind, its cold start (the median of the simulated distribution), and its per-replica
-    in-flight target at the replica's throughput/latency knee (a/b), as README asks."""
+    in-flight target at the replica's throughput/latency knee (a/b), as README asks; for a
+    batch model its deadline and a replica's throughput at a full batch. With `pool_gpus`
+    every model shares one pool of that many GPUs."""
     models = []
     for setup in setups:
         profile = setup.profile
-        policy = {
-            "kind": setup.kind,
-            "max_replicas": 100,
-            "cold_start_s": setup.cold_start.median_s,
-            "target_running_per_replica": max(1, round(profile.step_base_s / profile.step_per_seq_s)),
-        }
+        if setup.kind == "batch":
+            policy = {
+                "kind": "batch",
+                "max_replicas": 100,
+                "cold_start_s": setup.cold_start.median_s,
+                "replica_throughput_rps": batch_throughput_rps(setup),
+                "drain_deadline_s": setup.deadline_s or 3600.0,
+            }
+        else:
+            policy = {
+                "kind": setup.kind,
+                "max_replicas": 100,
+                "cold_start_s": setup.cold_start.median_s,
+                "target_running_per_replica": max(1, round(profile.step_base_s / profile.step_per_seq_s)),
+            }
         model = {"name": setup.name, "namespace": "sim", "target": {"kind": "Deployment", "name": setup.name}, "policy": policy}
         if setup.kind == "long-tail":
             model["wake_query"] = "sum(rate(gateway_requests_total[1m]))"
+        if setup.kind == "batch":
+            model["wake_query"] = "sum(gateway_queue_length)"
+        if pool_gpus is not None:
+            model["pool"] = "shared"
         models.append(model)
-    return parse_config({"models": models})
+    pools = [{"name": "shared", "capacity_gpus": pool_gpus}] if pool_gpus is not None else []
+    return parse_config({"pools": pools, "models": models})
+
+
+def batch_throughput_rps(setup: ModelSetup) -> float:
+    """Requests per second one replica completes with as many of the workload's median requests
+    running as its KV cache and max_num_seqs allow: what a user would measure in a load test
+    and put in replica_throughput_rps. Each request costs its prefill, and `output` decode
+    steps shared by the batch. Example (the A100 8B profile, 1,000-in/200-out): 66 at once,
+    66 x 1,000 x 150 us = 9.9 s of prefill + 200 steps x (12 + 1.5 x 66) ms = 22.2 s: 2.06 req/s."""
+    profile, workload = setup.profile, setup.workload
+    prompt, output = float(np.median(workload.prompt_tokens)), float(np.median(workload.output_tokens))
+    batch = max(1, min(profile.max_num_seqs, int(profile.kv_capacity_tokens // (prompt + output))))
+    cycle_s = batch * prompt * profile.prefill_per_token_s + output * profile.step_s(batch)
+    return batch / cycle_s
 
 
 def run(
@@ -120,12 +152,15 @@ def run(
     dt_s: float = 1.0,
     end_s: float | None = None,
     progress: Callable[[float, float], None] | None = None,
+    pool_gpus: int | None = None,
 ) -> list[ModelResult]:
-    cluster = Cluster(setups, seed=seed)
+    cluster = Cluster(setups, seed=seed, pool_gpus=pool_gpus)
     driver = driver_for(cluster)
     last_arrival = max((float(s.workload.arrival_s[-1]) for s in setups if len(s.workload)), default=0.0)
     end = end_s if end_s is not None else last_arrival + 300.0
-    timelines = {name: {"t": [], "arrivals": [], "replicas": [], "ready": [], "queue": []} for name in cluster.models}
+    timelines = {
+        name: {"t": [], "arrivals": [], "replicas": [], "ready": [], "queue": [], "completed": []} for name in cluster.models
+    }
     now, next_scrape, next_act, next_sample = 0.0, 0.0, 0.0, 0.0
     while now < end:
         if now >= next_scrape:
@@ -144,6 +179,7 @@ def run(
                 line["replicas"].append(model.spec_replicas)
                 line["ready"].append(len(model.ready(now)))
                 line["queue"].append(len(model.queue.waiting))
+                line["completed"].append(model.requests.completed)
             next_sample += TIMELINE_STEP_S
             if progress is not None:
                 progress(now, end)
@@ -173,6 +209,9 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
         unserved=int(np.isnan(requests.first_token_s[arrived]).sum()),
         scaling_actions=model.scaling_actions,
         seconds_at_zero=model.seconds_at_zero,
+        completed=int((~np.isnan(requests.finished_s)).sum()),
+        last_finished_s=float(np.nanmax(requests.finished_s)) if (~np.isnan(requests.finished_s)).any() else math.nan,
+        pending_replica_s=model.pending_seconds,
         timeline=timeline,
     )
 

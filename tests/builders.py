@@ -66,3 +66,22 @@ def kubeconfig(server: str, *, token: str | None = None) -> dict:
         "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
         "current-context": "kmock",
     }
+
+
+def node(name: str, *, gpus: int | str | None = 8, labels: dict | None = None, ready: bool = True,
+         unschedulable: bool = False) -> dict:
+    """A Node as the API serves it, with the device plugin's allocatable nvidia.com/gpu."""
+    allocatable = {"cpu": "94", "memory": "1000Gi"}
+    if gpus is not None:
+        allocatable["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+        "spec": {"unschedulable": True} if unschedulable else {},
+        "status": {
+            "allocatable": allocatable,
+            "capacity": allocatable,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }

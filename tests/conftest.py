@@ -1,12 +1,20 @@
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
 import yaml
+from hypothesis import settings
 
 from tests.builders import deployment, kubeconfig, model
 from tests.support.kmock_harness import kmock_cluster  # noqa: F401  (fixture)
 from tests.support.prom_harness import MetricsExporter, run_prometheus, unique_name, vllm_labels
+
+# The property tests draw the same examples on every run, so CI is reproducible. Before a
+# change lands, search with fresh randomness too: HYPOTHESIS_PROFILE=explore ./dev test.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
@@ -18,17 +26,25 @@ def prometheus_stack():
         yield exporter, prometheus
 
 
-@pytest.fixture
-def daemon_files(prometheus_stack, kmock_cluster, tmp_path):
-    """For `autoscaler run` in a subprocess: a model with 20 waiting and 8 running in the real
-    Prometheus, its Deployment at 1 replica in kmock, and (config, kubeconfig) paths for it
-    with a 1 s tick. Yields (config path, kubeconfig path, namespace)."""
+def busy_chat(prometheus_stack, kmock_cluster) -> str:
+    """A model `chat` with 20 waiting and 8 running in the real Prometheus, and its Deployment
+    at 1 replica in kmock, in a fresh namespace, which is returned."""
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     exporter.set("vllm:num_requests_waiting", vllm_labels("chat", ns), 20)
     exporter.set("vllm:num_requests_running", vllm_labels("chat", ns), 8)
     prometheus.wait_for(f'vllm:num_requests_running{{namespace="{ns}"}}')
     kmock_cluster.put(deployment("chat", namespace=ns, replicas=1))
+    return ns
+
+
+@pytest.fixture
+def daemon_files(prometheus_stack, kmock_cluster, tmp_path):
+    """For `autoscaler run` in a subprocess: a model with 20 waiting and 8 running in the real
+    Prometheus, its Deployment at 1 replica in kmock, and (config, kubeconfig) paths for it
+    with a 1 s tick. Yields (config path, kubeconfig path, namespace)."""
+    exporter, prometheus = prometheus_stack
+    ns = busy_chat(prometheus_stack, kmock_cluster)
     config, kube = tmp_path / "config.yaml", tmp_path / "kubeconfig"
     config.write_text(
         yaml.safe_dump({"prometheus": {"url": prometheus.url}, "tick_interval_s": 1, "models": [model("chat", namespace=ns)]})

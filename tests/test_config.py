@@ -105,3 +105,44 @@ def test_config_is_frozen():
     cfg = parse_config({"models": [model("chat")]})
     with pytest.raises(Exception):
         cfg.models[0].policy.max_replicas = 3
+
+
+def test_a_batch_model_loads_and_needs_a_throughput():
+    entry = model("embed", kind="batch", policy={"replica_throughput_rps": 2.0}, wake_query="sum(gateway_queue)")
+    for key in ("target_waiting_per_replica", "target_running_per_replica"):
+        entry["policy"].pop(key)
+    policy = parse_config({"models": [entry]}).models[0].policy
+    assert policy.kind == "batch" and policy.min_replicas == 0 and policy.drain_deadline_s == 3600
+    entry["policy"].pop("replica_throughput_rps")
+    assert "models[0].policy.replica_throughput_rps: required field is missing" in errors_of({"models": [entry]})
+
+
+POOL_ERRORS = {
+    "both sources": ([{"name": "a100", "capacity_gpus": 8, "node_selector": {"gpu": "a100"}}], None,
+                     "pools[0]: pool 'a100': set exactly one of capacity_gpus (a fixed count of GPUs) or node_selector"),
+    "neither source": ([{"name": "a100"}], None, "got neither"),
+    "negative capacity": ([{"name": "a100", "capacity_gpus": -1}], None,
+                          "pools[0].capacity_gpus: Input should be greater than or equal to 0 (got -1)"),
+    "empty selector": ([{"name": "a100", "node_selector": {}}], None, "pools[0].node_selector"),
+    "bad name": ([{"name": "A100", "capacity_gpus": 8}], None, "name 'A100' must be a lower-case RFC 1123 label"),
+    "duplicate pools": ([{"name": "a100", "capacity_gpus": 8}, {"name": "a100", "capacity_gpus": 4}], None,
+                        "pools[].name: 'a100' appears more than once"),
+    "undefined pool": ([{"name": "a100", "capacity_gpus": 8}], "h100",
+                       "models[0].pool: 'h100' is not defined in pools[]; defined: ['a100']"),
+    "pool without pools": ([], "a100", "models[0].pool: 'a100' is not defined in pools[]; defined: none"),
+}
+
+
+@pytest.mark.parametrize(("pools", "pool", "expected"), POOL_ERRORS.values(), ids=POOL_ERRORS.keys())
+def test_pool_errors_name_the_field_and_value(pools, pool, expected):
+    message = errors_of({"pools": pools, "models": [model("chat", pool=pool)]})
+    assert expected in message
+
+
+def test_pools_load_and_models_without_one_stay_valid():
+    cfg = parse_config({
+        "pools": [{"name": "a100", "capacity_gpus": 16}, {"name": "h100", "node_selector": {"nvidia.com/gpu.product": "H100"}}],
+        "models": [model("chat", pool="a100"), model("code")],
+    })
+    assert [m.pool for m in cfg.models] == ["a100", None]
+    assert [p.name for p in cfg.node_pools] == ["h100"]

@@ -52,7 +52,7 @@ def test_sigterm_stops_the_daemon_cleanly(daemon_files, kmock_cluster):
     config_file, kubeconfig_file, ns = daemon_files
     daemon = subprocess.Popen(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(config_file),
-         "--kubeconfig", str(kubeconfig_file), "--metrics-port", "0"],
+         "--kubeconfig", str(kubeconfig_file), "--metrics-port", "0", "--namespace", "llm-autoscaler"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

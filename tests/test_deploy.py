@@ -37,12 +37,23 @@ CONFIG_KEY = "config.yaml"
 
 # What the daemon may do in a managed namespace, and nothing more: a rule added or widened in
 # rbac.yaml fails test_role_grants_exactly_the_expected_rules until it is added here too.
+# (group, resource, verb, resourceNames); an empty resourceNames is every name.
 EXPECTED_RULES = frozenset(
-    {("apps", "deployments", verb) for verb in ("get", "list", "watch")}
-    | {("apps", "deployments/scale", verb) for verb in ("get", "patch")}
-    | {("keda.sh", "scaledobjects", verb) for verb in ("get", "list", "watch", "patch")}
-    | {("", "events", "create")}
+    {("apps", "deployments", verb, ()) for verb in ("list", "watch")}
+    | {("apps", "replicasets", "list", ())}
+    | {("apps", "deployments/scale", verb, ()) for verb in ("get", "patch")}
+    | {("keda.sh", "scaledobjects", verb, ()) for verb in ("get", "list", "watch", "patch")}
+    | {("", "events", "create", ())}
 )
+# In the daemon's own namespace: its Lease and its state ConfigMap, by name.
+HOME_RULES = frozenset(
+    {("coordination.k8s.io", "leases", "create", ()), ("", "configmaps", "create", ())}
+    | {("coordination.k8s.io", "leases", verb, ("llm-autoscaler",)) for verb in ("get", "patch")}
+    | {("", "configmaps", verb, ("llm-autoscaler-state",)) for verb in ("get", "patch")}
+)
+HOME_ROLE = "llm-autoscaler-home"
+# The one cluster-wide rule: GPU pools with a node_selector list the nodes (autoscaler/nodes.py).
+EXPECTED_CLUSTER_RULES = frozenset({("", "nodes", "list", ())})
 
 # Fields of a ScaledObject's spec (KEDA 2.x, keda.sh/v1alpha1): the CRD is not among the
 # bundled schemas, so a typo would otherwise go unnoticed until `kubectl apply`.
@@ -299,12 +310,15 @@ def test_daemon_reads_its_config_from_the_configmap(daemon_pod: dict[str, Any]) 
     assert command[:2] == ["autoscaler", "run"]
 
 
-def test_daemon_runs_alone_as_its_service_account(daemon_pod: dict[str, Any]) -> None:
-    """No leader election: a second copy, even for the length of a rolling update, would patch
-    the same targets."""
+def test_daemon_runs_two_replicas_that_elect_a_leader(daemon_pod: dict[str, Any]) -> None:
+    """Two copies act safely only through the Lease: --leader-elect, and each pod's own name as
+    its identity (two pods sharing one would both believe they lead)."""
     deployment = _one("Deployment", DAEMON_NAME, DAEMON_NAMESPACE, examples=False).body["spec"]
-    assert deployment["replicas"] == 1
-    assert deployment["strategy"]["type"] == "Recreate"
+    assert deployment["replicas"] == 2
+    container = daemon_pod["containers"][0]
+    assert "--leader-elect" in container["command"]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     assert daemon_pod["serviceAccountName"] == DAEMON_NAME
     assert daemon_pod["automountServiceAccountToken"] is True
     _one("ServiceAccount", DAEMON_NAME, DAEMON_NAMESPACE, examples=False)
@@ -319,24 +333,28 @@ def test_image_user_matches_the_pod(daemon_pod: dict[str, Any]) -> None:
 # -- RBAC: least privilege, namespace-scoped ------------------------------------------------
 
 
-def _rules(role: Document) -> set[tuple[str, str, str]]:
+def _rules(role: Document) -> set[tuple[str, str, str, tuple[str, ...]]]:
     granted = set()
     for rule in role.body.get("rules", []):
         assert not rule.get("nonResourceURLs"), f"{role.id}: nonResourceURLs are cluster-scoped"
+        names = tuple(sorted(rule.get("resourceNames", [])))
         for group in rule.get("apiGroups", []):
             for resource in rule.get("resources", []):
                 for verb in rule.get("verbs", []):
-                    granted.add((group, resource, verb))
+                    granted.add((group, resource, verb, names))
     return granted
 
 
-def test_no_cluster_wide_rbac() -> None:
-    cluster_scoped = [d.id for d in DOCUMENTS if d.kind in ("ClusterRole", "ClusterRoleBinding")]
-    assert not cluster_scoped
+def test_the_only_cluster_wide_rbac_lists_nodes() -> None:
+    (role,) = _find("ClusterRole")
+    assert _rules(role) == EXPECTED_CLUSTER_RULES, f"{role.id}: {sorted(_rules(role))}"
+    (binding,) = _find("ClusterRoleBinding")
+    assert binding.body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.name}
+    assert binding.body["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
 
 
 def test_no_wildcards_in_rbac() -> None:
-    for document in _find("Role") + _find("RoleBinding"):
+    for document in _find("Role") + _find("RoleBinding") + _find("ClusterRole") + _find("ClusterRoleBinding"):
         wild = [v for v in _walk(document.body) if isinstance(v, str) and "*" in v]
         assert not wild, f"{document.id}: {wild}"
 
@@ -344,22 +362,20 @@ def test_no_wildcards_in_rbac() -> None:
 @pytest.mark.parametrize("role", _find("Role"), ids=lambda d: d.id)
 def test_role_grants_exactly_the_expected_rules(role: Document) -> None:
     granted = _rules(role)
-    assert granted == EXPECTED_RULES, (
-        f"{role.id}: extra {sorted(granted - EXPECTED_RULES)}, missing {sorted(EXPECTED_RULES - granted)}"
-    )
+    expected = HOME_RULES if role.name == HOME_ROLE else EXPECTED_RULES
+    assert granted == expected, f"{role.id}: extra {sorted(granted - expected)}, missing {sorted(expected - granted)}"
 
 
-def test_rbac_covers_every_call_the_daemon_names() -> None:
-    """The rules the Kubernetes adapter names in its 403 messages are all granted."""
-    from autoscaler.targets import kubernetes as adapter
-
-    named = {(v.api_group, v.resource, v.verb) for v in vars(adapter).values() if isinstance(v, adapter._Rule)}
-    assert named and named <= EXPECTED_RULES
+def test_the_home_role_is_bound_in_the_daemons_namespace_only() -> None:
+    role = _one("Role", HOME_ROLE, DAEMON_NAMESPACE, examples=False)
+    binding = _one("RoleBinding", HOME_ROLE, DAEMON_NAMESPACE, examples=False).body
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.name}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
 
 
 def test_rbac_exists_exactly_in_the_configured_namespaces(config: Config) -> None:
-    roles = {d.namespace: d for d in _find("Role", examples=False)}
-    bindings = {d.namespace: d for d in _find("RoleBinding", examples=False)}
+    roles = {d.namespace: d for d in _find("Role", examples=False) if d.name != HOME_ROLE}
+    bindings = {d.namespace: d for d in _find("RoleBinding", examples=False) if d.name != HOME_ROLE}
     assert set(roles) == set(config.namespaces), "a Role per namespace that models live in, and nowhere else"
     assert set(bindings) == set(config.namespaces)
     for namespace in config.namespaces:

@@ -175,7 +175,10 @@ def test_prometheus_down_means_no_data_not_zero():
     with capture_logs() as logs:
         signals = PrometheusSource(cfg).fetch_signals(now=time.time())
     assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
-    assert sum(e["event"].startswith("prometheus query failed") for e in logs) == 5
+    # One query finds the server down; the other four are not sent to wait out the same timeout.
+    assert sum(e["event"].startswith("prometheus query failed") for e in logs) == 1
+    [skipped] = [e["skipped"] for e in logs if e["event"] == "prometheus unreachable; not sending this tick's other queries"]
+    assert len(skipped) == 4
 
 
 class _RecordingPrometheus(http.server.BaseHTTPRequestHandler):

@@ -93,11 +93,11 @@ def test_metrics_count_decisions_by_reason_replicas_errors_and_tick_time(served)
     assert got[("llm_autoscaler_leader", ())] == 1
 
 
-def test_the_prometheus_adapter_reports_each_failed_query():
+def test_the_prometheus_adapter_reports_an_unreachable_server_once_a_tick():
     errors = []
     cfg = config(model("chat"), prometheus={"url": "http://127.0.0.1:9", "timeout_s": 1})
     PrometheusSource(cfg, on_error=lambda signal, kind: errors.append((signal, kind))).fetch_signals(now=time.time())
-    assert sorted(errors) == sorted((s, "connection") for s in ("waiting", "running", "kv_cache_usage", "completion_rate", "gpu_utilization"))
+    assert errors == [("waiting", "connection")]  # the first query; the others were not sent
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import requests
 import structlog
+import urllib3
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
@@ -60,12 +61,20 @@ class PrometheusSource:
         dependencies: dict[str, Reading] = {}
         # The token is re-read every tick, so a rotated one is picked up without a restart.
         self._client.headers = _auth_headers(self._config.prometheus.auth.bearer_token_file) or None
-        for query in self._queries:
+        for index, query in enumerate(self._queries):
             try:
                 result = self._client.custom_query(query.promql, params={"time": f"{now:.3f}"})
             except (requests.RequestException, PrometheusApiClientException) as err:
+                kind = _error_kind(err)
                 log.warning("prometheus query failed; its readings are missing this tick", signal=query.signal, error=_short(err))
-                self._on_error(query.signal, _error_kind(err))
+                self._on_error(query.signal, kind)
+                if kind in ("connection", "timeout", "tls"):
+                    # The server, not the query, failed: the others would wait out the same
+                    # timeout in turn (7 x 5 s). Their readings are missing this tick too.
+                    skipped = [q.signal for q in self._queries[index + 1:]]
+                    if skipped:
+                        log.warning("prometheus unreachable; not sending this tick's other queries", skipped=skipped)
+                    break
                 continue
             if query.keyed:
                 readings = self._keyed_readings(query, result)
@@ -147,7 +156,13 @@ def _auth_headers(token_file: Path | None) -> dict[str, str]:
 def _error_kind(err: Exception) -> str:
     if isinstance(err, requests.exceptions.SSLError):
         return "tls"
-    if isinstance(err, requests.Timeout):
+    # With retries off, requests reports a read timeout as a ConnectionError around urllib3's
+    # MaxRetryError(reason=ReadTimeoutError): the kind is in the reason.
+    # (urllib3 makes a refused connection a ConnectTimeoutError too: test for that first.)
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return "connection"
+    if isinstance(err, requests.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
         return "timeout"
     if isinstance(err, requests.ConnectionError):
         return "connection"

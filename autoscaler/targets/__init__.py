@@ -12,11 +12,14 @@ from typing import Literal, Mapping, Protocol
 from autoscaler.config import ModelConfig
 from policies.decision import Decision
 
-Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused"]
+Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused", "standby"]
 
 
 @dataclass(frozen=True, slots=True)
 class TargetState:
+    """`gpus_per_replica` is what one replica may hold: the pod template's nvidia.com/gpu, or
+    during a rollout the most that any revision still running or starting asks for."""
+
     spec_replicas: int
     ready_replicas: int
     gpus_per_replica: int = 0

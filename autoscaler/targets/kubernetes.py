@@ -8,8 +8,9 @@ would overwrite Deployment.spec.replicas within 15 s (ANCHORS.md, KEDA section).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -44,6 +45,7 @@ class _Rule:
         return f"the service account needs RBAC: apiGroups [{group}], resources [{self.resource}], verbs [{self.verb}] in namespace {namespace}"
 
 
+LIST_REPLICASETS = _Rule("apps", "replicasets", "list")
 PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
 PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
 CREATE_EVENT = _Rule("", "events", "create")
@@ -84,11 +86,57 @@ class KubernetesTargets:
             }
             for name, so in view.scaled_objects.items():
                 self._scaled_objects[(namespace, name)] = so
+            rolling: dict[str, str] = {}  # model -> its Deployment, for pooled models mid-rollout
             for model in models:
                 state = self._state_of(model, view)
                 if state is not None:
                     states[model.name] = state
+                    name = self._deployment_name(model, view)
+                    if model.pool is not None and view.deployments[name].rolling_out:
+                        rolling[model.name] = name
+            if rolling:
+                self._count_revisions(namespace, rolling, states)
         return states
+
+    def _count_revisions(self, namespace: str, rolling: dict[str, str], states: dict[str, TargetState]) -> None:
+        """During a rollout the old and new ReplicaSets both hold pods, and a revision may need
+        more or fewer GPUs than the last. Each replica counts at the most any revision with pods
+        asks (old 1 GPU, new 2: every replica counts 2, so the new pods fit as they land; old 2,
+        new 1: every replica counts 2 until the old pods are gone). Only listed while a pooled
+        model rolls out, so a steady cluster costs no extra call. If the list fails, the
+        template's count stands (the new revision's size)."""
+        listed = self._list(
+            namespace, LIST_REPLICASETS,
+            lambda: self._apps.list_namespaced_replica_set(namespace, _request_timeout=REQUEST_TIMEOUT_S),
+        )
+        if listed is None:
+            return
+        for model_name, deployment_name in rolling.items():
+            owned = [
+                rs for rs in listed.items
+                if any(o.kind == "Deployment" and o.name == deployment_name for o in (rs.metadata.owner_references or []))
+                and ((rs.status.replicas if rs.status else 0) or (rs.spec.replicas or 0))
+            ]
+            most = max((_template_gpus(rs.spec.template) for rs in owned), default=0)
+            state = states[model_name]
+            if most > state.gpus_per_replica:
+                states[model_name] = dataclasses.replace(state, gpus_per_replica=most)
+
+    @staticmethod
+    def _deployment_name(model: ModelConfig, view: NamespaceView) -> str:
+        if model.target.kind == "Deployment":
+            return model.target.name
+        return view.scaled_objects[model.target.name].target_name
+
+    def _list(self, namespace: str, rule: _Rule, call: Callable):
+        try:
+            return call()
+        except urllib3.exceptions.HTTPError as err:
+            log.error("Kubernetes API unreachable; the namespace is not read this tick", namespace=namespace, error=str(err))
+            return None
+        except ApiException as err:
+            self._log_api_error(err, namespace=namespace, rule=rule, model=None)
+            return None
 
     def _state_of(self, model: ModelConfig, view: NamespaceView) -> TargetState | None:
         target = model.target
@@ -263,3 +311,13 @@ def _message(err: ApiException) -> str:
     except (TypeError, ValueError, AttributeError):
         return str(err.reason)
 
+
+def _template_gpus(template) -> int:
+    """Sum of the containers' nvidia.com/gpu limits in a pod template."""
+    total = 0
+    for container in template.spec.containers or []:
+        limits = (container.resources.limits if container.resources else None) or {}
+        value = limits.get("nvidia.com/gpu")
+        if value is not None and str(value).isdigit():
+            total += int(value)
+    return total

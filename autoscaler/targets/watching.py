@@ -65,6 +65,7 @@ class DeploymentFacts:
     spec_replicas: int  # the API's default, 1, when the Deployment leaves it unset
     ready_replicas: int
     gpus_per_replica: int
+    rolling_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +88,27 @@ class NamespaceView:
 def deployment_facts(raw: Mapping) -> DeploymentFacts:
     spec = raw.get("spec") or {}
     replicas = spec.get("replicas")
+    wanted = 1 if replicas is None else int(replicas)
+    status = raw.get("status") or {}
     return DeploymentFacts(
-        spec_replicas=1 if replicas is None else int(replicas),
-        ready_replicas=int((raw.get("status") or {}).get("readyReplicas") or 0),
+        spec_replicas=wanted,
+        ready_replicas=int(status.get("readyReplicas") or 0),
         gpus_per_replica=_gpus_per_replica(spec),
+        rolling_out=_rolling_out(raw, wanted),
+    )
+
+
+def _rolling_out(raw: Mapping, wanted: int) -> bool:
+    """A new template not yet observed, replicas not yet on it, or old pods still up (surge)."""
+    status = raw.get("status")
+    if not status:
+        return False
+    generation, observed = (raw.get("metadata") or {}).get("generation"), status.get("observedGeneration")
+    updated, replicas = status.get("updatedReplicas"), status.get("replicas")
+    return bool(
+        (generation is not None and observed is not None and generation > observed)
+        or (updated is not None and updated < wanted)
+        or (replicas is not None and replicas > wanted)
     )
 
 

@@ -296,3 +296,14 @@ def test_above_max_replicas_is_lowered_to_max_in_one_step():
         "BUG (pipeline.py: clamp before limit_rate): the scale-down step (25% of 20 = 5) leaves the "
         f"count above max_replicas 10; got {decision.desired_replicas}: {decision.explain()}"
     )
+
+
+def test_needed_replicas_is_the_load_before_stabilization():
+    """A scale-down the 300 s window holds keeps `desired` at the current count; `needed`
+    says what the load asks for now, so a shared pool can lend the difference."""
+    spec = HotSpec(target_waiting_per_replica=4, target_running_per_replica=16, max_replicas=20)
+    ticks = replay(spec, [(0.0, obs(12, waiting=0, running=190)), (30.0, obs(12, waiting=0, running=100))])
+    assert (ticks[0].desired, ticks[0].decision.needed) == (12, 12)
+    assert (ticks[1].desired, ticks[1].decision.needed) == (12, 7)  # 100 / 16 -> 7
+    missing = replay(spec, [(0.0, obs(5, waiting=None, running=None))])[0].decision
+    assert missing.needed == 5  # no data: it needs what it has

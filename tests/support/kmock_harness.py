@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulations.harness.kmock import DEPLOYMENTS, SCALEDOBJECTS, KmockCluster, status_body
+from simulations.harness.kmock import DEPLOYMENTS, NODES, REPLICASETS, SCALEDOBJECTS, KmockCluster, status_body
 
-__all__ = ["DEPLOYMENTS", "SCALEDOBJECTS", "KmockCluster", "kmock_cluster", "status_body"]
+__all__ = ["DEPLOYMENTS", "NODES", "REPLICASETS", "SCALEDOBJECTS", "KmockCluster", "kmock_cluster", "status_body"]
 
 
 @pytest.fixture

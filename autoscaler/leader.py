@@ -1,0 +1,210 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, so that two replicas of the daemon never
+both act. client-go's algorithm (tools/leaderelection), with its default timings:
+
+* Every `retry_period_s` each replica reads the Lease. A replica takes it when it is free or
+  when its holder has not renewed it for `lease_duration_s`, and the leader renews it.
+* Expiry is judged by *when this replica last saw the record change*, on its own clock, never
+  by the renewTime written in the Lease: clocks on two nodes may disagree, elapsed time on one
+  does not.
+* A leader that cannot renew stops acting `renew_deadline_s` after its last renewal, before
+  the `lease_duration_s` a standby waits. With 15 s and 10 s, a leader cut off from the API at
+  t=0 acts until t=10 at most; no standby takes over before t=15.
+* Writes carry the resourceVersion that was read, so of two standbys racing for an expired
+  Lease the API server lets one win and answers the other 409.
+
+Time is passed in (`now`, seconds since the epoch from autoscaler.clock); `run` is the thread
+that reads the clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import structlog
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from autoscaler.clock import Clock
+
+log = structlog.get_logger(__name__)
+
+REQUEST_TIMEOUT_S = (2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTimings:
+    """client-go's defaults. `renew_deadline_s` < `lease_duration_s` is what keeps two leaders
+    from overlapping; the gap (5 s) must exceed the longest a tick's writes can run after the
+    last leadership check (one API call, at most REQUEST_TIMEOUT_S of the actuator)."""
+
+    lease_duration_s: float = 15.0
+    renew_deadline_s: float = 10.0
+    retry_period_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError(
+                "lease timings need 0 < retry_period_s < renew_deadline_s < lease_duration_s, got "
+                f"{self.retry_period_s:g} < {self.renew_deadline_s:g} < {self.lease_duration_s:g}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    holder: str
+    resource_version: str | None
+    renew_time: datetime | None
+
+
+class LeaseElector:
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        timings: LeaseTimings = LeaseTimings(),
+        on_change: Callable[[bool], None] = lambda leading: None,
+    ) -> None:
+        self._api = k8s.CoordinationV1Api(api_client)
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self.timings = timings
+        self._on_change = on_change
+        self._observed: _Record | None = None
+        self._observed_at: float | None = None
+        self._renewed_at: float | None = None  # our last successful write of the Lease
+        self._lock = threading.Lock()
+        self._was_leading = False
+        self.first_round = threading.Event()  # set once the election thread has run a round
+        self._duration_field = max(1, round(timings.lease_duration_s))  # the field is whole seconds
+
+    def is_leader(self, *, now: float) -> bool:
+        """True while the last renewal is younger than the renew deadline."""
+        with self._lock:
+            return self._renewed_at is not None and now - self._renewed_at < self.timings.renew_deadline_s
+
+    def try_acquire_or_renew(self, *, now: float) -> bool:
+        """One round: read the Lease, take or renew it if allowed. Returns whether this
+        replica leads after the round. Never raises for an API failure: that is logged, and
+        leadership then lapses by itself at the renew deadline."""
+        try:
+            leading = self._round(now)
+        except ApiException as err:
+            log.warning("lease round failed", lease=self.name, namespace=self.namespace, status=err.status, reason=err.reason)
+            leading = self.is_leader(now=now)
+        except urllib3.exceptions.HTTPError as err:
+            log.warning("lease round failed: Kubernetes API unreachable", lease=self.name, error=str(err))
+            leading = self.is_leader(now=now)
+        self._report(leading)
+        return leading
+
+    def release(self, *, now: float) -> None:
+        """On a clean stop, hand the Lease over at once rather than after lease_duration_s:
+        client-go's ReleaseOnCancel. Only a Lease we hold is touched."""
+        if not self.is_leader(now=now):
+            return
+        with self._lock:
+            self._renewed_at = None
+        try:
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            if lease.spec.holder_identity != self.identity:
+                return
+            self._patch(lease.metadata.resource_version, {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": _stamp(now)})
+            log.info("lease released", lease=self.name, identity=self.identity)
+        except (ApiException, urllib3.exceptions.HTTPError) as err:
+            log.warning("could not release the lease; a standby takes it when it expires", lease=self.name, error=str(err))
+        self._report(False)
+
+    def run(self, *, clock: Clock, stop: threading.Event) -> None:
+        """The election thread: a round every retry_period_s until `stop`, then release."""
+        while not stop.is_set():
+            self.try_acquire_or_renew(now=clock.now())
+            self.first_round.set()
+            stop.wait(self.timings.retry_period_s)
+        self.release(now=clock.now())
+
+    # -- one round -------------------------------------------------------------------------
+
+    def _round(self, now: float) -> bool:
+        try:
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            return self._create(now)
+        spec = lease.spec
+        record = _Record(spec.holder_identity or "", lease.metadata.resource_version, spec.renew_time)
+        if record != self._observed:
+            self._observed, self._observed_at = record, now
+        held_by_other = record.holder not in ("", self.identity)
+        if held_by_other and now - self._observed_at < self.timings.lease_duration_s:
+            with self._lock:
+                self._renewed_at = None
+            return False
+        taking = record.holder != self.identity
+        fields = {"holderIdentity": self.identity, "leaseDurationSeconds": self._duration_field, "renewTime": _stamp(now)}
+        if taking:
+            fields |= {"acquireTime": fields["renewTime"], "leaseTransitions": (spec.lease_transitions or 0) + 1}
+        try:
+            self._patch(record.resource_version, fields)
+        except ApiException as err:
+            if err.status == 409:  # the Lease changed since it was read: another replica wrote first
+                log.info("lost the race for the lease", lease=self.name, identity=self.identity)
+                with self._lock:
+                    self._renewed_at = None
+                return False
+            raise
+        with self._lock:
+            self._renewed_at = now
+        if taking:
+            log.info("took the lease", lease=self.name, identity=self.identity, previous=record.holder or None)
+        return True
+
+    def _create(self, now: float) -> bool:
+        stamp = _stamp(now)
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": self._duration_field,
+                "acquireTime": stamp,
+                "renewTime": stamp,
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        except ApiException as err:
+            if err.status == 409:  # created by another replica in between
+                return False
+            raise
+        with self._lock:
+            self._renewed_at = now
+        log.info("created and took the lease", lease=self.name, identity=self.identity)
+        return True
+
+    def _patch(self, resource_version: str | None, fields: dict) -> None:
+        # A merge patch that carries metadata.resourceVersion fails with 409 if the Lease
+        # changed since it was read: optimistic concurrency without PUT.
+        metadata = {"resourceVersion": resource_version} if resource_version else {}
+        self._api.patch_namespaced_lease(
+            self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=REQUEST_TIMEOUT_S
+        )
+
+    def _report(self, leading: bool) -> None:
+        if leading != self._was_leading:
+            self._was_leading = leading
+            log.info("leadership changed", lease=self.name, identity=self.identity, leading=leading)
+            self._on_change(leading)
+
+
+def _stamp(now: float) -> str:
+    # A Lease's times are MicroTime. Only for humans and other tools: expiry is judged locally.
+    return datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

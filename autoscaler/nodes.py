@@ -1,0 +1,77 @@
+"""The GPUs a node_selector pool holds: the sum of `status.allocatable["nvidia.com/gpu"]` over
+the nodes whose labels match, read once per tick (one list of nodes per pool).
+
+Counted: nodes that are schedulable and Ready. A cordoned node (`spec.unschedulable`) is
+being drained or upgraded, and its GPU pods will need room elsewhere; a NotReady node's pods
+are evicted after 300 s (the default not-ready toleration) and need room too. Counting
+either would leave the pool short by their GPUs exactly when those pods come back Pending.
+
+Allocatable, not capacity: allocatable is what the scheduler may place pods on (the device
+plugin leaves out unhealthy GPUs). GPUs that pods the daemon does not scale hold on those
+nodes are not subtracted: give such a pool a `capacity_gpus` instead, or label its nodes apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from autoscaler.config import Config
+from autoscaler.targets.kubernetes import REQUEST_TIMEOUT_S, _message, _Rule
+
+log = structlog.get_logger(__name__)
+
+GPU_RESOURCE = "nvidia.com/gpu"
+LIST_NODES = _Rule("", "nodes", "list")
+
+
+class NodeCapacity:
+    def __init__(self, config: Config, api_client: k8s.ApiClient) -> None:
+        self._config = config
+        self._core = k8s.CoreV1Api(api_client)
+
+    def read_capacities(self, *, now: float) -> Mapping[str, int]:
+        capacities = {}
+        for pool in self._config.node_pools:
+            selector = ",".join(f"{key}={value}" for key, value in sorted(pool.node_selector.items()))
+            try:
+                nodes = self._core.list_node(label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S).items
+            except urllib3.exceptions.HTTPError as err:
+                log.error("Kubernetes API unreachable; the pool's nodes are not read this tick", pool=pool.name, error=str(err))
+                continue
+            except ApiException as err:
+                hint = "the service account needs a ClusterRole allowing list on nodes (deploy/rbac.yaml)" if err.status == 403 else ""
+                log.error("cannot list the pool's nodes", pool=pool.name, status=err.status, detail=_message(err), hint=hint)
+                continue
+            # The API server filters by label_selector; filtering again here keeps the count
+            # right where it does not (the kmock emulator the tests run ignores selectors).
+            matching = [n for n in nodes if _matches(n, pool.node_selector)]
+            capacities[pool.name] = sum(_allocatable_gpus(node, pool=pool.name) for node in matching if _usable(node))
+        return capacities
+
+
+def _matches(node, selector: Mapping[str, str]) -> bool:
+    labels = node.metadata.labels or {}
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _usable(node) -> bool:
+    if node.spec is not None and node.spec.unschedulable:
+        return False
+    conditions = (node.status.conditions if node.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _allocatable_gpus(node, *, pool: str) -> int:
+    allocatable = (node.status.allocatable if node.status else None) or {}
+    value = allocatable.get(GPU_RESOURCE)
+    if value is None:
+        return 0
+    if not str(value).isdigit():
+        log.warning("node's allocatable GPUs are not a count; counting none", pool=pool, node=node.metadata.name, value=value)
+        return 0
+    return int(value)

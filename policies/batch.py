@@ -1,0 +1,154 @@
+"""The batch policy: offline traffic with a deadline instead of a latency target.
+
+Size to finish the backlog (waiting + running) by `backlog_since + drain_deadline_s`, at the
+throughput one replica was measured to complete (or the configured prior until then); go to
+zero once nothing has waited or run for `drain_grace_s`. No tolerance band, stabilization or
+rate limits: the deadline sizing changes little from tick to tick by construction (a backlog
+drained at the planned rate asks for the same count until it is done), and giving GPUs back
+fast is the point. Under a shared pool, arbitration (policies.arbitration) cuts batch first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from policies import steps
+from policies.decision import Decision, PolicyState, Reason
+from policies.pipeline import advance
+from policies.signals import Observation
+from policies.spec import BatchSpec
+
+
+def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now: float) -> tuple[Decision, PolicyState]:
+    current = observation.spec_replicas
+    if current == 0:
+        return _at_zero(observation, state, spec, now=now)
+
+    if not (observation.waiting.usable and observation.running.usable):
+        if observation.ready_replicas == 0 and observation.wake.usable and observation.wake.value > spec.wake_threshold:
+            return _starting(observation, state, spec, now=now)
+        # Missing is not zero: a batch model with replicas and no data may be mid-job.
+        reason = Reason(
+            "MissingData",
+            f"waiting {observation.waiting.describe()}, running {observation.running.describe()}: "
+            f"no fresh load data, holding at {current}",
+        )
+        decision = _decided(observation, min(max(current, spec.min_replicas), spec.max_replicas), spec, (reason,))
+        # A gap restarts the drain grace: an outage never sends a model mid-job to zero.
+        return decision, advance(dataclasses.replace(state, idle_since=None), decision, now=now)
+
+    ready_history, steady = steps.track_ready(
+        state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
+    )
+    measured = steps.learn_service_rate(observation, spec, state.service_rate_per_replica, steady=steady)
+    state = dataclasses.replace(state, service_rate_per_replica=measured, ready_history=ready_history)
+
+    backlog = observation.waiting.value + observation.running.value
+    if backlog == 0:
+        idle_since = now if state.idle_since is None else state.idle_since
+        state = dataclasses.replace(state, idle_since=idle_since, backlog_since=None)
+        idle_s = now - idle_since
+        if idle_s >= spec.drain_grace_s:
+            desired = spec.min_replicas
+            reason = Reason(
+                "Drained",
+                f"nothing waiting or running for {idle_s:.0f} s >= grace {spec.drain_grace_s:g} s; "
+                f"giving the GPUs back: {current} -> {desired}",
+            )
+        else:
+            # The bounds hold during the grace too: a count above max_replicas (raised by hand,
+            # or a lowered max) comes down to it at once.
+            desired = min(max(current, spec.min_replicas), spec.max_replicas)
+            reason = Reason(
+                "DrainGrace",
+                f"nothing waiting or running for {idle_s:.0f} s; holding at {desired} for the rest of the "
+                f"{spec.drain_grace_s:g} s grace in case more of the job arrives",
+            )
+        decision = _decided(observation, desired, spec, (reason,))
+        return decision, advance(state, decision, now=now)
+
+    backlog_since = now if state.backlog_since is None else state.backlog_since
+    state = dataclasses.replace(state, idle_since=None, backlog_since=backlog_since)
+    desired, reason = size_for_deadline(backlog, spec, measured, backlog_since=backlog_since, now=now)
+    bounded = min(max(desired, spec.min_replicas), spec.max_replicas)
+    reasons = [reason]
+    if bounded != desired:
+        reasons.append(Reason("AboveCap" if desired > bounded else "BelowFloor", f"{desired} bounded to {bounded} by [{spec.min_replicas}, {spec.max_replicas}]"))
+    decision = _decided(observation, bounded, spec, tuple(reasons))
+    return decision, advance(state, decision, now=now)
+
+
+def size_for_deadline(
+    backlog: float, spec: BatchSpec, measured_rps: float | None, *, backlog_since: float, now: float
+) -> tuple[int, Reason]:
+    """Replicas that finish `backlog` requests by the deadline. A replica asked for now serves
+    only after a cold start, so the plan counts the time left minus one cold start; past that
+    point it plans to finish within one more cold start rather than dividing by ~0. Example:
+    6,000 requests at 2 req/s per replica, 3,600 s left, 120 s cold start: 6,000 / (2 x 3,480)
+    = 0.86, so 1 replica; with 600 s left, 6,000 / (2 x 480) = 6.25, so 7."""
+    rate = measured_rps if measured_rps is not None else spec.replica_throughput_rps
+    origin = "measured" if measured_rps is not None else "replica_throughput_rps"
+    left_s = backlog_since + spec.drain_deadline_s - now
+    horizon_s = max(left_s - spec.cold_start_s, spec.cold_start_s)
+    desired = max(1, math.ceil(min(backlog / (rate * horizon_s), spec.max_replicas + 1.0) - 1e-9))
+    past = "" if left_s > spec.cold_start_s else " (deadline within a cold start or past: planning one cold start ahead)"
+    return desired, Reason(
+        "DeadlineSizing",
+        f"{backlog:g} waiting or running at {rate:.2f} req/s per replica ({origin}), {left_s:.0f} s left of the "
+        f"{spec.drain_deadline_s:g} s deadline, {horizon_s:.0f} s to serve after a {spec.cold_start_s:g} s cold start"
+        f"{past} -> {desired}",
+    )
+
+
+def _starting(observation: Observation, state: PolicyState, spec: BatchSpec, *, now: float) -> tuple[Decision, PolicyState]:
+    """Replicas asked for and none ready: no vLLM series exist yet, and every request of the job
+    waits at the gateway, so the wake signal is the whole backlog. Without this the model
+    would hold at the count it woke to for a whole cold start before sizing the job. Only
+    up: the replicas already starting count, and no data says the job shrank."""
+    current = observation.spec_replicas
+    backlog_since = now if state.backlog_since is None else state.backlog_since
+    state = dataclasses.replace(state, idle_since=None, backlog_since=backlog_since)
+    desired, reason = size_for_deadline(
+        observation.wake.value, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
+    )
+    desired = min(max(desired, current, spec.min_replicas), spec.max_replicas)
+    reasons = (
+        Reason("GatewayBacklog", f"no replica ready yet, so no vLLM series; {observation.wake.value:g} waiting outside the pods"),
+        reason,
+    )
+    decision = _decided(observation, desired, spec, reasons)
+    return decision, advance(state, decision, now=now)
+
+
+def _at_zero(observation: Observation, state: PolicyState, spec: BatchSpec, *, now: float) -> tuple[Decision, PolicyState]:
+    """No vLLM series exist at zero: the wake signal, read as the backlog waiting outside the
+    pods, is the only evidence of work. Missing wake data stays at zero (or min_replicas)."""
+    wake = observation.wake
+    state = dataclasses.replace(state, idle_since=None, recommendations=())
+    if wake.usable and wake.value > spec.wake_threshold:
+        backlog_since = now if state.backlog_since is None else state.backlog_since
+        state = dataclasses.replace(state, backlog_since=backlog_since)
+        desired, reason = size_for_deadline(
+            wake.value, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
+        )
+        desired = min(max(desired, spec.min_replicas), spec.max_replicas)
+        reasons = (Reason("Wake", f"{wake.value:g} waiting outside the pods > {spec.wake_threshold:g}"), reason)
+    elif spec.min_replicas > 0:
+        desired, reasons = spec.min_replicas, (Reason("BelowFloor", f"0 raised to min_replicas {spec.min_replicas}"),)
+    elif wake.usable:
+        desired, reasons = 0, (Reason("IdleAtZero", f"backlog outside the pods {wake.value:g} <= {spec.wake_threshold:g}: staying at zero"),)
+    else:
+        desired, reasons = 0, (Reason("MissingData", f"wake signal {wake.describe()}: staying at zero"),)
+    decision = _decided(observation, desired, spec, reasons)
+    return decision, advance(state, decision, now=now)
+
+
+def _decided(observation: Observation, desired: int, spec: BatchSpec, reasons: tuple[Reason, ...]) -> Decision:
+    return Decision(
+        current_replicas=observation.spec_replicas,
+        desired_replicas=desired,
+        floor=spec.min_replicas,
+        cap=spec.max_replicas,
+        reasons=reasons,
+    )

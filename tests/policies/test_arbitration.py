@@ -1,0 +1,189 @@
+"""Arbitration of a shared GPU pool: tables of claims and capacities against the counts each
+model gets, the reasons a cut decision carries, and properties over random pools."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies import Decision, Reason
+from policies.arbitration import Claim, arbitrate
+
+
+def claim(model: str, kind: str, current: int, desired: int, *, gpus: int = 1, minimum: int | None = None,
+          pressure: float | None = 10.0, floor: int | None = None, cap: int = 100, needed: int | None = None) -> Claim:
+    minimum = (1 if kind == "hot" else 0) if minimum is None else minimum
+    decision = Decision(current, desired, minimum if floor is None else floor, cap, (Reason("Recommendation", "test"),),
+                        needed_replicas=needed)
+    return Claim(model, kind, gpus, minimum, pressure, decision)
+
+
+def granted(claims: list[Claim], capacity: int) -> dict[str, int]:
+    decisions = arbitrate(claims, pool="a100", capacity_gpus=capacity)
+    return {c.model: d.desired_replicas for c, d in zip(claims, decisions)}
+
+
+CASES = {
+    "everything fits: nothing changes": (
+        [claim("chat", "hot", 6, 8), claim("embed", "batch", 6, 6)], 16, {"chat": 8, "embed": 6}),
+    "a hot scale-up takes batch GPUs above batch's minimum": (
+        [claim("chat", "hot", 6, 10), claim("tail", "long-tail", 2, 2), claim("embed", "batch", 6, 6)], 16,
+        {"chat": 10, "tail": 2, "embed": 4}),
+    "batch keeps its minimum even against a hot scale-up": (
+        [claim("chat", "hot", 6, 12), claim("embed", "batch", 4, 4, minimum=2)], 10, {"chat": 8, "embed": 2}),
+    "a long-tail wake takes batch GPUs too": (
+        [claim("tail", "long-tail", 0, 1), claim("embed", "batch", 8, 8)], 8, {"tail": 1, "embed": 7}),
+    "hot scale-ups come before long-tail scale-ups": (
+        [claim("chat", "hot", 4, 8), claim("tail", "long-tail", 2, 6)], 10, {"chat": 8, "tail": 2}),
+    # Running 4 + 4, 4 GPUs free; chat has 80 waiting (20 per GPU), code 40 (10 per GPU):
+    # chat takes replicas until its queue per GPU meets code's, 80 / 8 = 10.
+    "two hot scale-ups share by requests waiting per GPU": (
+        [claim("chat", "hot", 4, 8, pressure=80), claim("code", "hot", 4, 8, pressure=40)], 12, {"chat": 8, "code": 4}),
+    "equal pressure splits evenly, ties by name": (
+        [claim("b", "hot", 2, 6, pressure=20), claim("a", "hot", 2, 6, pressure=20)], 7, {"a": 4, "b": 3}),
+    "running interactive replicas are never cut while the pool holds them": (
+        [claim("chat", "hot", 6, 6), claim("tail", "long-tail", 4, 4), claim("code", "hot", 2, 9)], 12,
+        {"chat": 6, "tail": 4, "code": 2}),
+    "a shrunken pool cuts long-tail before hot": (
+        [claim("chat", "hot", 6, 6), claim("tail", "long-tail", 4, 4)], 8, {"chat": 6, "tail": 2}),
+    "hot minimums come first when not even they fit": (
+        [claim("chat", "hot", 2, 2, minimum=2, gpus=4, pressure=30), claim("code", "hot", 2, 2, minimum=2, gpus=4, pressure=10),
+         claim("embed", "batch", 1, 1, minimum=1, gpus=4)], 12, {"chat": 2, "code": 1, "embed": 0}),
+    "a scale-down frees GPUs for another model's scale-up": (
+        [claim("chat", "hot", 8, 4), claim("code", "hot", 2, 10)], 12, {"chat": 4, "code": 8}),
+    # chat needs 4 GPUs a replica and only 2 are left: batch may use those 2.
+    "GPUs too few for a replica of a big model go to a smaller one": (
+        [claim("chat", "hot", 2, 3, gpus=4), claim("embed", "batch", 0, 4)], 10, {"chat": 2, "embed": 2}),
+    "a model without GPUs is never cut": (
+        [claim("cpu", "hot", 2, 5, gpus=0), claim("chat", "hot", 4, 6)], 4, {"cpu": 5, "chat": 4}),
+    "a model without load data ranks after those with": (
+        [claim("blind", "hot", 2, 4, pressure=None), claim("seen", "hot", 2, 4, pressure=1)], 6, {"blind": 2, "seen": 4}),
+    # tail woke to a backlog and runs 6; its load needs 2 now, its 300 s window keeps the rest.
+    "a long-tail model's replicas kept only by stabilization go to a hot scale-up": (
+        [claim("tail", "long-tail", 6, 6, needed=2), claim("code", "hot", 8, 11)], 14, {"tail": 3, "code": 11}),
+    "and to another long-tail model's wake": (
+        [claim("tail-a", "long-tail", 4, 4, needed=1), claim("tail-b", "long-tail", 0, 1)], 4, {"tail-a": 3, "tail-b": 1}),
+    "but not to batch": (
+        [claim("tail", "long-tail", 6, 6, needed=2), claim("embed", "batch", 0, 4)], 8, {"tail": 6, "embed": 2}),
+    # A hot model's stabilization window is kept: its load comes back within minutes, and a
+    # replica lent away costs a cold start to get back.
+    "a hot model's replicas kept by stabilization stay with it": (
+        [claim("chat", "hot", 12, 12, needed=7), claim("code", "hot", 8, 11)], 20, {"chat": 12, "code": 8}),
+    # chat sizes up from requests in flight with nothing queued: free GPUs only.
+    "a scale-up with nothing waiting takes no running batch replica": (
+        [claim("chat", "hot", 6, 10, pressure=0), claim("embed", "batch", 6, 6)], 14, {"chat": 8, "embed": 6}),
+    "nor does one without data": (
+        [claim("chat", "hot", 6, 10, pressure=None), claim("embed", "batch", 6, 6)], 14, {"chat": 8, "embed": 6}),
+    "but it still comes before batch growth": (
+        [claim("chat", "hot", 6, 10, pressure=0), claim("embed", "batch", 2, 6)], 12, {"chat": 10, "embed": 2}),
+    "a model going to zero needs nothing": (
+        [claim("tail", "long-tail", 3, 0), claim("embed", "batch", 0, 10)], 6, {"tail": 0, "embed": 6}),
+}
+
+
+@pytest.mark.parametrize(("claims", "capacity", "expected"), CASES.values(), ids=CASES.keys())
+def test_arbitration(claims, capacity, expected):
+    assert granted(claims, capacity) == expected
+
+
+@pytest.mark.parametrize(("claims", "capacity", "expected"), CASES.values(), ids=CASES.keys())
+def test_input_order_does_not_matter(claims, capacity, expected):
+    for order in itertools.permutations(claims):
+        assert granted(list(order), capacity) == expected
+
+
+def test_a_cut_decision_says_why_with_the_numbers():
+    claims = [claim("chat", "hot", 6, 10), claim("tail", "long-tail", 2, 2), claim("embed", "batch", 6, 6)]
+    chat, tail, embed = arbitrate(claims, pool="a100", capacity_gpus=16)
+    assert chat is claims[0].decision and tail is claims[1].decision  # not cut: untouched
+    assert embed.reason_codes == ("Recommendation", "PoolArbitration")
+    assert embed.reasons[-1].message == (
+        "pool a100: 16 GPUs, its models want 18; embed (batch, 1 GPU per replica) gets 4 of 6 replicas, cut 6->4: "
+        "batch yields its GPUs to interactive models first (granted: chat 10x1, tail 2x1, embed 4x1)"
+    )
+
+
+def test_a_scale_up_held_for_batch_says_why():
+    chat, _ = arbitrate([claim("chat", "hot", 6, 10, pressure=0), claim("embed", "batch", 6, 6)], pool="a100", capacity_gpus=14)
+    assert "gets 8 of 10 replicas, held at 8: nothing waiting, so its scale-up grows only into free GPUs" in chat.reasons[-1].message
+
+
+def test_a_held_scale_up_says_so():
+    (chat, _) = arbitrate([claim("chat", "hot", 4, 8), claim("code", "hot", 6, 6)], pool="h100", capacity_gpus=10)
+    assert chat.desired_replicas == 4
+    assert "held at 4" in chat.reasons[-1].message
+    assert "no free GPUs left for its scale-up" in chat.reasons[-1].message
+
+
+def test_a_cut_of_replicas_kept_by_stabilization_says_so():
+    tail, _ = arbitrate([claim("tail", "long-tail", 6, 6, needed=2), claim("code", "hot", 8, 11)], pool="a100", capacity_gpus=14)
+    assert "gets 3 of 6 replicas, cut 6->3: its load needs 2 now; the replicas above that, kept by its scale-down " \
+           "stabilization, go to models whose load needs them" in tail.reasons[-1].message
+
+
+def test_floor_and_cap_follow_the_cut():
+    """KEDA bounds mode writes floor and cap: its HPA must not grow past what the pool gave."""
+    (chat, embed) = arbitrate([claim("chat", "hot", 6, 10), claim("embed", "batch", 6, 6, floor=3, cap=10)],
+                              pool="a100", capacity_gpus=12)
+    assert (embed.desired_replicas, embed.floor, embed.cap) == (2, 2, 2)
+    assert (chat.desired_replicas, chat.floor, chat.cap) == (10, 1, 100)
+
+
+def test_an_unknown_kind_is_refused_with_its_name():
+    with pytest.raises(ValueError, match="'interactive'"):
+        claim("x", "interactive", 1, 1)
+
+
+# -- properties over random pools -----------------------------------------------------------
+
+@st.composite
+def pools(draw):
+    count = draw(st.integers(1, 6))
+    claims = []
+    for i in range(count):
+        kind = draw(st.sampled_from(["hot", "long-tail", "batch"]))
+        minimum = draw(st.integers(1 if kind == "hot" else 0, 3))
+        desired = draw(st.integers(minimum, 12))
+        current = draw(st.integers(0, 12))
+        pressure = draw(st.one_of(st.none(), st.floats(0, 500)))
+        needed = draw(st.one_of(st.none(), st.integers(0, desired)))
+        claims.append(claim(f"m{i}", kind, current, desired, gpus=draw(st.sampled_from([0, 1, 1, 2, 4, 8])),
+                            minimum=minimum, pressure=pressure, needed=needed))
+    return claims, draw(st.integers(0, 80))
+
+
+@settings(max_examples=400, deadline=None)
+@given(pools())
+def test_properties(pool):
+    claims, capacity = pool
+    decisions = arbitrate(claims, pool="p", capacity_gpus=capacity)
+    got = {c.model: d.desired_replicas for c, d in zip(claims, decisions)}
+    used = sum(got[c.model] * c.gpus_per_replica for c in claims)
+    # Never more than asked, and never more than the pool holds (unless nothing was cut).
+    assert all(got[c.model] <= c.decision.desired_replicas for c in claims)
+    assert used <= capacity or got == {c.model: c.decision.desired_replicas for c in claims}
+    # Every cut says so.
+    for c, d in zip(claims, decisions):
+        assert (d.desired_replicas < c.decision.desired_replicas) == ("PoolArbitration" in d.reason_codes)
+    # A hot model with requests waiting is cut only while batch models hold above their minimum
+    # fewer GPUs than one of its replicas: batch never keeps what such a replica could have used.
+    batch_surplus = sum((got[c.model] - min(c.minimum, c.decision.desired_replicas)) * c.gpus_per_replica
+                        for c in claims if c.kind == "batch")
+    for c in claims:
+        if c.kind == "hot" and got[c.model] < c.decision.desired_replicas and c.pressure:
+            assert batch_surplus < c.gpus_per_replica
+    # Running interactive replicas that the load needs are kept whenever they and the minimums fit.
+    def kept(c: Claim) -> int:
+        floor = min(c.minimum, c.decision.desired_replicas)
+        running = min(c.decision.current_replicas, c.decision.desired_replicas)
+        return max(running if c.kind == "hot" else min(running, c.decision.needed), floor)
+
+    keep = sum(kept(c) * c.gpus_per_replica for c in claims if c.kind != "batch")
+    keep += sum(min(c.minimum, c.decision.desired_replicas) * c.gpus_per_replica for c in claims if c.kind == "batch")
+    if keep <= capacity:
+        for c in claims:
+            if c.kind != "batch":
+                assert got[c.model] >= kept(c)

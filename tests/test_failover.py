@@ -1,0 +1,239 @@
+"""Policy state that survives a restart or a failover: the ConfigMap store against the kmock API
+emulator, and the FailoverController that restores it, with the real Controller and policies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from structlog.testing import capture_logs
+
+from autoscaler.controller import Controller
+from autoscaler.failover import FailoverController, LeaderGatedTargets
+from autoscaler.metrics import ModelSignals, Signals
+from autoscaler.state_store import ConfigMapStateStore, InMemoryStateStore, StateUnavailable, key_of, record_of, restore
+from autoscaler.targets.recording import InMemoryTargets
+from policies import PolicyState
+from policies.signals import Reading
+from tests.builders import config, model
+
+CONFIGMAPS = "v1/configmaps"
+NS = "llm-autoscaler"
+CM_PATH = f"/api/v1/namespaces/{NS}/configmaps/llm-autoscaler-state"
+
+
+def store(cluster) -> ConfigMapStateStore:
+    return ConfigMapStateStore(cluster.api_client, namespace=NS, name="llm-autoscaler-state")
+
+
+def a_record(name: str, *, desired: int = 3, idle_since: float | None = None, now: float = 100.0) -> dict:
+    state = PolicyState(idle_since=idle_since, last_scale_up_at=50.0, service_rate_per_replica=2.4567)
+    return record_of(name, state, desired=desired, now=now)
+
+
+# -- the ConfigMap store -------------------------------------------------------------------------
+
+
+def test_records_round_trip_through_a_configmap_it_creates(kmock_cluster):
+    assert store(kmock_cluster).load() == {}  # nothing stored yet is not an error
+    saved = {"chat": a_record("chat"), "tail": a_record("tail", desired=0, idle_since=40.0)}
+    store(kmock_cluster).save(saved)
+    assert store(kmock_cluster).load() == saved
+    assert saved["chat"]["service_rate_per_replica"] == 2.5  # two significant digits
+    data = kmock_cluster.get(CONFIGMAPS, NS, "llm-autoscaler-state")["data"]
+    assert json.loads(data["tail"])["idle_since"] == 40.0
+
+
+def test_a_steady_fleet_costs_no_write_and_a_change_writes_only_its_own_key(kmock_cluster):
+    keeper = store(kmock_cluster)
+    keeper.save({"chat": a_record("chat"), "tail": a_record("tail")})
+    writes = len(kmock_cluster.requests("patch")) + len(kmock_cluster.requests("post"))
+    keeper.save({"chat": a_record("chat", now=105.0), "tail": a_record("tail", now=105.0)})  # only saved_at moved
+    assert len(kmock_cluster.requests("patch")) + len(kmock_cluster.requests("post")) == writes
+    keeper.save({"chat": a_record("chat", desired=5, now=110.0), "tail": a_record("tail", now=110.0)})
+    patches = kmock_cluster.requests("patch", CM_PATH)
+    assert [set(p.data["data"]) for p in patches[-1:]] == [{"chat"}]
+
+
+def test_a_model_no_longer_configured_loses_its_record(kmock_cluster):
+    keeper = store(kmock_cluster)
+    keeper.save({"chat": a_record("chat"), "gone": a_record("gone")})
+    keeper.save({"chat": a_record("chat")})
+    assert set(store(kmock_cluster).load()) == {"chat"}
+
+
+def test_a_damaged_record_is_skipped_with_a_warning_and_the_others_load(kmock_cluster):
+    kmock_cluster.put({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "llm-autoscaler-state", "namespace": NS},
+        "data": {"chat": json.dumps(a_record("chat")), "tail": "{not json", "neg": json.dumps(a_record("neg", desired=-1))},
+    }, CONFIGMAPS)
+    with capture_logs() as logs:
+        loaded = store(kmock_cluster).load()
+    assert set(loaded) == {"chat"}
+    assert sorted(e["key"] for e in logs if e["event"] == "ignoring an unreadable state record") == ["neg", "tail"]
+
+
+def test_a_forbidden_read_is_unavailable_state_naming_the_rbac_rule(kmock_cluster):
+    kmock_cluster.fail_next("get", CM_PATH, 403)
+    with pytest.raises(StateUnavailable, match=r"resources \[configmaps\], verbs \[get\], in namespace llm-autoscaler"):
+        store(kmock_cluster).load()
+
+
+def test_a_failed_save_is_retried_at_the_next_tick(kmock_cluster):
+    keeper = store(kmock_cluster)
+    keeper.save({"chat": a_record("chat")})
+    kmock_cluster.fail_next("patch", CM_PATH, 500)
+    keeper.save({"chat": a_record("chat", desired=7)})
+    assert store(kmock_cluster).load()["chat"]["desired"] == 3
+    keeper.save({"chat": a_record("chat", desired=7)})
+    assert store(kmock_cluster).load()["chat"]["desired"] == 7
+
+
+@pytest.mark.parametrize("name", ["chat", "org/llama-3.1 8b", "x" * 300])
+def test_any_model_name_maps_to_a_valid_configmap_key(name):
+    key = key_of(name)
+    assert len(key) <= 253 and all(c.isalnum() or c in "-._" for c in key)
+    assert key_of(name + "!") != key
+
+
+def test_a_restored_model_keeps_its_instants_and_holds_its_last_count():
+    state = restore(a_record("tail", desired=4, idle_since=40.0), now=500.0)
+    assert state.idle_since == 40.0 and state.last_scale_up_at == 50.0
+    assert state.recommendations == ((500.0, 4),)
+
+
+# -- failover, through the real Controller and policies ------------------------------------------
+
+
+class Load:
+    """A hand-written metrics source: every model shows the load last set for it."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, float] = {}
+
+    def fetch_signals(self, *, now: float) -> Signals:
+        zero = Reading.of(0.0)
+        return Signals(models={
+            name: ModelSignals(waiting=Reading.of(w), running=Reading.of(w), kv_cache_usage=zero,
+                               gpu_utilization=Reading.of(95.0 if w else 0.0), completion_rate=zero, wake=zero)
+            for name, w in self.waiting.items()
+        })
+
+
+class Flag:
+    def __init__(self, leading: bool) -> None:
+        self.leading = leading
+
+    def is_leader(self, *, now: float) -> bool:
+        return self.leading
+
+
+class Holder:
+    """What ReloadingController offers FailoverController: the config and the controller."""
+
+    def __init__(self, controller: Controller, cfg) -> None:
+        self.controller, self.config = controller, cfg
+
+    def tick(self, *, now: float):
+        return self.controller.tick(now=now)
+
+
+FLEET = config(
+    model("tail", kind="long-tail", policy={"cold_start_s": 60}),  # idle timeout 60 x (1 + 3) = 240 s
+    model("chat", policy={"min_replicas": 1, "scale_down_stabilization_s": 300}),
+)
+
+
+def daemon(store, targets, load, leadership=None) -> FailoverController:
+    return FailoverController(Holder(Controller(FLEET, metrics=load, targets=targets), FLEET), leadership=leadership, store=store)
+
+
+def run(daemon_, *, start: float, end: float, step: float = 10.0) -> dict[str, list[tuple[float, int]]]:
+    """Ticks from start to end; returns each model's (time, desired) whenever it changed."""
+    changes: dict[str, list[tuple[float, int]]] = {}
+    now = start
+    while now <= end:
+        for outcome in daemon_.tick(now=now):
+            if outcome.decision is not None and outcome.decision.direction != "hold":
+                changes.setdefault(outcome.model, []).append((now, outcome.decision.desired_replicas))
+        now += step
+    return changes
+
+
+def test_a_new_leader_scales_an_idle_model_to_zero_when_the_old_one_would_have_not_a_timeout_later():
+    shared = InMemoryStateStore()
+    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 2})
+    load = Load()
+    load.waiting = {"tail": 0.0, "chat": 8.0}
+    run(daemon(shared, targets, load), start=0, end=120)  # the first leader sees tail idle from t=0, then dies
+    changes = run(daemon(shared, targets, load), start=130, end=600)
+    assert changes["tail"] == [(240.0, 0)]
+
+    cold = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 2})
+    unrestored = run(daemon(None, cold, load), start=130, end=600)
+    assert unrestored["tail"] == [(370.0, 0)]  # without the state: idle counted from 130
+
+
+def test_a_new_leader_holds_a_count_for_the_scale_down_window_instead_of_dropping_it():
+    shared = InMemoryStateStore()
+    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 1})
+    load = Load()
+    load.waiting = {"tail": 1.0, "chat": 40.0}
+    first = run(daemon(shared, targets, load), start=0, end=200)
+    peak = first["chat"][-1][1]
+    assert peak > 2
+    load.waiting["chat"] = 4.0  # demand falls just as the leader dies
+    changes = run(daemon(shared, targets, load), start=210, end=900)
+    downs = [(t, n) for t, n in changes.get("chat", []) if n < peak]
+    assert downs and downs[0][0] >= 210 + 300  # the whole window, counted from the takeover
+
+    blank = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": peak})
+    unrestored = run(daemon(None, blank, load), start=210, end=900)
+    first_change = unrestored["chat"][0]
+    assert first_change[0] == 210.0 and first_change[1] < peak  # from a blank state it drops at once
+
+
+def test_a_standby_does_not_tick_and_reads_the_state_again_when_it_leads():
+    shared = InMemoryStateStore()
+    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 2})
+    load = Load()
+    load.waiting = {"tail": 0.0, "chat": 8.0}
+    flag = Flag(False)
+    standby = daemon(shared, targets, load, leadership=flag)
+    assert standby.tick(now=0.0) == []
+    flag.leading = True
+    shared.records = {"tail": a_record("tail", desired=1, idle_since=-200.0)}
+    assert {o.model for o in standby.tick(now=10.0)} == {"tail", "chat"}
+    assert standby.controller.states["tail"].idle_since == -200.0
+
+
+def test_a_leader_that_cannot_read_the_stored_state_does_not_act():
+    class Unreadable(InMemoryStateStore):
+        def load(self):
+            raise StateUnavailable("reading ConfigMap llm-autoscaler/llm-autoscaler-state: HTTP 403 Forbidden")
+
+    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 2})
+    with capture_logs() as logs:
+        assert daemon(Unreadable(), targets, Load()).tick(now=0.0) == []
+    assert any(e["event"] == "not acting until the stored policy state can be read" and "403" in e["error"] for e in logs)
+
+
+def test_a_lease_lost_mid_tick_stops_the_writes_that_remain():
+    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 1})
+    flag = Flag(True)
+
+    gated = LeaderGatedTargets(targets, flag, now=lambda: 0.0)
+    load = Load()
+    load.waiting = {"tail": 30.0, "chat": 40.0}
+    controller = Controller(FLEET, metrics=load, targets=gated)
+    original_apply = targets.apply
+
+    def apply_then_lose(model, decision, *, now):
+        action = original_apply(model, decision, now=now)
+        flag.leading = False  # the Lease is gone after the first write of the tick
+        return action
+
+    targets.apply = apply_then_lose
+    outcomes = {o.model: o.action.outcome for o in controller.tick(now=0.0)}
+    assert outcomes == {"tail": "patched", "chat": "standby"}
+    assert targets.read_states(now=0.0)["chat"].spec_replicas == 1
