@@ -150,8 +150,8 @@ def test_forbidden_list_leaves_that_namespace_unread(kmock_cluster, make_targets
     with capture_logs() as logs:
         states = make_targets(cfg, sync_s=1.0).read_states(now=0.0)
     assert set(states) == {"other"}
-    broken = [e for e in logs if e["event"].startswith("watch broken")]
-    assert "resources [deployments], verbs [list, watch] in namespace ml" in broken[0]["error"]
+    forbidden = [e for e in logs if e["event"].startswith("forbidden by RBAC")]
+    assert "resources [deployments], verbs [list, watch] in namespace ml" in forbidden[0]["error"]
 
 
 def test_deleted_target_is_absent_from_the_read(kmock_cluster, make_targets):

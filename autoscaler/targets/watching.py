@@ -212,8 +212,10 @@ class _Stream:
                     self._stopping.wait(CRD_RECHECK_S)
                     version = None
                     continue
-                hint = f": the service account needs RBAC {self._rule} in namespace {self.namespace}" if err.status == 403 else ""
-                self._broken(f"API error {err.status} {err.reason}{hint}")
+                if err.status == 403:  # the same words as the actuator's, for the same alert
+                    self._broken(f"the service account needs RBAC {self._rule} in namespace {self.namespace}", event="forbidden by RBAC")
+                else:
+                    self._broken(f"API error {err.status} {err.reason}")
                 version = None
                 self._stopping.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, BACKOFF_S[1])
@@ -301,11 +303,11 @@ class _Stream:
                 self._items.pop(meta.get("name"), None)
         return meta.get("resourceVersion")
 
-    def _broken(self, error: str) -> None:
+    def _broken(self, error: str, *, event: str = "watch broken") -> None:
         with self._lock:
             if self.broken_since is None:
                 self.broken_since = self._clock.now()
-        log.warning("watch broken; listing again after a backoff", namespace=self.namespace, kind=self.kind, error=error[:300])
+        log.warning(f"{event}; listing again after a backoff", namespace=self.namespace, kind=self.kind, error=error[:300])
 
 
 class WatchCache:
