@@ -203,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.state_store import ConfigMapStateStore
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
+    from autoscaler.targets.watching import WatchCache
     from autoscaler.telemetry import Telemetry, serve
 
     config = load_config(args.config)
@@ -210,6 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     api_client = _api_client(args)
+    cache = WatchCache(api_client, clock=clock)
     writes = not args.dry_run
     namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
     elector = None
@@ -219,7 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         telemetry.leader.set(0)
 
     def build(config: Config) -> Controller:
-        targets = KubernetesTargets(config, api_client)
+        cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
+        targets = KubernetesTargets(config, api_client, cache=cache)
         if args.dry_run:
             targets = DryRunTargets(targets)
         elif elector is not None:
@@ -254,10 +257,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         election.start()
         # The first round before the first tick: a replica that starts as leader acts at once.
         elector.first_round.wait(timeout=timings.retry_period_s + 10)
+    # The first tick waits for the first list of each namespace; one that does not come within
+    # a tick's time is skipped until it does.
+    cache.wait_synced(timeout_s=config.tick_interval_s)
     try:
         run_loop(controller, clock=clock, interval_s=config.tick_interval_s, stop=stop, on_outcomes=after_tick,
                  max_ticks=1 if args.once else None)
     finally:
+        cache.stop()
         if election is not None:  # hand the Lease over at once: the standby need not wait it out
             election_stop.set()
             election.join(timeout=timings.retry_period_s + 10)

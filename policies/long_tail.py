@@ -5,8 +5,6 @@ shows demand. At zero no vLLM series exist, so only the wake signal is read ther
 
 from __future__ import annotations
 
-import dataclasses
-
 from policies.decision import Decision, PolicyState, Reason
 from policies.pipeline import advance, scale_on_load
 from policies.signals import Observation
@@ -30,7 +28,6 @@ def decide(
     # Idleness must be seen without a break: a gap in the data restarts the count, so an
     # outage never shortens the time a model is kept warm.
     idle_since = (now if state.idle_since is None else state.idle_since) if idle else None
-    state = dataclasses.replace(state, idle_since=idle_since)
     timeout_s = spec.effective_idle_timeout_s
 
     if idle and spec.min_replicas == 0 and now - idle_since >= timeout_s:
@@ -48,7 +45,7 @@ def decide(
                 ),
             ),
         )
-        return decision, advance(dataclasses.replace(state, recommendations=()), decision, now=now)
+        return decision, advance(state, decision, now=now, idle_since=idle_since, recommendations=())
 
     floor = max(spec.min_replicas, 1)
     if idle and spec.min_replicas == 0:
@@ -56,7 +53,7 @@ def decide(
         why = f"idle for {now - idle_since:.0f} s; {left_s:.0f} s left of the {timeout_s:.0f} s before scale-to-zero"
     else:
         why = f"a long-tail model keeps at least {floor} warm while in use or while min_replicas says so"
-    return scale_on_load(observation, state, spec, now=now, floor=floor, floor_why=why)
+    return scale_on_load(observation, state, spec, now=now, floor=floor, floor_why=why, remember={"idle_since": idle_since})
 
 
 def _at_zero(
@@ -80,8 +77,7 @@ def _at_zero(
         current_replicas=0, desired_replicas=desired, floor=spec.min_replicas, cap=spec.max_replicas, reasons=(reason,)
     )
     # Waking bypasses stabilization and rate limits (Ray Serve's fast path from zero).
-    state = dataclasses.replace(state, idle_since=None, starting_since=None, recommendations=())
-    return decision, advance(state, decision, now=now)
+    return decision, advance(state, decision, now=now, idle_since=None, starting_since=None, recommendations=())
 
 
 def _timeout_origin(spec: LongTailSpec) -> str:

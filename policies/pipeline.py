@@ -19,12 +19,17 @@ def scale_on_load(
     floor: int,
     floor_why: str,
     reasons: tuple[Reason, ...] = (),
+    remember: dict | None = None,
 ) -> tuple[Decision, PolicyState]:
     """Recommend from load, then guard, stabilize, rate-limit and bound, each step
     adding its reason. Missing or stale load data holds the count: raising it to the floor is
-    the only change made without data, since it cannot hurt a user."""
+    the only change made without data, since it cannot hurt a user. `remember`: changes to the
+    state that the caller made, kept in the new state."""
     current = observation.spec_replicas
     trail = list(reasons)
+    # The new state is built once, at the end, from these changes: replay builds one per model
+    # and tick, and each dataclasses.replace of PolicyState costs about 4 us.
+    changes = dict(remember or {})
 
     def note(reason: Reason | None) -> None:
         if reason is not None:
@@ -33,7 +38,7 @@ def scale_on_load(
     starting_since = None
     if observation.starting_replicas:
         starting_since = now if state.starting_since is None else state.starting_since
-    state = dataclasses.replace(state, starting_since=starting_since)
+    changes["starting_since"] = starting_since
 
     # While a dependency is saturated, the cap handed to another scaler (KEDA bounds mode) is
     # the current count, so its HPA cannot add the replicas this policy holds back.
@@ -51,13 +56,13 @@ def scale_on_load(
         desired, why = steps.clamp(current, floor=floor, cap=max(current, floor), floor_why=floor_why, cap_why="")
         note(why)
         decision = _decided(observation, desired, floor, cap, trail, needed=desired)
-        return decision, advance(state, decision, now=now)
+        return decision, advance(state, decision, now=now, **changes)
 
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
     service_rate = steps.learn_service_rate(observation, spec, state.service_rate_per_replica, steady=steady)
-    state = dataclasses.replace(state, service_rate_per_replica=service_rate, ready_history=ready_history)
+    changes.update(service_rate_per_replica=service_rate, ready_history=ready_history)
     if service_rate is not None and observation.completion_rate.usable:
         desired, why = steps.recommend_by_service_rate(observation, spec, service_rate)
     else:
@@ -90,16 +95,18 @@ def scale_on_load(
     note(why)
 
     decision = _decided(observation, desired, floor, cap, trail, needed=needed)
-    return decision, advance(dataclasses.replace(state, recommendations=history), decision, now=now)
+    return decision, advance(state, decision, now=now, recommendations=history, **changes)
 
 
-def advance(state: PolicyState, decision: Decision, *, now: float) -> PolicyState:
-    """Remember when the count last moved in each direction (for the rate limits)."""
-    if decision.direction == "up":
-        return dataclasses.replace(state, last_scale_up_at=now)
-    if decision.direction == "down":
-        return dataclasses.replace(state, last_scale_down_at=now)
-    return state
+def advance(state: PolicyState, decision: Decision, *, now: float, **changes) -> PolicyState:
+    """The new state: `changes`, and when the count last moved in each direction (for the
+    rate limits)."""
+    direction = decision.direction
+    if direction == "up":
+        changes["last_scale_up_at"] = now
+    elif direction == "down":
+        changes["last_scale_down_at"] = now
+    return dataclasses.replace(state, **changes) if changes else state
 
 
 def _decided(

@@ -31,20 +31,26 @@ def fleet(config: Config, trace: RecordedTrace, copies: int) -> tuple[Config, Re
     return config.model_copy(update={"models": tuple(models)}), RecordedTrace(series)
 
 
-def bench_controller(config: Config, trace: RecordedTrace, step_s: float) -> tuple[int, float]:
+def _end_s(trace: RecordedTrace, step_s: float, ticks: int | None) -> float:
+    return trace.end_s if ticks is None else min(trace.end_s, trace.start_s + (ticks - 1) * step_s)
+
+
+def bench_controller(config: Config, trace: RecordedTrace, step_s: float, *, ticks: int | None = None) -> tuple[int, float]:
+    """`ticks`: replay only the first ticks of the trace (default: all of it)."""
     started = time.perf_counter()
-    result = replay(config, RecordedSource(trace, config), start_s=trace.start_s, end_s=trace.end_s, step_s=step_s,
+    result = replay(config, RecordedSource(trace, config), start_s=trace.start_s, end_s=_end_s(trace, step_s, ticks), step_s=step_s,
                     initial={m.name: 1 for m in config.models})
     return result.ticks * len(config.models), time.perf_counter() - started
 
 
-def bench_policy(config: Config, trace: RecordedTrace, step_s: float) -> tuple[int, float]:
+def bench_policy(config: Config, trace: RecordedTrace, step_s: float, *, ticks: int | None = None) -> tuple[int, float]:
     """The same observations, built beforehand, through decide() alone (replicas held at 1)."""
     source = RecordedSource(trace, config)
     target = TargetState(spec_replicas=1, ready_replicas=1)
+    end_s = _end_s(trace, step_s, ticks)
     ticks = []
     now = trace.start_s
-    while now <= trace.end_s:
+    while now <= end_s:
         signals = source.fetch_signals(now=now)
         ticks.append((now, [observe(m, signals, target, {}) for m in config.models]))
         now += step_s

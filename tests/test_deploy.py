@@ -39,10 +39,10 @@ CONFIG_KEY = "config.yaml"
 # rbac.yaml fails test_role_grants_exactly_the_expected_rules until it is added here too.
 # (group, resource, verb, resourceNames); an empty resourceNames is every name.
 EXPECTED_RULES = frozenset(
-    {("apps", "deployments", "list", ())}
+    {("apps", "deployments", verb, ()) for verb in ("list", "watch")}
     | {("apps", "replicasets", "list", ())}
     | {("apps", "deployments/scale", verb, ()) for verb in ("get", "patch")}
-    | {("keda.sh", "scaledobjects", verb, ()) for verb in ("get", "list", "patch")}
+    | {("keda.sh", "scaledobjects", verb, ()) for verb in ("get", "list", "watch", "patch")}
     | {("", "events", "create", ())}
 )
 # In the daemon's own namespace: its Lease and its state ConfigMap, by name.

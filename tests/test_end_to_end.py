@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.recording import DryRunTargets
+from autoscaler.targets.watching import WatchCache
 from tests.builders import config, deployment, kubeconfig, model
 from tests.support.kmock_harness import DEPLOYMENTS
 from tests.support.prom_harness import unique_name, vllm_labels
@@ -31,13 +33,26 @@ def hot_config(namespace: str, url: str):
     return config(model("chat", namespace=namespace), prometheus={"url": url})
 
 
-def test_one_tick_scales_the_deployment(prometheus_stack, kmock_cluster):
+@pytest.fixture
+def cache(kmock_cluster):
+    cache = WatchCache(kmock_cluster.api_client)
+    yield cache
+    cache.stop()
+
+
+def synced_targets(cfg, cluster, cache: WatchCache) -> KubernetesTargets:
+    cache.follow(cfg.namespaces)
+    assert cache.wait_synced(timeout_s=10)
+    return KubernetesTargets(cfg, cluster.api_client, cache=cache)
+
+
+def test_one_tick_scales_the_deployment(prometheus_stack, kmock_cluster, cache):
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     busy_model(exporter, prometheus, ns)
     kmock_cluster.put(deployment("chat", namespace=ns, replicas=2))
     cfg = hot_config(ns, prometheus.url)
-    controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=KubernetesTargets(cfg, kmock_cluster.api_client))
+    controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=synced_targets(cfg, kmock_cluster, cache))
 
     (outcome,) = controller.tick(now=time.time())
 
@@ -47,13 +62,13 @@ def test_one_tick_scales_the_deployment(prometheus_stack, kmock_cluster):
     assert kmock_cluster.get(DEPLOYMENTS, ns, "chat")["spec"]["replicas"] == 6
 
 
-def test_dry_run_decides_the_same_and_writes_nothing(prometheus_stack, kmock_cluster):
+def test_dry_run_decides_the_same_and_writes_nothing(prometheus_stack, kmock_cluster, cache):
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     busy_model(exporter, prometheus, ns)
     kmock_cluster.put(deployment("chat", namespace=ns, replicas=2))
     cfg = hot_config(ns, prometheus.url)
-    targets = DryRunTargets(KubernetesTargets(cfg, kmock_cluster.api_client))
+    targets = DryRunTargets(synced_targets(cfg, kmock_cluster, cache))
     controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=targets)
 
     (outcome,) = controller.tick(now=time.time())

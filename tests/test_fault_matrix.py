@@ -34,6 +34,7 @@ from autoscaler.clock import SystemClock
 from autoscaler.controller import Controller, Outcome
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.kubernetes import KubernetesTargets
+from autoscaler.targets.watching import WatchCache
 from autoscaler.telemetry import Telemetry
 from tests.builders import config, deployment, model
 from tests.support.faulty_proxy import FaultyProxy
@@ -57,16 +58,24 @@ class Rig:
     ns: str
     telemetry: Telemetry = field(init=False)
     controller: Controller = field(init=False)
+    cache: WatchCache = field(init=False)
 
-    def __post_init__(self) -> None:
+    def connect(self) -> None:
+        """The daemon's adapters. Its reads come from a watch on kmock itself: FaultyProxy
+        answers whole responses only, so a watch cannot stream through it. API faults here are
+        the writes' (the cache's own, broken watches and relists, are in tests/test_watching.py)."""
         cfg = config(
             *(model(name, namespace=self.ns, policy={"min_replicas": 1, "scale_down_stabilization_s": 0}) for name in MODELS),
             prometheus={"url": self.prometheus_proxy.url, "timeout_s": QUERY_TIMEOUT_S, "stale_after_s": STALE_AFTER_S},
         )
         self.telemetry = Telemetry(clock=SystemClock(), interval_s=5)
         api = k8s.ApiClient(k8s.Configuration(host=self.api_proxy.url))
+        self.cache = WatchCache(self.cluster.api_client)
+        self.cache.follow(cfg.namespaces)
+        assert self.cache.wait_synced(timeout_s=10)
         self.controller = Controller(
-            cfg, metrics=PrometheusSource(cfg, on_error=self.telemetry.prometheus_error), targets=KubernetesTargets(cfg, api)
+            cfg, metrics=PrometheusSource(cfg, on_error=self.telemetry.prometheus_error),
+            targets=KubernetesTargets(cfg, api, cache=self.cache),
         )
 
     def labels(self, name: str) -> dict:
@@ -85,7 +94,22 @@ class Rig:
         return self.cluster.get(DEPLOYMENTS, self.ns, name)["spec"]["replicas"]
 
     def reset(self, name: str, replicas: int = START_REPLICAS) -> None:
-        self.cluster.put(deployment(name, namespace=self.ns, replicas=replicas))
+        """Through the API (put() sends no watch event), then until the cache has seen it."""
+        apps = k8s.AppsV1Api(self.cluster.api_client)
+        try:
+            apps.patch_namespaced_deployment(
+                name, self.ns, {"spec": {"replicas": replicas}, "status": {"replicas": replicas, "readyReplicas": replicas}}
+            )
+        except k8s.ApiException as err:
+            if err.status != 404:
+                raise
+            apps.create_namespaced_deployment(self.ns, deployment(name, namespace=self.ns, replicas=replicas))
+        if getattr(self, "cache", None) is not None:
+            deadline = time.monotonic() + 5
+            while (view := self.cache.view(self.ns, now=time.time())) is None or view.deployments.get(name) is None \
+                    or view.deployments[name].spec_replicas != replicas:
+                assert time.monotonic() < deadline, f"the cache did not see {name} at {replicas}"
+                time.sleep(0.01)
 
     def tick(self) -> dict[str, Outcome]:
         outcomes = self.controller.tick(now=time.time())
@@ -151,6 +175,7 @@ class Fault:
     counter: tuple[str, dict]
     holds: tuple[str, ...] = ()  # models that must hold on the fault tick (data missing)
     not_written: tuple[str, ...] = ()  # models whose write must fail, leaving the cluster as it was
+    timed_out: tuple[str, ...] = ()  # writes given up on: failed here, though the server may apply them late
     unread: tuple[str, ...] = ()  # models that cannot be read at all: skipped, no decision
     explicit_timestamps: bool = False
 
@@ -186,7 +211,7 @@ FAULTS = [
     Fault("API 500 on write", lambda r: r.cluster.fail_next("patch", scale_path(r), 500), lambda r: None,
           "Kubernetes API error", kubernetes_errors("failed"), not_written=("chat",)),
     Fault("API slower than the request timeout", lambda r: setattr(r.api_proxy, "delay_s", 1.0), heal_proxy,
-          "Kubernetes API unreachable; the namespace is not read this tick", kubernetes_errors("unreadable"), unread=MODELS),
+          "Kubernetes API unreachable", kubernetes_errors("failed"), timed_out=MODELS),
     Fault("target deleted mid-run", delete_target, lambda r: r.reset("chat"),
           "Deployment not found; skipping this model", kubernetes_errors("unreadable"), unread=("chat",)),
 ]
@@ -209,6 +234,8 @@ def make_rig(prometheus_stack, kmock_cluster, monkeypatch):
                 rig.reset(name)
                 rig.load(name, explicit_timestamp=explicit_timestamps)
                 rig.wait_for_load(name)
+            rig.connect()
+            stack.callback(rig.cache.stop)
             return rig
 
         yield make
@@ -240,6 +267,9 @@ def test_fault(fault: Fault, make_rig):
         if name in fault.not_written:
             assert outcome.action.outcome in ("failed", "missing", "forbidden")
             assert rig.replicas(name) == START_REPLICAS, "a failed write must leave the cluster as it was"
+        if name in fault.timed_out:
+            assert outcome.action.outcome == "failed"
+            assert rig.replicas(name) in (START_REPLICAS, decision.desired_replicas), "nothing but the decided count"
     # 2. A clear log line (a hold on missing data says so in its reasons, which the log carries).
     events = [entry["event"] for entry in logs]
     if fault.log_event == "held without load data":

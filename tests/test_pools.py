@@ -8,12 +8,14 @@ the cluster to check that it does."""
 
 from __future__ import annotations
 
+import pytest
 from structlog.testing import capture_logs
 
 from autoscaler.controller import Controller
 from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.nodes import NodeCapacity
 from autoscaler.targets.kubernetes import KubernetesTargets
+from autoscaler.targets.watching import WatchCache
 from policies import Reading
 from tests.builders import config, deployment, model, node
 from tests.support.kmock_harness import DEPLOYMENTS, status_body
@@ -81,8 +83,28 @@ def test_a_forbidden_node_list_leaves_the_pool_unknown_and_names_the_rbac_rule(k
 # -- whole ticks -------------------------------------------------------------------------------
 
 
+_caches: list[WatchCache] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_caches(kmock_cluster):
+    """Watches must end before kmock does (it waits for open requests)."""
+    yield
+    while _caches:
+        _caches.pop().stop()
+
+
+def targets_for(cluster, cfg) -> KubernetesTargets:
+    """Over a cache that has listed the config's namespaces, as the daemon's first tick is."""
+    cache = WatchCache(cluster.api_client)
+    _caches.append(cache)
+    cache.follow(cfg.namespaces)
+    assert cache.wait_synced(timeout_s=10)
+    return KubernetesTargets(cfg, cluster.api_client, cache=cache)
+
+
 def controller_for(cluster, cfg, signals):
-    return Controller(cfg, metrics=signals, targets=KubernetesTargets(cfg, cluster.api_client),
+    return Controller(cfg, metrics=signals, targets=targets_for(cluster, cfg),
                       pools=NodeCapacity(cfg, cluster.api_client))
 
 
@@ -166,7 +188,7 @@ def test_mid_rollout_every_replica_counts_at_the_largest_revision_still_running(
     kmock_cluster.put(replica_set(chat, "older", replicas=0, gpus=8))  # scaled to zero: holds nothing
     kmock_cluster.put(deployment("embed", replicas=8))
     cfg = pooled_config(model("chat", pool="a100"), batch_model("embed", pool="a100"))
-    targets = KubernetesTargets(cfg, kmock_cluster.api_client)
+    targets = targets_for(kmock_cluster, cfg)
     assert targets.read_states(now=0.0)["chat"].gpus_per_replica == 2
     assert len(kmock_cluster.requests("GET", "/apis/apps/v1/namespaces/ml/replicasets")) == 1
 
@@ -179,7 +201,7 @@ def test_mid_rollout_every_replica_counts_at_the_largest_revision_still_running(
 def test_no_replica_set_is_listed_outside_a_rollout(kmock_cluster):
     kmock_cluster.put(deployment("chat", replicas=4))
     cfg = pooled_config(model("chat", pool="a100"))
-    KubernetesTargets(cfg, kmock_cluster.api_client).read_states(now=0.0)
+    targets_for(kmock_cluster, cfg).read_states(now=0.0)
     assert not kmock_cluster.requests("GET", "/apis/apps/v1/namespaces/ml/replicasets")
 
 

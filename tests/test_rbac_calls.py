@@ -20,6 +20,7 @@ import yaml
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.kubernetes import KubernetesTargets
+from autoscaler.targets.watching import WatchCache
 from tests.builders import config, deployment, kubeconfig, model, node, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS
 from tests.support.prom_harness import unique_name, vllm_labels
@@ -120,7 +121,14 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
     kmock_cluster.put({**pinned, "metadata": {**pinned["metadata"], "annotations": {}}})
     kmock_cluster.fail_next("patch", f"/apis/apps/v1/namespaces/{ns}/deployments/chat/scale", 409)
     kmock_cluster.fail_next("patch", f"/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects/pinned-so", 409)
-    Controller(cfg, metrics=PrometheusSource(cfg), targets=KubernetesTargets(cfg, kmock_cluster.api_client)).tick(now=time.time())
+    cache = WatchCache(kmock_cluster.api_client)
+    cache.follow(cfg.namespaces)
+    try:
+        assert cache.wait_synced(timeout_s=10)
+        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache)
+        Controller(cfg, metrics=PrometheusSource(cfg), targets=targets).tick(now=time.time())
+    finally:
+        cache.stop()
     return ns
 
 

@@ -83,3 +83,46 @@ def test_query_range_json_rejects_nan_and_wrong_shape(tmp_path):
     vector = {"waiting": {"data": {"resultType": "vector", "result": []}}}
     with pytest.raises(TraceError, match="not a query_range response"):
         load_trace(write(tmp_path, json.dumps(vector), "v.json"), CFG)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_reading_is_the_last_sample_at_or_before_now(seed):
+    """RecordedSource searches all series at once (numpy, shifted end to end); each reading must
+    be the one a plain per-series lookup gives: the same sample, age and freshness. Epoch-sized
+    times with sub-millisecond parts, instants on, between, before and after samples, a series
+    shared by two models, and series that are absent."""
+    import numpy as np
+
+    from autoscaler.metrics import SIGNALS
+    from autoscaler.metrics.recorded import LOOKBACK_S, RecordedTrace, Series
+
+    rng = np.random.default_rng(seed)
+    cfg = config(model("a"), model("b"), model("c"), dependencies=[{"name": "vdb", "saturation_query": "x", "saturated_at": 1}])
+    start = 1.7e9 + rng.random()
+
+    def random_series() -> Series:
+        times = np.sort(start + rng.uniform(0, 2000, size=int(rng.integers(1, 40))).round(4))
+        return Series(times=times, values=rng.uniform(0, 50, size=len(times)).round(2))
+
+    series = {("a", s): random_series() for s in SIGNALS if rng.random() < 0.8}
+    series.update({("b", s): random_series() for s in SIGNALS[:3]})
+    series[("c", "waiting")] = series[("b", "waiting")]  # copied models share a Series
+    series[("vdb", "saturation")] = random_series()
+    trace = RecordedTrace(series)
+    source = RecordedSource(trace, cfg)
+    samples = np.concatenate([s.times for s in series.values()])
+    instants = np.concatenate([rng.choice(samples, 30), start + rng.uniform(-100, 2500, 60)])
+
+    for now in instants.tolist():
+        signals = source.fetch_signals(now=now)
+        got = {(m, s): getattr(signals.for_model(m), s) for m in "abc" for s in SIGNALS}
+        got[("vdb", "saturation")] = signals.for_dependency("vdb")
+        for key, reading in got.items():
+            sample = series[key].at(now) if key in series else None
+            if sample is None or sample[0] > LOOKBACK_S:
+                assert reading.freshness is Freshness.MISSING, (key, now)
+            else:
+                age_s, value = sample
+                stale = age_s > cfg.prometheus.stale_after_s
+                assert (reading.value, reading.age_s) == (value, age_s), (key, now)
+                assert reading.freshness is (Freshness.STALE if stale else Freshness.OK), (key, now)

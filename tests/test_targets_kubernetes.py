@@ -1,13 +1,18 @@
 """The Kubernetes actuators against kmock, an HTTP Kubernetes API emulator, through the official
 client. kmock enforces neither resourceVersion conflicts nor RBAC, so 409, 403 and 404 on
-writes are injected responses (tests/support/kmock_harness.py), as the real API would send them."""
+writes are injected responses (tests/support/kmock_harness.py), as the real API would send them.
+Reads come from a WatchCache (tests/test_watching.py), synced before each test reads."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import pytest
 from structlog.testing import capture_logs
 
+from autoscaler.config import Config
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
+from autoscaler.targets.watching import WatchCache
 from policies import Decision, Reason
 from tests.builders import config, deployment, model, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
@@ -19,25 +24,44 @@ def decided(current: int, desired: int, *, floor: int = 1, cap: int = 10) -> Dec
     return Decision(current, desired, floor, cap, (Reason("Recommendation", f"test wants {desired}"),))
 
 
-def read_and_apply(cluster, cfg, desired: int, name: str = "chat", **kw):
-    targets = KubernetesTargets(cfg, cluster.api_client)
+@pytest.fixture
+def make_targets(kmock_cluster) -> Iterator[Callable[..., KubernetesTargets]]:
+    """KubernetesTargets over a cache that has listed the config's namespaces (or given up
+    on those it cannot list within `sync_s`)."""
+    caches = []
+
+    def make(cfg: Config, *, api_client=None, sync_s: float = 10.0) -> KubernetesTargets:
+        api_client = api_client or kmock_cluster.api_client
+        cache = WatchCache(api_client)
+        caches.append(cache)
+        cache.follow(cfg.namespaces)
+        cache.wait_synced(timeout_s=sync_s)
+        return KubernetesTargets(cfg, api_client, cache=cache)
+
+    yield make
+    for cache in caches:
+        cache.stop()
+
+
+def read_and_apply(make_targets, cfg, desired: int, name: str = "chat", **kw):
+    targets = make_targets(cfg)
     states = targets.read_states(now=0.0)
     model_cfg = next(m for m in cfg.models if m.name == name)
     current = states[name].spec_replicas
     return targets.apply(model_cfg, decided(current, desired, **kw), now=0.0)
 
 
-def test_reads_replicas_ready_and_gpus_per_replica(kmock_cluster):
+def test_reads_replicas_ready_and_gpus_per_replica(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=3, ready=2, gpus=2))
-    states = KubernetesTargets(config(model("chat")), kmock_cluster.api_client).read_states(now=0.0)
+    states = make_targets(config(model("chat"))).read_states(now=0.0)
     assert states["chat"].spec_replicas == 3
     assert states["chat"].ready_replicas == 2
     assert states["chat"].gpus_per_replica == 2
 
 
-def test_scale_up_patches_the_scale_subresource_with_reasons(kmock_cluster):
+def test_scale_up_patches_the_scale_subresource_with_reasons(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
-    action = read_and_apply(kmock_cluster, config(model("chat")), 4)
+    action = read_and_apply(make_targets, config(model("chat")), 4)
     assert action.outcome == "patched"
     assert "from 2 to 4 because Recommendation: test wants 4" in action.detail
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 4
@@ -46,29 +70,32 @@ def test_scale_up_patches_the_scale_subresource_with_reasons(kmock_cluster):
     assert patch.params.get("fieldManager") == "llm-autoscaler"
 
 
-def test_a_hold_sends_no_request_after_the_read(kmock_cluster):
+def test_a_read_and_a_hold_send_no_request(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
+    cfg = config(model("chat"))
+    targets = make_targets(cfg)
     before = len(kmock_cluster.requests())
-    action = read_and_apply(kmock_cluster, config(model("chat")), 2)
+    states = targets.read_states(now=0.0)
+    action = targets.apply(cfg.models[0], decided(states["chat"].spec_replicas, 2), now=0.0)
     assert action.outcome == "unchanged"
-    listed = kmock_cluster.requests()[before:]
-    assert [r.method.upper() for r in listed] == ["GET", "GET"]  # the two lists of read_states
-    assert not kmock_cluster.requests("PATCH")
+    # The cache answered the read; its watches (started just after the first list) aside,
+    # nothing was asked of the API.
+    assert [r for r in kmock_cluster.requests()[before:] if r.params.get("watch") != "true"] == []
 
 
-def test_conflict_rereads_and_retries(kmock_cluster):
+def test_conflict_rereads_and_retries(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
     kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409, status_body(409, "the object has been modified"))
-    action = read_and_apply(kmock_cluster, config(model("chat")), 5)
+    action = read_and_apply(make_targets, config(model("chat")), 5)
     assert action.outcome == "patched"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 5
     assert len(kmock_cluster.requests("PATCH", SCALE.format("chat"))) == 2
     assert len(kmock_cluster.requests("GET", SCALE.format("chat"))) == 1  # the re-read
 
 
-def test_conflict_resolved_by_someone_else_needs_no_second_patch(kmock_cluster):
+def test_conflict_resolved_by_someone_else_needs_no_second_patch(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
-    targets = KubernetesTargets(config(model("chat")), kmock_cluster.api_client)
+    targets = make_targets(config(model("chat")))
     targets.read_states(now=0.0)
     kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409)
     # Between our read and our patch another writer set the count we want.
@@ -78,20 +105,20 @@ def test_conflict_resolved_by_someone_else_needs_no_second_patch(kmock_cluster):
     assert len(kmock_cluster.requests("PATCH")) == 1
 
 
-def test_endless_conflicts_give_up_without_raising(kmock_cluster):
+def test_endless_conflicts_give_up_without_raising(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
     kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409, times=3)
-    action = read_and_apply(kmock_cluster, config(model("chat")), 5)
+    action = read_and_apply(make_targets, config(model("chat")), 5)
     assert action.outcome == "failed"
     assert "3 attempts" in action.detail
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 2
 
 
-def test_not_found_skips_that_model_and_the_others_go_on(kmock_cluster):
+def test_not_found_skips_that_model_and_the_others_go_on(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.put(deployment("code", replicas=1))
     cfg = config(model("chat"), model("code"))
-    targets = KubernetesTargets(cfg, kmock_cluster.api_client)
+    targets = make_targets(cfg)
     targets.read_states(now=0.0)
     kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 404, status_body(404, 'deployments.apps "chat" not found'))
     first = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
@@ -101,7 +128,7 @@ def test_not_found_skips_that_model_and_the_others_go_on(kmock_cluster):
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "code")["spec"]["replicas"] == 3
 
 
-def test_forbidden_names_the_missing_rbac_rule(kmock_cluster):
+def test_forbidden_names_the_missing_rbac_rule(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.fail_next(
         "PATCH",
@@ -109,32 +136,35 @@ def test_forbidden_names_the_missing_rbac_rule(kmock_cluster):
         403,
         status_body(403, 'deployments.apps "chat" is forbidden: User "system:serviceaccount:x:y" cannot patch resource "deployments/scale"'),
     )
-    action = read_and_apply(kmock_cluster, config(model("chat")), 3)
+    action = read_and_apply(make_targets, config(model("chat")), 3)
     assert action.outcome == "forbidden"
     assert "apiGroups [apps], resources [deployments/scale], verbs [patch] in namespace ml" in action.detail
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
 
 
-def test_forbidden_list_leaves_that_namespace_unread(kmock_cluster):
+def test_forbidden_list_leaves_that_namespace_unread(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.put(deployment("other", namespace="team-b", replicas=1))
-    kmock_cluster.fail_next("GET", "/apis/apps/v1/namespaces/ml/deployments", 403)
+    kmock_cluster.fail_next("GET", "/apis/apps/v1/namespaces/ml/deployments", 403, times=1_000)
     cfg = config(model("chat"), model("other", namespace="team-b"))
-    states = KubernetesTargets(cfg, kmock_cluster.api_client).read_states(now=0.0)
+    with capture_logs() as logs:
+        states = make_targets(cfg, sync_s=1.0).read_states(now=0.0)
     assert set(states) == {"other"}
+    forbidden = [e for e in logs if e["event"].startswith("forbidden by RBAC")]
+    assert "resources [deployments], verbs [list, watch] in namespace ml" in forbidden[0]["error"]
 
 
-def test_deleted_target_is_absent_from_the_read(kmock_cluster):
+def test_deleted_target_is_absent_from_the_read(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("code", replicas=1))
-    states = KubernetesTargets(config(model("chat"), model("code")), kmock_cluster.api_client).read_states(now=0.0)
+    states = make_targets(config(model("chat"), model("code"))).read_states(now=0.0)
     assert set(states) == {"code"}
 
 
-def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cluster):
+def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("tail", replicas=2))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
     cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
-    action = read_and_apply(kmock_cluster, cfg, 0, name="tail", floor=0)
+    action = read_and_apply(make_targets, cfg, 0, name="tail", floor=0)
     assert action.outcome == "patched"
     assert kmock_cluster.get(SCALEDOBJECTS, "ml", "tail-so")["metadata"]["annotations"][PAUSED_REPLICAS] == "0"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "tail")["spec"]["replicas"] == 2
@@ -143,21 +173,21 @@ def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cl
     assert all("/deployments/" not in r.url.path for r in kmock_cluster.requests("PATCH"))
 
 
-def test_pin_mode_reads_the_pinned_count_as_current(kmock_cluster):
+def test_pin_mode_reads_the_pinned_count_as_current(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("tail", replicas=2))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail", annotations={PAUSED_REPLICAS: "3"}))
     cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
-    states = KubernetesTargets(cfg, kmock_cluster.api_client).read_states(now=0.0)
+    states = make_targets(cfg).read_states(now=0.0)
     assert states["tail"].spec_replicas == 3
-    action = read_and_apply(kmock_cluster, cfg, 3, name="tail")
+    action = read_and_apply(make_targets, cfg, 3, name="tail")
     assert action.outcome == "unchanged" and not kmock_cluster.requests("PATCH")
 
 
-def test_bounds_mode_patches_min_and_max_only(kmock_cluster):
+def test_bounds_mode_patches_min_and_max_only(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("tail", replicas=2))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
     cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "bounds"}))
-    action = read_and_apply(kmock_cluster, cfg, 2, name="tail", floor=1, cap=2)
+    action = read_and_apply(make_targets, cfg, 2, name="tail", floor=1, cap=2)
     assert action.outcome == "patched"
     spec = kmock_cluster.get(SCALEDOBJECTS, "ml", "tail-so")["spec"]
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 2)
@@ -168,10 +198,10 @@ def test_bounds_mode_patches_min_and_max_only(kmock_cluster):
     assert event.data["reason"] == "BoundsChanged"
 
 
-def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster):
+def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.put(scaled_object("chat-so", deployment="chat"))
-    action = read_and_apply(kmock_cluster, config(model("chat")), 3)
+    action = read_and_apply(make_targets, config(model("chat")), 3)
     assert action.outcome == "refused"
     assert "ScaledObject chat-so" in action.detail
     assert not kmock_cluster.requests("PATCH")
@@ -179,19 +209,19 @@ def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster):
 
 
 @pytest.mark.parametrize("status", [500, 503])
-def test_server_errors_fail_the_action_without_raising(kmock_cluster, status):
+def test_server_errors_fail_the_action_without_raising(kmock_cluster, make_targets, status):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.fail_next("PATCH", SCALE.format("chat"), status)
-    action = read_and_apply(kmock_cluster, config(model("chat")), 3)
+    action = read_and_apply(make_targets, config(model("chat")), 3)
     assert action.outcome == "failed" and str(status) in action.detail
 
 
-def test_an_unreachable_api_server_skips_the_tick_without_raising():
+def test_an_unreachable_api_server_skips_the_tick_without_raising(make_targets):
     from kubernetes import client as k8s
 
     unreachable = k8s.ApiClient(k8s.Configuration(host="http://127.0.0.1:9"))
     cfg = config(model("chat"))
-    targets = KubernetesTargets(cfg, unreachable)
+    targets = make_targets(cfg, api_client=unreachable, sync_s=0.5)
     assert targets.read_states(now=0.0) == {}
     action = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
     assert action.outcome == "failed" and "unreachable" in action.detail
@@ -200,9 +230,9 @@ def test_an_unreachable_api_server_skips_the_tick_without_raising():
 EVENTS = "/api/v1/namespaces/ml/events"
 
 
-def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster):
+def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
-    read_and_apply(kmock_cluster, config(model("chat")), 4)
+    read_and_apply(make_targets, config(model("chat")), 4)
     (event,) = kmock_cluster.requests("POST", EVENTS)
     body = event.data
     assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat", "namespace": "ml"}
@@ -211,17 +241,17 @@ def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster):
     assert body["reportingComponent"] == "llm-autoscaler"
 
 
-def test_a_hold_records_no_event(kmock_cluster):
+def test_a_hold_records_no_event(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
-    read_and_apply(kmock_cluster, config(model("chat")), 2)
+    read_and_apply(make_targets, config(model("chat")), 2)
     assert not kmock_cluster.requests("POST", EVENTS)
 
 
-def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluster):
+def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=2))
     kmock_cluster.fail_next("POST", EVENTS, 403)
     with capture_logs() as logs:
-        action = read_and_apply(kmock_cluster, config(model("chat")), 1)
+        action = read_and_apply(make_targets, config(model("chat")), 1)
     assert action.outcome == "patched"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
     (warning,) = [e for e in logs if e["event"] == "could not record an Event for a scaling"]

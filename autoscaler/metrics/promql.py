@@ -83,4 +83,15 @@ def _gpu_utilization(config: Config, selector: str, by: str) -> str:
 def _keyed(expressions: dict[str, str]) -> str:
     """One query for many user expressions: each summed to one value and tagged with its key.
     `sum` of an empty result is empty, so an expression with no data stays missing."""
-    return " or ".join(f'label_replace(sum({expr}), "{KEY}", "{key}", "", "")' for key, expr in expressions.items())
+    return _any_of([f'label_replace(sum({expr}), "{KEY}", "{key}", "", "")' for key, expr in expressions.items()])
+
+
+def _any_of(terms: list[str]) -> str:
+    """`a or b or c ...` as a balanced tree. A flat chain is a left-deep tree whose every `or`
+    re-matches all the series to its left: n(n-1)/2 label matches for n terms, and 640 ms for
+    900 wake expressions in Prometheus 2.42, against 300 ms balanced (simulations/bench_scale.py).
+    The result is the same: each term carries its own key, so no two terms share a series."""
+    if len(terms) <= 2:
+        return " or ".join(terms)
+    middle = len(terms) // 2
+    return f"({_any_of(terms[:middle])}) or ({_any_of(terms[middle:])})"

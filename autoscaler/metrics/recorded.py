@@ -180,27 +180,90 @@ def _series(points: list[tuple[float, float]]) -> Series:
 
 
 class RecordedSource:
-    """A MetricsSource over a RecordedTrace."""
+    """A MetricsSource over a RecordedTrace.
+
+    A tick reads every series of every model at once: one numpy search over all the trace's
+    series (`_Stacked`) rather than one bisect and a few Python calls per series, which cost
+    about 35 us per model and tick, half of a replay's time (./dev bench).
+    """
 
     def __init__(self, trace: RecordedTrace, config: Config) -> None:
-        self._trace = trace
         self._stale_after_s = config.prometheus.stale_after_s
         self._models = [m.name for m in config.models]
         self._dependencies = [d.name for d in config.dependencies]
+        keys = [(model, signal) for model in self._models for signal in SIGNALS]
+        keys += [(name, "saturation") for name in self._dependencies]
+        self._stack = _Stacked([trace.series.get(key) for key in keys])
 
     def fetch_signals(self, *, now: float) -> Signals:
-        models = {}
-        for model in self._models:
-            models[model] = ModelSignals(**{signal: self._reading(model, signal, now) for signal in SIGNALS})
-        dependencies = {name: self._reading(name, "saturation", now) for name in self._dependencies}
+        readings = self._stack.readings(now, stale_after_s=self._stale_after_s)
+        width = len(SIGNALS)
+        models = {model: ModelSignals(*readings[i * width : (i + 1) * width]) for i, model in enumerate(self._models)}
+        first = len(self._models) * width
+        dependencies = dict(zip(self._dependencies, readings[first:]))
         return Signals(models=models, dependencies=dependencies)
 
-    def _reading(self, name: str, signal: str, now: float) -> Reading:
-        series = self._trace.series.get((name, signal))
-        sample = series.at(now) if series is not None else None
-        if sample is None or sample[0] > LOOKBACK_S:
-            return Reading.missing()
-        age_s, value = sample
-        # Values were checked (finite, non-negative) when the trace was loaded.
-        freshness = Freshness.STALE if age_s > self._stale_after_s else Freshness.OK
-        return Reading(value=value, freshness=freshness, age_s=age_s)
+
+_MISSING = Reading.missing()  # frozen: one instance serves every missing reading
+
+
+class _Stacked:
+    """Many series searched at once: the last sample at or before `now` of each.
+
+    All distinct series go end to end into one sorted array, each shifted by its own offset
+    (series k by k x (span + 1), the span measured from the earliest sample), so that a single
+    `searchsorted` with `now` shifted the same ways finds the position in every series. A
+    position that falls before a series' first sample means no sample yet. Rounding may make
+    a sample a hair after `now` compare equal once shifted; those are stepped back, so every
+    reading is the one `Series.at` gives.
+    """
+
+    def __init__(self, series: list[Series | None]) -> None:
+        # Replay of copied models shares Series objects: stack each one once. `_which[i]` is
+        # the stacked index of series[i], or -1 when there is none.
+        unique: dict[int, int] = {}
+        stacked: list[Series] = []
+        self._which: list[int] = []
+        for s in series:
+            if s is not None and id(s) not in unique:
+                unique[id(s)] = len(stacked)
+                stacked.append(s)
+            self._which.append(-1 if s is None else unique[id(s)])
+        if not stacked:
+            return
+        self._origin = min(float(s.times[0]) for s in stacked)
+        self._span = max(float(s.times[-1]) for s in stacked) - self._origin
+        self._shifts = np.arange(len(stacked), dtype=float) * (self._span + 1.0)
+        lengths = np.array([len(s.times) for s in stacked])
+        self._starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        self._times = np.concatenate([s.times for s in stacked])
+        self._values = np.concatenate([s.values for s in stacked])
+        self._shifted = (self._times - self._origin) + np.repeat(self._shifts, lengths)
+
+    def readings(self, now: float, *, stale_after_s: float) -> list[Reading]:
+        if max(self._which, default=-1) < 0:
+            return [_MISSING] * len(self._which)
+        # Clamped into [-1, span] so that no query reaches into the next series' range.
+        relative = min(max(now - self._origin, -1.0), self._span)
+        position = np.searchsorted(self._shifted, relative + self._shifts, side="right") - 1
+        times = self._times[position]  # where no sample is found yet, any sample: not read
+        found = position >= self._starts
+        after = found & (times > now)
+        while after.any():
+            position = position - after
+            times = self._times[position]
+            found = position >= self._starts
+            after = found & (times > now)
+        unique = [
+            _reading(value, now - sampled_at, stale_after_s) if ok else _MISSING
+            for ok, sampled_at, value in zip(found.tolist(), times.tolist(), self._values[position].tolist())
+        ]
+        return [unique[w] if w >= 0 else _MISSING for w in self._which]
+
+
+def _reading(value: float, age_s: float, stale_after_s: float) -> Reading:
+    """As Prometheus answers: nothing past its lookback, stale past stale_after_s. Values were
+    checked (finite, non-negative) when the trace was loaded."""
+    if age_s > LOOKBACK_S:
+        return _MISSING
+    return Reading(value=value, freshness=Freshness.STALE if age_s > stale_after_s else Freshness.OK, age_s=age_s)

@@ -21,13 +21,12 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.targets import Action, TargetState
+from autoscaler.targets.watching import KEDA, PAUSED_REPLICAS, NamespaceView, ScaledObjectFacts, WatchCache, scaled_object_facts
 from policies.decision import Decision
 
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "llm-autoscaler"
-PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
-KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
 CONFLICT_RETRIES = 3
 # (connect, read) seconds for every API call: a hung API server must not hang the tick.
 REQUEST_TIMEOUT_S = (3.0, 10.0)
@@ -46,9 +45,7 @@ class _Rule:
         return f"the service account needs RBAC: apiGroups [{group}], resources [{self.resource}], verbs [{self.verb}] in namespace {namespace}"
 
 
-LIST_DEPLOYMENTS = _Rule("apps", "deployments", "list")
 LIST_REPLICASETS = _Rule("apps", "replicasets", "list")
-LIST_SCALEDOBJECTS = _Rule("keda.sh", "scaledobjects", "list")
 PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
 PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
 CREATE_EVENT = _Rule("", "events", "create")
@@ -56,49 +53,47 @@ EVENT_MESSAGE_LIMIT = 1024  # the API server truncates longer Event messages any
 
 
 class KubernetesTargets:
-    def __init__(self, config: Config, api_client: k8s.ApiClient) -> None:
+    """Reads come from a WatchCache (watching.py) that the caller starts, follows the config's
+    namespaces with, and stops: a tick reads memory, not the API."""
+
+    def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache) -> None:
         self._config = config
+        self._cache = cache
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._models_by_namespace: dict[str, list[ModelConfig]] = {}
+        for model in config.models:
+            self._models_by_namespace.setdefault(model.namespace, []).append(model)
         # As of the last read: Deployment name -> the ScaledObject that owns it, per namespace;
-        # and each ScaledObject, so that a hold needs no further API call.
+        # and each ScaledObject, so that a hold needs no API call.
         self._owners: dict[str, dict[str, str]] = {}
-        self._scaled_objects: dict[tuple[str, str], dict] = {}
+        self._scaled_objects: dict[tuple[str, str], ScaledObjectFacts] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
     def read_states(self, *, now: float) -> Mapping[str, TargetState]:
-        """One list of Deployments and one of ScaledObjects per namespace: the cost does not
-        grow with the number of models in a namespace."""
+        """From the cache: no API call. A namespace the cache cannot vouch for (not listed
+        yet, or its watch broken for too long) leaves its models out, so they are skipped."""
         states: dict[str, TargetState] = {}
-        for namespace in self._config.namespaces:
-            deployments = self._list(
-                namespace,
-                LIST_DEPLOYMENTS,
-                lambda: self._apps.list_namespaced_deployment(namespace, _request_timeout=REQUEST_TIMEOUT_S),
-            )
-            if deployments is None:
+        for namespace, models in self._models_by_namespace.items():
+            view = self._cache.view(namespace, now=now)
+            if view is None:
+                log.warning("namespace not in sync with the API; its models are skipped this tick", namespace=namespace, models=len(models))
                 continue
-            scaled_objects = self._list_scaled_objects(namespace)
-            by_name = {d.metadata.name: d for d in deployments.items}
-            owners = {
-                so["spec"].get("scaleTargetRef", {}).get("name"): so["metadata"]["name"]
-                for so in scaled_objects.values()
-                if so.get("spec", {}).get("scaleTargetRef", {}).get("kind", "Deployment") == "Deployment"
+            self._owners[namespace] = {
+                so.target_name: name for name, so in view.scaled_objects.items() if so.target_kind == "Deployment"
             }
-            self._owners[namespace] = owners
-            self._scaled_objects.update({(namespace, name): so for name, so in scaled_objects.items()})
+            for name, so in view.scaled_objects.items():
+                self._scaled_objects[(namespace, name)] = so
             rolling: dict[str, str] = {}  # model -> its Deployment, for pooled models mid-rollout
-            for model in self._config.models:
-                if model.namespace != namespace:
-                    continue
-                state = self._state_of(model, by_name, scaled_objects)
+            for model in models:
+                state = self._state_of(model, view)
                 if state is not None:
                     states[model.name] = state
-                    deployment = self._deployment_of(model, by_name, scaled_objects)
-                    if model.pool is not None and _rolling_out(deployment):
-                        rolling[model.name] = deployment.metadata.name
+                    name = self._deployment_name(model, view)
+                    if model.pool is not None and view.deployments[name].rolling_out:
+                        rolling[model.name] = name
             if rolling:
                 self._count_revisions(namespace, rolling, states)
         return states
@@ -127,49 +122,11 @@ class KubernetesTargets:
             if most > state.gpus_per_replica:
                 states[model_name] = dataclasses.replace(state, gpus_per_replica=most)
 
-    def _deployment_of(self, model: ModelConfig, deployments: dict, scaled_objects: dict):
+    @staticmethod
+    def _deployment_name(model: ModelConfig, view: NamespaceView) -> str:
         if model.target.kind == "Deployment":
-            return deployments.get(model.target.name)
-        return deployments.get(scaled_objects[model.target.name]["spec"].get("scaleTargetRef", {}).get("name"))
-
-    def _state_of(self, model: ModelConfig, deployments: dict, scaled_objects: dict) -> TargetState | None:
-        target = model.target
-        if target.kind == "Deployment":
-            deployment = deployments.get(target.name)
-        else:
-            scaled_object = scaled_objects.get(target.name)
-            if scaled_object is None:
-                log.warning("ScaledObject not found; skipping this model", model=model.name, namespace=model.namespace, name=target.name)
-                return None
-            deployment = deployments.get(scaled_object["spec"].get("scaleTargetRef", {}).get("name"))
-        if deployment is None:
-            log.warning("Deployment not found; skipping this model", model=model.name, namespace=model.namespace, target=target.name)
-            return None
-        spec_replicas = deployment.spec.replicas if deployment.spec.replicas is not None else 1
-        if target.kind == "ScaledObject" and target.mode == "pin":
-            pinned = (scaled_objects[target.name]["metadata"].get("annotations") or {}).get(PAUSED_REPLICAS)
-            if pinned is not None and pinned.isdigit():
-                spec_replicas = int(pinned)
-        return TargetState(
-            spec_replicas=spec_replicas,
-            ready_replicas=(deployment.status.ready_replicas or 0) if deployment.status else 0,
-            gpus_per_replica=_gpus_per_replica(deployment),
-        )
-
-    def _list_scaled_objects(self, namespace: str) -> dict[str, dict]:
-        try:
-            listed = self._custom.list_namespaced_custom_object(
-                namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
-            )
-        except urllib3.exceptions.HTTPError as err:
-            log.error("Kubernetes API unreachable", namespace=namespace, error=str(err))
-            return {}
-        except ApiException as err:
-            if err.status == 404:  # KEDA's CRD is not installed: no ScaledObjects
-                return {}
-            self._log_api_error(err, namespace=namespace, rule=LIST_SCALEDOBJECTS, model=None)
-            return {}
-        return {item["metadata"]["name"]: item for item in listed.get("items", [])}
+            return model.target.name
+        return view.scaled_objects[model.target.name].target_name
 
     def _list(self, namespace: str, rule: _Rule, call: Callable):
         try:
@@ -180,6 +137,30 @@ class KubernetesTargets:
         except ApiException as err:
             self._log_api_error(err, namespace=namespace, rule=rule, model=None)
             return None
+
+    def _state_of(self, model: ModelConfig, view: NamespaceView) -> TargetState | None:
+        target = model.target
+        if target.kind == "Deployment":
+            deployment = view.deployments.get(target.name)
+        else:
+            scaled_object = view.scaled_objects.get(target.name)
+            if scaled_object is None:
+                log.warning("ScaledObject not found; skipping this model", model=model.name, namespace=model.namespace, name=target.name)
+                return None
+            deployment = view.deployments.get(scaled_object.target_name)
+        if deployment is None:
+            log.warning("Deployment not found; skipping this model", model=model.name, namespace=model.namespace, target=target.name)
+            return None
+        spec_replicas = deployment.spec_replicas
+        if target.kind == "ScaledObject" and target.mode == "pin":
+            pinned = view.scaled_objects[target.name].paused_replicas
+            if pinned is not None and pinned.isdigit():
+                spec_replicas = int(pinned)
+        return TargetState(
+            spec_replicas=spec_replicas,
+            ready_replicas=deployment.ready_replicas,
+            gpus_per_replica=deployment.gpus_per_replica,
+        )
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -239,25 +220,26 @@ class KubernetesTargets:
         return f"deployments/{name} replicas", current, decision.desired_replicas, patch
 
     def _pinned(self, model: ModelConfig, decision: Decision, *, fresh: bool):
-        scaled_object = self._scaled_object(model, fresh=fresh)
-        current = (scaled_object["metadata"].get("annotations") or {}).get(PAUSED_REPLICAS)
+        current = self._scaled_object(model, fresh=fresh).paused_replicas
         desired = str(decision.desired_replicas)
         body = {"metadata": {"annotations": {PAUSED_REPLICAS: desired}}}
         return f"scaledobjects/{model.target.name} {PAUSED_REPLICAS}", current, desired, lambda: self._patch_scaled_object(model, body)
 
     def _bounds(self, model: ModelConfig, decision: Decision, *, fresh: bool):
-        spec = self._scaled_object(model, fresh=fresh).get("spec", {})
-        current = f"{spec.get('minReplicaCount')}..{spec.get('maxReplicaCount')}"
+        scaled_object = self._scaled_object(model, fresh=fresh)
+        current = f"{scaled_object.min_replica_count}..{scaled_object.max_replica_count}"
         desired = f"{decision.floor}..{decision.cap}"
         body = {"spec": {"minReplicaCount": decision.floor, "maxReplicaCount": decision.cap}}
         return f"scaledobjects/{model.target.name} min..max", current, desired, lambda: self._patch_scaled_object(model, body)
 
-    def _scaled_object(self, model: ModelConfig, *, fresh: bool) -> dict:
-        listed = self._scaled_objects.get((model.namespace, model.target.name))
-        if listed is not None and not fresh:
-            return listed
-        return self._custom.get_namespaced_custom_object(
-            namespace=model.namespace, name=model.target.name, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+    def _scaled_object(self, model: ModelConfig, *, fresh: bool) -> ScaledObjectFacts:
+        cached = self._scaled_objects.get((model.namespace, model.target.name))
+        if cached is not None and not fresh:
+            return cached
+        return scaled_object_facts(
+            self._custom.get_namespaced_custom_object(
+                namespace=model.namespace, name=model.target.name, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+            )
         )
 
     def _patch_scaled_object(self, model: ModelConfig, body: dict) -> None:
@@ -328,24 +310,6 @@ def _message(err: ApiException) -> str:
         return json.loads(err.body).get("message", err.reason)
     except (TypeError, ValueError, AttributeError):
         return str(err.reason)
-
-
-def _rolling_out(deployment) -> bool:
-    """A new template not yet observed, replicas not yet on it, or old pods still up (surge)."""
-    status = deployment.status
-    if status is None:
-        return False
-    generation, observed = deployment.metadata.generation, status.observed_generation
-    wanted = deployment.spec.replicas if deployment.spec.replicas is not None else 1
-    return bool(
-        (generation is not None and observed is not None and generation > observed)
-        or (status.updated_replicas is not None and status.updated_replicas < wanted)
-        or (status.replicas is not None and status.replicas > wanted)
-    )
-
-
-def _gpus_per_replica(deployment) -> int:
-    return _template_gpus(deployment.spec.template)
 
 
 def _template_gpus(template) -> int:

@@ -1,0 +1,401 @@
+"""A watch-backed cache of the Deployments and ScaledObjects in the configured namespaces.
+
+Why: listing every namespace every tick costs two requests per namespace per tick, each
+returning whole objects: 100 requests a tick at 50 namespaces, most of them saying nothing
+new. A watch lists once, then receives only the changes, on one long request per namespace
+and kind that the API server ends every `watch_timeout_s` and the cache resumes at once.
+
+Lifecycle: `follow(namespaces)` starts one thread per (namespace, kind) and stops those of
+namespaces no longer followed (a reloaded config); `wait_synced` blocks until each has listed
+once (the daemon calls it before its first tick); `stop()` ends them all.
+
+Each thread lists, then watches from the list's resourceVersion:
+- a watch that ends (timeoutSeconds, or a read timeout on a server that ignores it) resumes
+  from the last resourceVersion seen, without a list;
+- 410 Gone (the resourceVersion is older than the API server keeps) lists again;
+- any other error is logged, and the thread lists again after a backoff (0.5 s doubling to
+  30 s): a relist cannot miss an event that happened during the break.
+
+Only the fields the daemon reads are kept (`DeploymentFacts`, `ScaledObjectFacts`), not whole
+objects: a Deployment's pod template alone is kilobytes.
+
+Missing is not zero: a namespace that has not listed yet, or whose watch has been broken for
+longer than `max_stale_s`, has no view, and its models are skipped by the controller rather
+than scaled from counts nobody is keeping current.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import structlog
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from autoscaler.clock import Clock, SystemClock
+
+log = structlog.get_logger(__name__)
+
+PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
+KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
+CONNECT_TIMEOUT_S = 3.0
+# The API server ends a watch after timeoutSeconds and the cache resumes it at once: one
+# request a minute per stream. Short, because a connection that died without a word (a
+# half-open TCP connection) is only noticed when the server fails to end the watch on time:
+# 10 s later, and the namespace then counts as out of sync since the last word it heard.
+WATCH_TIMEOUT_S = 60.0
+# Six ticks at the default 10 s interval. A watch normally reconnects in milliseconds, so a
+# break this long is an outage; beyond it the counts are no longer trusted.
+MAX_STALE_S = 60.0
+BACKOFF_S = (0.5, 30.0)  # first and largest wait before a relist after an error
+# KEDA's CRD missing (404) is not an error, but it may be installed later: look again then.
+CRD_RECHECK_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentFacts:
+    spec_replicas: int  # the API's default, 1, when the Deployment leaves it unset
+    ready_replicas: int
+    gpus_per_replica: int
+    rolling_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScaledObjectFacts:
+    target_kind: str
+    target_name: str | None
+    paused_replicas: str | None  # the annotation as written, e.g. "3"
+    min_replica_count: int | None
+    max_replica_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceView:
+    """One namespace as of the last event: Deployments and ScaledObjects by name."""
+
+    deployments: Mapping[str, DeploymentFacts]
+    scaled_objects: Mapping[str, ScaledObjectFacts]
+
+
+def deployment_facts(raw: Mapping) -> DeploymentFacts:
+    spec = raw.get("spec") or {}
+    replicas = spec.get("replicas")
+    wanted = 1 if replicas is None else int(replicas)
+    status = raw.get("status") or {}
+    return DeploymentFacts(
+        spec_replicas=wanted,
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        gpus_per_replica=_gpus_per_replica(spec),
+        rolling_out=_rolling_out(raw, wanted),
+    )
+
+
+def _rolling_out(raw: Mapping, wanted: int) -> bool:
+    """A new template not yet observed, replicas not yet on it, or old pods still up (surge)."""
+    status = raw.get("status")
+    if not status:
+        return False
+    generation, observed = (raw.get("metadata") or {}).get("generation"), status.get("observedGeneration")
+    updated, replicas = status.get("updatedReplicas"), status.get("replicas")
+    return bool(
+        (generation is not None and observed is not None and generation > observed)
+        or (updated is not None and updated < wanted)
+        or (replicas is not None and replicas > wanted)
+    )
+
+
+def scaled_object_facts(raw: Mapping) -> ScaledObjectFacts:
+    spec = raw.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    return ScaledObjectFacts(
+        target_kind=target.get("kind", "Deployment"),
+        target_name=target.get("name"),
+        paused_replicas=((raw.get("metadata") or {}).get("annotations") or {}).get(PAUSED_REPLICAS),
+        min_replica_count=spec.get("minReplicaCount"),
+        max_replica_count=spec.get("maxReplicaCount"),
+    )
+
+
+def _gpus_per_replica(spec: Mapping) -> int:
+    """Sum of the containers' nvidia.com/gpu limits in the pod template."""
+    total = 0
+    for container in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []:
+        value = ((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
+        if value is not None and str(value).isdigit():
+            total += int(value)
+    return total
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+class _Stream:
+    """One (namespace, kind): a thread that lists, then watches, into `items`."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        kind: str,
+        call: Callable[..., urllib3.HTTPResponse],
+        facts: Callable[[Mapping], object],
+        clock: Clock,
+        watch_timeout_s: float,
+        optional: bool,
+    ) -> None:
+        self.namespace, self.kind = namespace, kind
+        group, resource = {"Deployment": ("apps", "deployments"), "ScaledObject": ("keda.sh", "scaledobjects")}[kind]
+        self._rule = f"apiGroups [{group}], resources [{resource}], verbs [list, watch]"
+        self._call, self._facts, self._clock = call, facts, clock
+        self._watch_timeout_s = watch_timeout_s
+        self._optional = optional  # a 404 on the list means "none exist" (KEDA not installed)
+        self._lock = threading.Lock()
+        self._items: dict[str, object] = {}
+        self.synced = threading.Event()
+        self.broken_since: float | None = None
+        self._stopping = threading.Event()
+        self._response: urllib3.HTTPResponse | None = None
+        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}-{namespace}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        # A watch blocks in recv() until the server sends something; shutting the socket down
+        # wakes it at once (closing it from another thread would not).
+        response = self._response
+        sock = getattr(getattr(response, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return dict(self._items)
+
+    def _run(self) -> None:
+        backoff_s = BACKOFF_S[0]
+        version: str | None = None
+        while not self._stopping.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                version = self._watch(version)
+                backoff_s = BACKOFF_S[0]
+            except _Gone:
+                log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
+                version = None
+            except ApiException as err:
+                if self._stopping.is_set():
+                    break
+                if err.status == 410:  # the same, answered as an HTTP status rather than an event
+                    log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
+                    version = None
+                    continue
+                if err.status == 404 and self._optional:
+                    self._replace({})
+                    self._stopping.wait(CRD_RECHECK_S)
+                    version = None
+                    continue
+                if err.status == 403:  # the same words as the actuator's, for the same alert
+                    self._broken(f"the service account needs RBAC {self._rule} in namespace {self.namespace}", event="forbidden by RBAC")
+                else:
+                    self._broken(f"API error {err.status} {err.reason}")
+                version = None
+                self._stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_S[1])
+            except Exception as err:  # noqa: BLE001  a thread that died would leave its counts frozen but trusted
+                if self._stopping.is_set():
+                    break
+                expected = isinstance(err, (urllib3.exceptions.HTTPError, OSError, ValueError))
+                if not expected:
+                    log.exception("unexpected error in a watch", namespace=self.namespace, kind=self.kind)
+                self._broken(f"{type(err).__name__}: {err}")
+                version = None
+                self._stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_S[1])
+
+    def _list(self) -> str | None:
+        response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, 30.0))
+        try:
+            body = json.loads(response.data)
+        finally:
+            response.release_conn()
+        items = {item["metadata"]["name"]: self._facts(item) for item in body.get("items") or []}
+        self._replace(items)
+        return (body.get("metadata") or {}).get("resourceVersion")
+
+    def _replace(self, items: dict[str, object]) -> None:
+        with self._lock:
+            self._items = items
+            self.broken_since = None
+        self.synced.set()
+
+    def _watch(self, version: str | None) -> str | None:
+        """Apply events until the watch ends; returns the resourceVersion to resume from."""
+        kwargs = {"resource_version": version} if version else {}
+        response = self._call(
+            watch=True,
+            allow_watch_bookmarks=True,
+            timeout_seconds=max(round(self._watch_timeout_s), 1),  # 0 would mean no timeout
+            # A server that ignores timeoutSeconds, or a dead connection, is caught this much later.
+            _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + min(10.0, self._watch_timeout_s)),
+            **kwargs,
+        )
+        # stop() sets the flag, then shuts the socket of `_response`; set first, check second,
+        # so whichever comes last sees the other, and no watch is left blocking.
+        self._response = response
+        heard_at = self._clock.now()
+        with self._lock:
+            self.broken_since = None
+        try:
+            if self._stopping.is_set():
+                return version
+            for line in iter_resp_lines(response):
+                if self._stopping.is_set():
+                    break
+                heard_at = self._clock.now()
+                if line:
+                    version = self._apply(json.loads(line)) or version
+        except urllib3.exceptions.ReadTimeoutError:
+            # The server did not end the watch when asked: the connection may have been dead
+            # since it last spoke. Resume; until that works, the namespace is out of sync
+            # since then. (kmock ignores timeoutSeconds, so there this is the normal end.)
+            with self._lock:
+                self.broken_since = heard_at
+        except urllib3.exceptions.ProtocolError:
+            if not self._stopping.is_set():
+                raise
+        finally:
+            self._response = None
+            response.close()  # unread bytes of a stopped stream must not go back to the pool
+            response.release_conn()
+        return version
+
+    def _apply(self, event: Mapping) -> str | None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone()
+            raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
+        meta = obj.get("metadata") or {}
+        if kind in ("ADDED", "MODIFIED"):
+            facts = self._facts(obj)
+            with self._lock:
+                self._items[meta["name"]] = facts
+        elif kind == "DELETED":
+            with self._lock:
+                self._items.pop(meta.get("name"), None)
+        return meta.get("resourceVersion")
+
+    def _broken(self, error: str, *, event: str = "watch broken") -> None:
+        with self._lock:
+            if self.broken_since is None:
+                self.broken_since = self._clock.now()
+        log.warning(f"{event}; listing again after a backoff", namespace=self.namespace, kind=self.kind, error=error[:300])
+
+
+class WatchCache:
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        clock: Clock | None = None,
+        max_stale_s: float = MAX_STALE_S,
+        watch_timeout_s: float = WATCH_TIMEOUT_S,
+    ) -> None:
+        # Every stream holds a connection for as long as it watches. The client's default pool
+        # (5 per core) would discard and re-open connections beyond that, with a warning each
+        # time, so the cache has a client of its own with a pool for 512 namespaces (two
+        # streams each). The pool only bounds idle connections kept; it allocates none.
+        configuration = copy.deepcopy(api_client.configuration)
+        configuration.connection_pool_maxsize = 1024
+        self._client = k8s.ApiClient(configuration)
+        self._apps = k8s.AppsV1Api(self._client)
+        self._custom = k8s.CustomObjectsApi(self._client)
+        self._clock = clock or SystemClock()
+        self._max_stale_s = max_stale_s
+        self._watch_timeout_s = watch_timeout_s
+        self._streams: dict[str, tuple[_Stream, _Stream]] = {}
+
+    def follow(self, namespaces: Iterable[str]) -> None:
+        wanted = set(namespaces)
+        for namespace in sorted(set(self._streams) - wanted):
+            for stream in self._streams.pop(namespace):
+                stream.stop()
+        for namespace in sorted(wanted - set(self._streams)):
+            pair = (
+                self._stream(namespace, "Deployment", self._deployments(namespace), deployment_facts, optional=False),
+                self._stream(namespace, "ScaledObject", self._scaled_objects(namespace), scaled_object_facts, optional=True),
+            )
+            self._streams[namespace] = pair
+            for stream in pair:
+                stream.start()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        """True when every followed namespace has listed once within `timeout_s`."""
+        # A timeout, not a decision's time: monotonic, outside the Clock.
+        deadline = time.monotonic() + timeout_s
+        for pair in list(self._streams.values()):
+            for stream in pair:
+                if not stream.synced.wait(max(deadline - time.monotonic(), 0.0)):
+                    return False
+        return True
+
+    def view(self, namespace: str, *, now: float) -> NamespaceView | None:
+        """The namespace as cached, or None when it cannot be trusted: not listed yet, or its
+        watch broken for longer than max_stale_s (measured on the clock, against `now`)."""
+        pair = self._streams.get(namespace)
+        if pair is None:
+            return None
+        for stream in pair:
+            if not stream.synced.is_set():
+                return None
+            broken_since = stream.broken_since
+            if broken_since is not None and now - broken_since > self._max_stale_s:
+                return None
+        deployments, scaled_objects = (stream.snapshot() for stream in pair)
+        return NamespaceView(deployments=deployments, scaled_objects=scaled_objects)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        streams = [stream for pair in self._streams.values() for stream in pair]
+        self._streams.clear()
+        for stream in streams:
+            stream.stop()
+        for stream in streams:
+            stream.join(timeout_s)
+        self._client.close()
+
+    def _stream(self, namespace: str, kind: str, call, facts, *, optional: bool) -> _Stream:
+        return _Stream(
+            namespace=namespace,
+            kind=kind,
+            call=call,
+            facts=facts,
+            clock=self._clock,
+            watch_timeout_s=self._watch_timeout_s,
+            optional=optional,
+        )
+
+    def _deployments(self, namespace: str) -> Callable[..., urllib3.HTTPResponse]:
+        # Raw JSON, not the client's models: deserializing a V1Deployment costs about a
+        # millisecond, and the cache keeps four numbers of it.
+        return lambda **kw: self._apps.list_namespaced_deployment(namespace, _preload_content=False, **kw)
+
+    def _scaled_objects(self, namespace: str) -> Callable[..., urllib3.HTTPResponse]:
+        return lambda **kw: self._custom.list_namespaced_custom_object(namespace=namespace, _preload_content=False, **KEDA, **kw)

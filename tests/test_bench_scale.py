@@ -1,0 +1,32 @@
+"""The scale benchmark's machinery at small sizes, against the session's real Prometheus and
+kmock: the PromQL queries of a tick do not grow with the models, and a tick on which no count
+changes sends nothing to the API. The figures themselves come from ./dev bench-scale."""
+
+from __future__ import annotations
+
+from simulations.bench_scale import counters_advancing, fleet, measure_in_process, publish, steady_ticks, wait_until_scraped
+from tests.support.prom_harness import unique_name
+
+
+def test_queries_per_tick_stay_flat_and_a_steady_tick_writes_nothing(prometheus_stack, kmock_cluster):
+    exporter, prometheus = prometheus_stack
+    fleets = [fleet(size, prefix=unique_name("s"), namespaces=5) for size in (10, 30)]
+    for f in fleets:
+        publish(f, exporter=exporter, cluster=kmock_cluster)
+    with counters_advancing(exporter, fleets):
+        wait_until_scraped(prometheus, fleets)
+        small, large = (measure_in_process(f, cluster=kmock_cluster, prometheus_url=prometheus.url, ticks=3) for f in fleets)
+
+    for m in (small, large):
+        assert all(t["skipped"] == 0 for t in m.ticks)
+        # Counted by Prometheus and by the adapter alike.
+        assert [t["promql_server"] for t in m.ticks] == [t["promql"] for t in m.ticks]
+        # The first tick scales the hot models and wakes the long-tail ones with demand...
+        first = m.ticks[0]
+        assert first["changes"] > 0 and first["api"]["PATCH"] == first["changes"]
+        # ...and then nothing changes, and nothing is asked of the API at all.
+        assert steady_ticks(m) == m.ticks[1:]
+        assert all(sum(t["api"].values()) == 0 for t in m.ticks[1:])
+        assert m.sync_requests["LIST"] == 2 * m.namespaces  # Deployments and ScaledObjects, once
+    assert {t["promql"] for t in small.ticks} == {t["promql"] for t in large.ticks}
+    assert large.ticks[0]["changes"] > small.ticks[0]["changes"]
