@@ -4,6 +4,8 @@ changes the count must say why, and one that changes nothing must stay silent.""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies import HotSpec, PolicySpec, Reading
 from policies.steps import (
@@ -405,3 +407,23 @@ def test_clamp_reasons_carry_the_why():
 def test_steps_accept_the_policy_kind_specs():
     # The steps take the base PolicySpec; the kinds are subclasses and must work the same.
     assert recommend(obs(waiting=12), HotSpec())[0] == 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    up_s=st.sampled_from([0.0, 30.0, 60.0]),
+    down_s=st.sampled_from([0.0, 60.0, 300.0]),
+    ticks=st.lists(st.tuples(st.sampled_from([1.0, 5.0, 10.0, 45.0]), st.integers(0, 8), st.integers(0, 8)), min_size=1, max_size=80),
+)
+def test_the_pruned_history_stabilizes_exactly_as_the_whole_one(up_s, down_s, ticks):
+    """record() keeps only what can still be a window's min or max; stabilize() must read the
+    same from it as from every recommendation of the windows."""
+    spec = HotSpec(scale_up_stabilization_s=up_s, scale_down_stabilization_s=down_s)
+    keep_s = max(up_s, down_s)
+    now, pruned, whole = 0.0, (), ()
+    for dt, desired, current in ticks:
+        now += dt
+        pruned = record(pruned, desired, spec, now=now)
+        whole = tuple((t, r) for t, r in whole if now - t <= keep_s) + ((now, desired),)
+        assert stabilize(desired, current, pruned, spec, now=now) == stabilize(desired, current, whole, spec, now=now)
+        assert len(pruned) <= len(whole)
