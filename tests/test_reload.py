@@ -15,7 +15,10 @@ from tests.builders import model
 
 def setup(tmp_path, *, max_replicas: int = 10):
     trace = tmp_path / "trace.csv"
-    trace.write_text("time_s,name,signal,value\n" + "".join(f"{t},chat,waiting,200\n{t},chat,running,64\n" for t in range(0, 200, 10)))
+    # The queue halves after the first tick, so the recommendations at 0 s and 10 s differ and
+    # both stay in the stabilization history (an equal later one would replace the first).
+    rows = "".join(f"{t},chat,waiting,{200 if t == 0 else 100}\n{t},chat,running,64\n" for t in range(0, 200, 10))
+    trace.write_text("time_s,name,signal,value\n" + rows)
     path = tmp_path / "config.yaml"
     write(path, max_replicas)
     recorded = load_trace(trace)
