@@ -21,7 +21,15 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.targets import Action, TargetState
-from autoscaler.targets.watching import KEDA, PAUSED_REPLICAS, NamespaceView, ScaledObjectFacts, WatchCache, scaled_object_facts
+from autoscaler.targets.watching import (
+    KEDA,
+    PAUSED_REPLICAS,
+    NamespaceView,
+    ScaledObjectFacts,
+    WatchCache,
+    gpus_per_replica,
+    scaled_object_facts,
+)
 from policies.decision import Decision
 
 log = structlog.get_logger(__name__)
@@ -59,6 +67,7 @@ class KubernetesTargets:
     def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache) -> None:
         self._config = config
         self._cache = cache
+        self._api_client = api_client
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
@@ -117,7 +126,8 @@ class KubernetesTargets:
                 if any(o.kind == "Deployment" and o.name == deployment_name for o in (rs.metadata.owner_references or []))
                 and ((rs.status.replicas if rs.status else 0) or (rs.spec.replicas or 0))
             ]
-            most = max((_template_gpus(rs.spec.template) for rs in owned), default=0)
+            # The typed ReplicaSet as the API's JSON, so one reader of GPU limits serves both.
+            most = max((gpus_per_replica(self._api_client.sanitize_for_serialization(rs.spec)) for rs in owned), default=0)
             state = states[model_name]
             if most > state.gpus_per_replica:
                 states[model_name] = dataclasses.replace(state, gpus_per_replica=most)
@@ -310,14 +320,3 @@ def _message(err: ApiException) -> str:
         return json.loads(err.body).get("message", err.reason)
     except (TypeError, ValueError, AttributeError):
         return str(err.reason)
-
-
-def _template_gpus(template) -> int:
-    """Sum of the containers' nvidia.com/gpu limits in a pod template."""
-    total = 0
-    for container in template.spec.containers or []:
-        limits = (container.resources.limits if container.resources else None) or {}
-        value = limits.get("nvidia.com/gpu")
-        if value is not None and str(value).isdigit():
-            total += int(value)
-    return total

@@ -93,7 +93,7 @@ def deployment_facts(raw: Mapping) -> DeploymentFacts:
     return DeploymentFacts(
         spec_replicas=wanted,
         ready_replicas=int(status.get("readyReplicas") or 0),
-        gpus_per_replica=_gpus_per_replica(spec),
+        gpus_per_replica=gpus_per_replica(spec),
         rolling_out=_rolling_out(raw, wanted),
     )
 
@@ -124,8 +124,9 @@ def scaled_object_facts(raw: Mapping) -> ScaledObjectFacts:
     )
 
 
-def _gpus_per_replica(spec: Mapping) -> int:
-    """Sum of the containers' nvidia.com/gpu limits in the pod template."""
+def gpus_per_replica(spec: Mapping) -> int:
+    """Sum of the containers' nvidia.com/gpu limits in the pod template of a Deployment's or
+    ReplicaSet's spec, as the API serves it."""
     total = 0
     for container in ((spec.get("template") or {}).get("spec") or {}).get("containers") or []:
         value = ((container.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")
