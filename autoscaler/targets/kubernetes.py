@@ -150,14 +150,10 @@ class KubernetesTargets:
 
     def _state_of(self, model: ModelConfig, view: NamespaceView) -> TargetState | None:
         target = model.target
-        if target.kind == "Deployment":
-            deployment = view.deployments.get(target.name)
-        else:
-            scaled_object = view.scaled_objects.get(target.name)
-            if scaled_object is None:
-                log.warning("ScaledObject not found; skipping this model", model=model.name, namespace=model.namespace, name=target.name)
-                return None
-            deployment = view.deployments.get(scaled_object.target_name)
+        if target.kind == "ScaledObject" and target.name not in view.scaled_objects:
+            log.warning("ScaledObject not found; skipping this model", model=model.name, namespace=model.namespace, name=target.name)
+            return None
+        deployment = view.deployments.get(self._deployment_name(model, view))
         if deployment is None:
             log.warning("Deployment not found; skipping this model", model=model.name, namespace=model.namespace, target=target.name)
             return None
