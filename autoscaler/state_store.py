@@ -6,10 +6,10 @@ One ConfigMap in the daemon's namespace, one key per model, a small JSON record 
 
     {"model": "chat", "desired": 6, "saved_at": 1763840000.0, "idle_since": null,
      "starting_since": 1763839990.0, "last_scale_up_at": 1763839990.0,
-     "last_scale_down_at": null, "service_rate_per_replica": 2.4}
+     "last_scale_down_at": null, "service_rate_per_replica": 2.4, "service_rate_estimate": 3.1}
 
-Kept: what takes long to build up (idle time, the last scale times, the measured service
-rate). Not kept: the stabilization history, which changes every tick and would cost a write
+Kept: what takes long to build up (idle time, the last scale times, the measured and the
+estimated service rate). Not kept: the stabilization history, which changes every tick and would cost a write
 per tick. Instead a restored model starts with one recommendation, the last count it was
 given, so the new leader holds it there for a whole scale-down window before it may go lower
 (late rather than early: the safe side). The completion-rate history refills in a minute.
@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 REQUEST_TIMEOUT_S = (3.0, 10.0)
 _KEY = re.compile(r"^[-._a-zA-Z0-9]{1,200}$")
 _TIMES = ("idle_since", "starting_since", "last_scale_up_at", "last_scale_down_at")
+_RATES = ("service_rate_per_replica", "service_rate_estimate")
 
 
 class StateUnavailable(Exception):
@@ -56,24 +57,26 @@ class StateStore(Protocol):
 
 
 def record_of(model: str, state: PolicyState, *, desired: int, now: float) -> dict:
-    rate = state.service_rate_per_replica
     return {
         "model": model,
         "desired": desired,
         **{name: getattr(state, name) for name in _TIMES},
-        # Two significant digits: the estimate moves a little every saturated tick, and a write
-        # per tick for a change no decision notices is not worth it.
-        "service_rate_per_replica": float(f"{rate:.2g}") if rate is not None else None,
+        # Two significant digits: the rates move a little every tick they are learned on, and a
+        # write per tick for a change no decision notices is not worth it.
+        **{name: _rounded(getattr(state, name)) for name in _RATES},
         "saved_at": now,
     }
+
+
+def _rounded(rate: float | None) -> float | None:
+    return float(f"{rate:.2g}") if rate is not None else None
 
 
 def restore(record: Mapping, *, now: float) -> PolicyState:
     """The state a new leader starts a model from (see the module docstring)."""
     return PolicyState(
         recommendations=((now, int(record["desired"])),),
-        service_rate_per_replica=record.get("service_rate_per_replica"),
-        **{name: record.get(name) for name in _TIMES},
+        **{name: record.get(name) for name in (*_TIMES, *_RATES)},
     )
 
 
@@ -87,7 +90,7 @@ def _valid(record: object) -> bool:
     desired = record.get("desired")
     if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
         return False
-    numbers = [record.get(name) for name in (*_TIMES, "service_rate_per_replica")]
+    numbers = [record.get(name) for name in (*_TIMES, *_RATES)]
     return all(v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) for v in numbers)
 
 

@@ -71,7 +71,12 @@ class PolicyState:
     last_scale_down_at: float | None = None
     # Requests per second one replica completes when saturated, as measured (None: not yet).
     service_rate_per_replica: float | None = None
+    # The same at target_running_per_replica in flight, estimated by Little's law while the
+    # model is not saturated (None: not yet); used until a rate has been measured.
+    service_rate_estimate: float | None = None
     # (time, ready replicas) over the completion-rate window, to tell when it was steady.
     ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)
+    # (time, replicas) when the model was first seen, standing as a recommendation made then.
+    first_seen: tuple[float, int] | None = None
     # Batch: when the backlog now being drained was first seen (its deadline runs from here).
     backlog_since: float | None = None

@@ -62,9 +62,12 @@ def scale_on_load(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
     service_rate = steps.learn_service_rate(observation, spec, state.service_rate_per_replica, steady=steady)
-    changes.update(service_rate_per_replica=service_rate, ready_history=ready_history)
+    estimate = steps.estimate_service_rate(observation, spec, state.service_rate_estimate, steady=steady)
+    changes.update(service_rate_per_replica=service_rate, service_rate_estimate=estimate, ready_history=ready_history)
     if service_rate is not None and observation.completion_rate.usable:
         desired, why = steps.recommend_by_service_rate(observation, spec, service_rate)
+    elif estimate is not None and observation.completion_rate.usable:
+        desired, why = steps.recommend_by_service_rate(observation, spec, estimate, measured=False)
     else:
         desired, why = steps.recommend(observation, spec)
     note(why)
@@ -77,8 +80,13 @@ def scale_on_load(
     note(why)
     needed = min(max(desired, floor), spec.max_replicas)
 
+    # Until a whole scale-down window has been observed, the count found at first sight stands
+    # as recommended then: nothing scales down on a window it never saw (a restored model
+    # holds its last count the same way, autoscaler.state_store).
+    first_seen = state.first_seen or (now, current)
+    changes["first_seen"] = first_seen
     history = steps.record(state.recommendations, desired, spec, now=now)
-    desired, why = steps.stabilize(desired, current, history, spec, now=now)
+    desired, why = steps.stabilize(desired, current, history, spec, now=now, found=first_seen)
     note(why)
     desired, why = steps.limit_rate(
         desired,

@@ -26,7 +26,9 @@ def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
     )
 
 
-def recommend_by_service_rate(observation: Observation, spec: PolicySpec, service_rate: float) -> tuple[int, Reason]:
+def recommend_by_service_rate(
+    observation: Observation, spec: PolicySpec, service_rate: float, *, measured: bool = True
+) -> tuple[int, Reason]:
     """Size from what a replica was measured to complete, rather than from a fixed number of
     requests per replica, whose right value differs by an order of magnitude between short
     chats and long prompts. Replicas for the arrivals at target utilization, plus replicas to
@@ -36,14 +38,15 @@ def recommend_by_service_rate(observation: Observation, spec: PolicySpec, servic
     them while a queue grows, which the backlog term then covers."""
     arrivals = observation.completion_rate.value
     waiting = observation.waiting.value
-    steady = arrivals / (service_rate * spec.target_utilization)
+    utilization = spec.target_utilization if measured else 1.0
+    steady = arrivals / (service_rate * utilization)
     drain = waiting / (service_rate * spec.backlog_drain_s)
     # A vanishing measured rate would size to infinity; anything above max_replicas is cut
     # to it by the bounds anyway, so cap just above it and let that step say so.
     desired = math.ceil(min(steady + drain, spec.max_replicas + 1.0) - 1e-9)
     return desired, Reason(
         "Recommendation",
-        f"{arrivals:.2f} req/s at {service_rate:.2f} req/s per replica (measured) x {spec.target_utilization:g} -> {steady:.1f}; "
+        f"{arrivals:.2f} req/s at {service_rate:.2f} req/s per replica ({'measured' if measured else 'estimated'}) x {utilization:g} -> {steady:.1f}; "
         f"{waiting:g} waiting drained in {spec.backlog_drain_s:g} s -> +{drain:.1f}",
     )
 
@@ -74,6 +77,21 @@ def learn_service_rate(
     sample = observation.completion_rate.value / ready
     if sample <= 0:
         return previous
+    return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
+
+
+def estimate_service_rate(
+    observation: Observation, spec: PolicySpec, previous: float | None, *, steady: bool
+) -> float | None:
+    """What a replica would complete at target_running_per_replica in flight, by Little's law,
+    while it is not saturated: a request takes running / completions seconds, so a replica
+    holding `target` at once completes target x completions / running per second."""
+    if not (steady and observation.completion_rate.usable and observation.running.usable and observation.waiting.usable):
+        return previous
+    running, completions = observation.running.value, observation.completion_rate.value
+    if running <= 0 or completions <= 0 or observation.waiting.value >= observation.ready_replicas:
+        return previous
+    sample = spec.target_running_per_replica * completions / running
     return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
 
 
@@ -147,12 +165,17 @@ def stabilize(
     spec: PolicySpec,
     *,
     now: float,
+    found: tuple[float, int] | None = None,
 ) -> tuple[int, Reason | None]:
     """The HPA's stabilization, on instants: scale up only to the lowest recommendation of the
     up window, down only to the highest of the down window. `history` includes `desired` at
-    `now`. Example: recommendations 6, 4, 2 over the last 300 s keep 6 replicas at 6, not 2."""
+    `now`. Example: recommendations 6, 4, 2 over the last 300 s keep 6 replicas at 6, not 2.
+    `found`, the (time, count) the model was first seen at, counts in the down window only:
+    a model found at 6 keeps 6 until a whole window has been seen, but scales up at once."""
     up_floor = min(r for t, r in history if now - t <= spec.scale_up_stabilization_s)
     down_ceiling = max(r for t, r in history if now - t <= spec.scale_down_stabilization_s)
+    if found is not None and now - found[0] < spec.scale_down_stabilization_s:
+        down_ceiling = max(down_ceiling, found[1])
     if current < up_floor:
         stabilized = up_floor
     elif current > down_ceiling:

@@ -179,7 +179,7 @@ def test_found_at_zero_with_a_saturated_dependency_still_returns_to_one():
 
 # A state in which fresh zero load would scale 5 replicas down at once: the last
 # recommendation is old and no scale-down has happened for an hour.
-READY_TO_SCALE_DOWN = PolicyState(recommendations=((0.0, 1),), last_scale_down_at=0.0)
+READY_TO_SCALE_DOWN = PolicyState(recommendations=((0.0, 1),), last_scale_down_at=0.0, first_seen=(0.0, 1))
 
 
 @pytest.mark.parametrize(
@@ -307,3 +307,22 @@ def test_needed_replicas_is_the_load_before_stabilization():
     assert (ticks[1].desired, ticks[1].decision.needed) == (12, 7)  # 100 / 16 -> 7
     missing = replay(spec, [(0.0, obs(5, waiting=None, running=None))])[0].decision
     assert missing.needed == 5  # no data: it needs what it has
+
+
+def test_a_model_found_at_a_count_keeps_it_until_a_whole_window_is_seen():
+    # The daemon starts (or meets a new model) at 6 replicas with no load: it has not seen the
+    # last 300 s, so 6 stands as recommended at first sight until 300 s have passed.
+    trace = closed_loop(
+        HOT, start_replicas=6, times=every(30, start=0, stop=360), observe=lambda now, replicas: obs(spec=replicas)
+    )
+    assert_explained_and_warm(trace)
+    assert [tick.desired for tick in trace if tick.now < 300] == [6] * 10
+    assert all("ScaleDownStabilized" in tick.codes for tick in trace if tick.now < 300)
+    assert [tick.desired for tick in trace if tick.now >= 300] == [3, 3, 2]  # 50% a step, one a minute
+
+
+def test_a_model_found_at_a_count_still_scales_up_at_once():
+    decision, state = decide(obs(spec=2, waiting=40, running=32, gpu=95), PolicyState(), HOT, now=0.0)
+    assert decision.desired_replicas > 2
+    assert state.first_seen == (0.0, 2)
+

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from policies import HotSpec, PolicyState, decide
-from policies.steps import learn_service_rate, recommend_by_service_rate, track_ready
+from policies.steps import estimate_service_rate, learn_service_rate, recommend_by_service_rate, track_ready
 from tests.policies.builders import obs
 
 SPEC = HotSpec(max_replicas=50)
@@ -70,10 +70,67 @@ def test_the_policy_learns_from_a_saturated_minute_then_sizes_on_it():
     assert decision.desired_replicas == 3
 
 
-def test_without_a_measured_rate_the_in_flight_rule_sizes():
+def test_without_any_rate_the_in_flight_rule_sizes():
     decision, state = decide(obs(spec=2, waiting=12, running=20, completions=4.0), PolicyState(), SPEC, now=0.0)
     assert state.service_rate_per_replica is None  # one tick: the window is not covered yet
+    assert state.service_rate_estimate is None
     assert "12 waiting / 4 per replica -> 3" in decision.explain()
+
+
+# -- the estimate by Little's law, before a rate is measured --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "waiting, running, completions, steady, previous, expected",
+    [
+        # 16 running and 2 req/s done: a request takes 16 / 2 = 8 s, so a replica holding the
+        # 32 in flight of its target would complete 32 / 8 = 4 req/s.
+        (0, 16, 2.0, True, None, 4.0),
+        (0, 16, 2.0, True, 3.0, 3.0 + 0.3 * (4.0 - 3.0)),  # averaged into what was known
+        (4, 16, 2.0, True, None, None),  # saturated (4 waiting, 4 ready): that is for measuring
+        (0, 16, 2.0, False, 3.0, 3.0),  # replicas changed in the window: completions lag
+        (0, 0, 2.0, True, 3.0, 3.0),  # nothing running: no latency to read
+        (0, 16, 0.0, True, 3.0, 3.0),  # nothing done yet
+        (0, 16, None, True, 3.0, 3.0),  # no completion data
+    ],
+)
+def test_an_estimate_counts_only_when_unsaturated_and_steady(waiting, running, completions, steady, previous, expected):
+    observation = obs(spec=4, waiting=waiting, running=running, completions=completions)
+    got = estimate_service_rate(observation, SPEC, previous, steady=steady)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_an_estimated_rate_plans_for_full_use_and_says_it_is_estimated():
+    # The estimate is already at the per-replica target, so no utilization margin on top:
+    # 6 req/s at 2 per replica -> 3; 12 waiting drained in 30 s -> +0.2: 4 replicas.
+    desired, why = recommend_by_service_rate(
+        obs(spec=3, waiting=12, running=40, completions=6.0), SPEC, 2.0, measured=False
+    )
+    assert desired == 4
+    assert why.message == "6.00 req/s at 2.00 req/s per replica (estimated) x 1 -> 3.0; 12 waiting drained in 30 s -> +0.2"
+
+
+def test_a_backlog_is_sized_on_the_estimate_not_on_four_per_replica():
+    # A model that served short requests calmly (16 running, 4 req/s over 4 replicas: 4 s
+    # each, so 8 req/s per replica at 32 in flight) is hit by 120 waiting just as two more
+    # replicas come up, so nothing can be measured this minute. The per-replica target would
+    # ask for 120 / 4 = 30 replicas; the estimate, 4 / 8 + 120 / (8 x 30) = 1.
+    state = PolicyState()
+    for now in range(0, 80, 10):
+        _, state = decide(obs(spec=4, waiting=0, running=16, completions=4.0), state, SPEC, now=float(now))
+    assert state.service_rate_estimate == pytest.approx(8.0)
+    decision, state = decide(obs(spec=6, waiting=120, running=20, completions=4.0), state, SPEC, now=80.0)
+    assert state.service_rate_per_replica is None
+    assert decision.reasons[0].message == (
+        "4.00 req/s at 8.00 req/s per replica (estimated) x 1 -> 0.5; 120 waiting drained in 30 s -> +0.5"
+    )
+    assert decision.needed == 1
+
+
+def test_a_measured_rate_wins_over_the_estimate():
+    state = PolicyState(service_rate_per_replica=1.0, service_rate_estimate=8.0)
+    decision, _ = decide(obs(spec=4, waiting=0, running=16, completions=4.0), state, SPEC, now=0.0)
+    assert "4.00 req/s at 1.00 req/s per replica (measured)" in decision.explain()
 
 
 def test_a_vanishing_service_rate_sizes_to_the_cap_instead_of_overflowing():
