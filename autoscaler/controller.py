@@ -4,7 +4,6 @@ and the source of node pools' capacity differ."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -64,14 +63,17 @@ class Controller:
         if outcome.decision is None:
             return outcome
         # Decisions are returned, not logged here: dry-run and replay print them, and the
-        # actuator logs every change with its reasons.
-        return dataclasses.replace(outcome, action=self._targets.apply(model, outcome.decision, now=now))
+        # actuator logs every change with its reasons. Built directly: dataclasses.replace
+        # costs 3 us, a twentieth of a replayed model-tick.
+        action = self._targets.apply(model, outcome.decision, now=now)
+        return Outcome(outcome.now, outcome.model, outcome.observation, outcome.decision, action)
 
 
 def observe(
     model: ModelConfig, signals: Signals, target: TargetState, dependency_levels: Mapping[str, float]
 ) -> Observation:
     readings = signals.for_model(model.name)
+    # Most models depend on nothing, and an empty generator costs 0.6 us per model and tick.
     return Observation(
         spec_replicas=target.spec_replicas,
         ready_replicas=target.ready_replicas,
@@ -83,5 +85,7 @@ def observe(
         wake=readings.wake,
         dependencies=tuple(
             Dependency(name, signals.for_dependency(name), dependency_levels[name]) for name in model.dependencies
-        ),
+        )
+        if model.dependencies
+        else (),
     )

@@ -75,13 +75,15 @@ def _count(summary: ModelSummary, outcome: Outcome, step_s: float) -> None:
     if decision is None:
         return
     summary.decisions += 1
-    summary.reason_counts.update(decision.reason_codes)
+    for reason in decision.reasons:
+        summary.reason_counts[reason.code] += 1
     summary.seconds_at[decision.desired_replicas] += step_s
     summary.replica_seconds += decision.desired_replicas * step_s
-    if decision.direction == "up":
+    direction = decision.direction
+    if direction == "up":
         summary.scale_ups += 1
         summary.wakes += decision.current_replicas == 0
-    elif decision.direction == "down":
+    elif direction == "down":
         summary.scale_downs += 1
         summary.scale_to_zero += decision.desired_replicas == 0
 

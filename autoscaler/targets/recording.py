@@ -41,6 +41,7 @@ class _Replicas:
     # Instants at which each replica asked for and not yet ready becomes ready.
     ready_at: list[float] = field(default_factory=list)
     ready: int = 0
+    state: TargetState = TargetState(spec_replicas=0, ready_replicas=0)
 
 
 class InMemoryTargets:
@@ -51,10 +52,15 @@ class InMemoryTargets:
     def read_states(self, *, now: float) -> Mapping[str, TargetState]:
         states = {}
         for name, replicas in self._replicas.items():
-            done = [t for t in replicas.ready_at if t <= now]
-            replicas.ready_at = [t for t in replicas.ready_at if t > now]
-            replicas.ready = min(replicas.ready + len(done), replicas.spec)
-            states[name] = TargetState(spec_replicas=replicas.spec, ready_replicas=replicas.ready)
+            if replicas.ready_at:
+                done = [t for t in replicas.ready_at if t <= now]
+                replicas.ready_at = [t for t in replicas.ready_at if t > now]
+                replicas.ready = min(replicas.ready + len(done), replicas.spec)
+            # The state is built again only when a count moved: replay reads every model at
+            # every tick, and most hold.
+            if (replicas.state.spec_replicas, replicas.state.ready_replicas) != (replicas.spec, replicas.ready):
+                replicas.state = TargetState(spec_replicas=replicas.spec, ready_replicas=replicas.ready)
+            states[name] = replicas.state
         return states
 
     def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
