@@ -85,12 +85,14 @@ def test_query_range_json_rejects_nan_and_wrong_shape(tmp_path):
         load_trace(write(tmp_path, json.dumps(vector), "v.json"), CFG)
 
 
+@pytest.mark.parametrize("prefetched", [False, True], ids=["one search per instant", "prefetched"])
 @pytest.mark.parametrize("seed", range(5))
-def test_every_reading_is_the_last_sample_at_or_before_now(seed):
-    """RecordedSource searches all series at once (numpy, shifted end to end); each reading must
-    be the one a plain per-series lookup gives: the same sample, age and freshness. Epoch-sized
-    times with sub-millisecond parts, instants on, between, before and after samples, a series
-    shared by two models, and series that are absent."""
+def test_every_reading_is_the_last_sample_at_or_before_now(seed, prefetched):
+    """RecordedSource searches all series at once (numpy, shifted end to end), and with
+    prefetch all instants at once too; each reading must be the one a plain per-series lookup
+    gives: the same sample, age and freshness. Epoch-sized times with sub-millisecond parts,
+    instants on, between, before and after samples, a series shared by two models, and series
+    that are absent."""
     import numpy as np
 
     from autoscaler.metrics import SIGNALS
@@ -112,6 +114,8 @@ def test_every_reading_is_the_last_sample_at_or_before_now(seed):
     source = RecordedSource(trace, cfg)
     samples = np.concatenate([s.times for s in series.values()])
     instants = np.concatenate([rng.choice(samples, 30), start + rng.uniform(-100, 2500, 60)])
+    if prefetched:
+        source.prefetch(instants[::2].tolist())  # the others still searched one by one
 
     for now in instants.tolist():
         signals = source.fetch_signals(now=now)
