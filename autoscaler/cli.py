@@ -27,6 +27,9 @@ from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
 
 EXIT_USAGE = 2
+# At shutdown, the queued Events get this long to be sent: well inside the pod's 60 s grace
+# period (deploy/deployment.yaml), which the Lease's release must also fit in.
+EVENTS_FLUSH_S = 10.0
 
 
 def _bundled(name: str) -> Path:
@@ -201,6 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.output import DecisionPrinter
     from autoscaler.reload import ReloadingController
     from autoscaler.state_store import ConfigMapStateStore
+    from autoscaler.targets.events import EventSender
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
     from autoscaler.targets.watching import WatchCache
@@ -212,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     api_client = _api_client(args)
     cache = WatchCache(api_client, clock=clock)
+    events = EventSender(api_client, on_dropped=telemetry.event_dropped)
     writes = not args.dry_run
     namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
     elector = None
@@ -222,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
-        targets = KubernetesTargets(config, api_client, cache=cache)
+        targets = KubernetesTargets(config, api_client, cache=cache, events=events)
         if args.dry_run:
             targets = DryRunTargets(targets)
         elif elector is not None:
@@ -265,6 +270,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  max_ticks=1 if args.once else None)
     finally:
         cache.stop()
+        # Before the Lease goes: the Events of the last tick's writes, within the grace period.
+        events.stop(timeout_s=EVENTS_FLUSH_S)
         if election is not None:  # hand the Lease over at once: the standby need not wait it out
             election_stop.set()
             election.join(timeout=timings.retry_period_s + 10)

@@ -19,6 +19,7 @@ import yaml
 
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from tests.builders import config, deployment, kubeconfig, model, node, scaled_object
@@ -125,8 +126,10 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
     cache.follow(cfg.namespaces)
     try:
         assert cache.wait_synced(timeout_s=10)
-        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache)
+        events = EventSender(kmock_cluster.api_client)
+        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=events)
         Controller(cfg, metrics=PrometheusSource(cfg), targets=targets).tick(now=time.time())
+        events.stop(timeout_s=5)
     finally:
         cache.stop()
     return ns
