@@ -25,6 +25,7 @@ from autoscaler.config import Config, ConfigError, load_config
 from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
+from autoscaler.targets import WATCH_SCOPES
 
 EXIT_USAGE = 2
 # At shutdown, the queued Events get this long to be sent: well inside the pod's 60 s grace
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("--metrics-port", type=int, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
+    run.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
+                     help="namespaces: list and watch Deployments and ScaledObjects in each configured namespace "
+                          "(a Role in each, deploy/rbac.yaml); cluster: once across all namespaces (a ClusterRole, "
+                          "deploy/rbac-cluster-watch.yaml): 2 watches instead of 2 per namespace")
     ha = run.add_argument_group("running as two replicas (ignored with --dry-run, which writes nothing)")
     ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
                     "default: the pod's (service-account namespace file or POD_NAMESPACE)")
@@ -215,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     api_client = _api_client(args)
-    cache = WatchCache(api_client, clock=clock)
+    cache = WatchCache(api_client, clock=clock, scope=args.watch_scope)
     events = EventSender(api_client, on_dropped=telemetry.event_dropped)
     writes = not args.dry_run
     namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
