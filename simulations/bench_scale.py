@@ -41,6 +41,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from autoscaler.targets import WATCH_SCOPES
+
 WAITING, RUNNING = "vllm:num_requests_waiting", "vllm:num_requests_running"
 KV_CACHE, COMPLETIONS, GPU = "vllm:kv_cache_usage_perc", "vllm:request_success_total", "DCGM_FI_DEV_GPU_UTIL"
 WAKE, SATURATION = "gateway_requests_waiting", "vectordb_saturation"
@@ -220,7 +222,9 @@ class _Timed:
             self._seconds[phase] += time.perf_counter() - started
 
 
-def run_daemon(config_data: dict, *, kube_url: str, ticks: int, between: Callable[[str, dict], None]) -> None:
+def run_daemon(
+    config_data: dict, *, kube_url: str, ticks: int, between: Callable[[str, dict], None], watch_scope: str = "namespaces"
+) -> None:
     """The daemon's pipeline, as `autoscaler run` builds it, for `ticks` ticks. `between(event,
     figures)` is called once the cache has synced ("synced") and after each tick ("tick"); the
     benchmark counts the servers' requests there."""
@@ -242,7 +246,7 @@ def run_daemon(config_data: dict, *, kube_url: str, ticks: int, between: Callabl
     # As autoscaler.metrics.prometheus.connect builds it, with the counting session.
     client = PrometheusConnect(url=config.prometheus.url, session=session, retry=Retry(total=0), timeout=config.prometheus.timeout_s)
     api_client = k8s.ApiClient(k8s.Configuration(host=kube_url))
-    cache = WatchCache(api_client)
+    cache = WatchCache(api_client, scope=watch_scope)
     started = time.perf_counter()
     cache.follow(config.namespaces)
     synced = cache.wait_synced(timeout_s=120)
@@ -293,7 +297,7 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def child_main(config_path: str, kube_url: str, ticks: int) -> None:
+def child_main(config_path: str, kube_url: str, ticks: int, watch_scope: str) -> None:
     """The child's end of the pipe: a JSON line per event, then wait for "go"."""
     from autoscaler.logs import configure_logging
 
@@ -305,7 +309,7 @@ def child_main(config_path: str, kube_url: str, ticks: int) -> None:
         if sys.stdin.readline().strip() != "go":
             raise SystemExit("the benchmark went away")
 
-    run_daemon(yaml.safe_load(Path(config_path).read_text()), kube_url=kube_url, ticks=ticks, between=between)
+    run_daemon(yaml.safe_load(Path(config_path).read_text()), kube_url=kube_url, ticks=ticks, between=between, watch_scope=watch_scope)
 
 
 # -- this side: counting ------------------------------------------------------------------------
@@ -362,12 +366,12 @@ class Recorder:
         return len(self._cluster.requests()), prometheus_queries(self._url)
 
 
-def measure_in_child(f: Fleet, *, cluster, prometheus_url: str, ticks: int, workdir: Path) -> Measurement:
+def measure_in_child(f: Fleet, *, cluster, prometheus_url: str, ticks: int, workdir: Path, watch_scope: str) -> Measurement:
     path = workdir / f"{f.prefix}.yaml"
     path.write_text(yaml.safe_dump(config_for(f, prometheus_url=prometheus_url)))
     measurement = Measurement(models=len(f.models), namespaces=len(f.namespaces))
     recorder = Recorder(measurement, cluster=cluster, prometheus_url=prometheus_url)
-    command = [sys.executable, "-m", "simulations.bench_scale", "--child", str(path), cluster.url, str(ticks)]
+    command = [sys.executable, "-m", "simulations.bench_scale", "--child", str(path), cluster.url, str(ticks), watch_scope]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
         for line in child.stdout:
             figures = json.loads(line)
@@ -380,11 +384,12 @@ def measure_in_child(f: Fleet, *, cluster, prometheus_url: str, ticks: int, work
     return measurement
 
 
-def measure_in_process(f: Fleet, *, cluster, prometheus_url: str, ticks: int) -> Measurement:
+def measure_in_process(f: Fleet, *, cluster, prometheus_url: str, ticks: int, watch_scope: str = "namespaces") -> Measurement:
     """The same, without the child process (no memory figure of the daemon's own): for tests."""
     measurement = Measurement(models=len(f.models), namespaces=len(f.namespaces))
     recorder = Recorder(measurement, cluster=cluster, prometheus_url=prometheus_url)
-    run_daemon(config_for(f, prometheus_url=prometheus_url), kube_url=cluster.url, ticks=ticks, between=recorder.record)
+    run_daemon(config_for(f, prometheus_url=prometheus_url), kube_url=cluster.url, ticks=ticks, between=recorder.record,
+               watch_scope=watch_scope)
     return measurement
 
 
@@ -460,15 +465,17 @@ def report(measurements: list[Measurement], replay: dict[int, tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="The daemon's cost per tick at 10, 100 and 1,000 models.")
-    parser.add_argument("--child", nargs=3, metavar=("CONFIG", "KUBE_URL", "TICKS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "KUBE_URL", "TICKS", "SCOPE"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--namespaces", type=int, default=50)
     parser.add_argument("--ticks", type=int, default=6, help="ticks measured per size (the first one changes counts)")
     parser.add_argument("--replay-ticks", type=int, default=150, help="ticks of the bundled trace replayed per size")
     parser.add_argument("--scrape-interval", default="2s")
+    parser.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
+                        help="the daemon's --watch-scope: a watch per namespace and kind, or one per kind")
     args = parser.parse_args()
     if args.child:
-        child_main(args.child[0], args.child[1], int(args.child[2]))
+        child_main(args.child[0], args.child[1], int(args.child[2]), args.child[3])
         return
 
     from autoscaler.logs import configure_logging
@@ -486,7 +493,8 @@ def main() -> None:
             wait_until_scraped(prometheus, fleets)
             print(f"stack ready in {time.perf_counter() - started:.0f} s: Prometheus {prometheus.url}, kmock {cluster.url}", file=sys.stderr)
             for f in fleets:
-                measurements.append(measure_in_child(f, cluster=cluster, prometheus_url=prometheus.url, ticks=args.ticks, workdir=Path(workdir)))
+                measurements.append(measure_in_child(f, cluster=cluster, prometheus_url=prometheus.url, ticks=args.ticks, workdir=Path(workdir),
+                                                 watch_scope=args.watch_scope))
                 print(f"{len(f.models)} models measured", file=sys.stderr)
     replay = {size: replay_speed(size, args.replay_ticks) for size in args.sizes}
     print(f"one tick (observe, decide, act) of the daemon against Prometheus {_prometheus_version()} and kmock, "
