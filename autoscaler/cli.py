@@ -31,6 +31,9 @@ EXIT_USAGE = 2
 # At shutdown, the queued Events get this long to be sent: well inside the pod's 60 s grace
 # period (deploy/deployment.yaml), which the Lease's release must also fit in.
 EVENTS_FLUSH_S = 10.0
+# As the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs: a first tick at 1,000
+# models writes about 120 counts, which one at a time take longer than the tick may.
+WRITE_WORKERS = 5
 
 
 def _bundled(name: str) -> Path:
@@ -44,6 +47,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 (one write at a time) to 64")
     return value
 
 
@@ -76,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="namespaces: list and watch Deployments and ScaledObjects in each configured namespace "
                           "(a Role in each, deploy/rbac.yaml); cluster: once across all namespaces (a ClusterRole, "
                           "deploy/rbac-cluster-watch.yaml): 2 watches instead of 2 per namespace")
+    run.add_argument("--write-workers", type=_workers, default=WRITE_WORKERS,
+                     help="writes to the cluster in flight at once within a tick, each model's one at a time "
+                          "(the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs is 5)")
     ha = run.add_argument_group("running as two replicas (ignored with --dry-run, which writes nothing)")
     ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
                     "default: the pod's (service-account namespace file or POD_NAMESPACE)")
@@ -242,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
             targets=targets,
             pools=NodeCapacity(config, api_client),
+            write_workers=1 if args.dry_run else args.write_workers,  # a dry run writes nothing
         )
 
     store = ConfigMapStateStore(api_client, namespace=namespace, name=args.state_configmap) if namespace and args.state_configmap else None

@@ -5,16 +5,21 @@ Reads come from a WatchCache (tests/test_watching.py), synced before each test r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
 from autoscaler.config import Config
+from autoscaler.controller import Controller
+from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from autoscaler.targets.watching import WatchCache
-from policies import Decision, Reason
+from policies import Decision, Reading, Reason
 from tests.builders import config, deployment, model, scaled_object
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
 
 SCALE = "/apis/apps/v1/namespaces/ml/deployments/{}/scale"
@@ -261,3 +266,37 @@ def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluste
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
     (warning,) = [e for e in logs if e["event"] == "could not record an Event for a scaling"]
     assert "resources [events], verbs [create]" in warning["hint"]
+
+
+def test_parallel_writers_overlap_their_waits_on_a_slow_api_and_each_model_is_written_once(kmock_cluster, events):
+    """Six counts to change through an API that answers 0.3 s late: one at a time that is
+    1.8 s at least; three writers take two rounds."""
+    class Busy:
+        def fetch_signals(self, *, now: float) -> Signals:
+            busy, zero = Reading.of(40.0), Reading.of(0.0)
+            return Signals(models={m.name: ModelSignals(waiting=busy, running=busy, kv_cache_usage=zero, gpu_utilization=Reading.of(95.0),
+                                                        completion_rate=zero, wake=zero) for m in cfg.models})
+
+    cfg = config(*(model(f"m{i}") for i in range(6)))
+    for m in cfg.models:
+        kmock_cluster.put(deployment(m.name, replicas=1))
+    cache = WatchCache(kmock_cluster.api_client)
+    with FaultyProxy(kmock_cluster.url) as proxy:
+        slow = k8s.ApiClient(k8s.Configuration(host=proxy.url))
+        try:
+            cache.follow(cfg.namespaces)
+            assert cache.wait_synced(timeout_s=10)
+            targets = KubernetesTargets(cfg, slow, cache=cache, events=events)
+            controller = Controller(cfg, metrics=Busy(), targets=targets, write_workers=3)
+            proxy.delay_s = 0.3
+            started = time.monotonic()
+            outcomes = controller.tick(now=0.0)
+            took_s = time.monotonic() - started
+        finally:
+            cache.stop()
+            slow.close()
+    assert [o.model for o in outcomes] == [m.name for m in cfg.models]
+    assert {o.action.outcome for o in outcomes} == {"patched"}
+    assert took_s < 1.2, took_s
+    patched = sorted(r.url.path.split("/")[-2] for r in kmock_cluster.requests("PATCH"))
+    assert patched == [m.name for m in cfg.models]  # once each
