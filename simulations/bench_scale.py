@@ -206,10 +206,13 @@ def _scaled_object(m: FleetModel) -> dict:
 
 
 class _Timed:
-    """Wraps the metrics source and the scale target to split a tick into observe and act."""
+    """Wraps the metrics source and the scale target to split a tick into observe and act.
+    Observe is the sum of its calls; act, whose calls may run in several threads, is the span
+    from the first one's start to the last one's end (`act_from`, `act_to`)."""
 
     def __init__(self, inner, seconds: Counter) -> None:
         self._inner, self._seconds = inner, seconds
+        self._lock = threading.Lock()
 
     def fetch_signals(self, *, now: float):
         return self._timed("observe", lambda: self._inner.fetch_signals(now=now))
@@ -218,7 +221,14 @@ class _Timed:
         return self._timed("observe", lambda: self._inner.read_states(now=now))
 
     def apply(self, model, decision, *, now: float):
-        return self._timed("act", lambda: self._inner.apply(model, decision, now=now))
+        started = time.perf_counter()
+        try:
+            return self._inner.apply(model, decision, now=now)
+        finally:
+            ended = time.perf_counter()
+            with self._lock:
+                self._seconds["act_from"] = min(self._seconds.get("act_from", started), started)
+                self._seconds["act_to"] = max(self._seconds.get("act_to", ended), ended)
 
     def _timed(self, phase: str, call: Callable):
         started = time.perf_counter()
@@ -229,7 +239,13 @@ class _Timed:
 
 
 def run_daemon(
-    config_data: dict, *, kube_url: str, ticks: int, between: Callable[[str, dict], None], watch_scope: str = "namespaces"
+    config_data: dict,
+    *,
+    kube_url: str,
+    ticks: int,
+    between: Callable[[str, dict], None],
+    watch_scope: str = "namespaces",
+    write_workers: int = 1,
 ) -> None:
     """The daemon's pipeline, as `autoscaler run` builds it, for `ticks` ticks. `between(event,
     figures)` is called once the cache has synced ("synced") and after each tick ("tick"); the
@@ -260,7 +276,7 @@ def run_daemon(
     metrics = _Timed(PrometheusSource(config, client=client), seconds)
     events = EventSender(api_client)
     targets = _Timed(KubernetesTargets(config, api_client, cache=cache, events=events), seconds)
-    controller = Controller(config, metrics=metrics, targets=targets)
+    controller = Controller(config, metrics=metrics, targets=targets, write_workers=write_workers)
     try:
         between("synced", {"synced": synced, "sync_s": time.perf_counter() - started})
         for _ in range(ticks):
@@ -279,9 +295,9 @@ def run_daemon(
                     "wall_s": wall_s,
                     "cpu_s": cpu_s,  # the daemon's own, all threads: the rest of wall_s is waiting on servers
                     "observe_s": seconds["observe"],
-                    "act_s": seconds["act"],
+                    "act_s": seconds["act_to"] - seconds["act_from"],
                     "events_s": events_s,
-                    "decide_s": wall_s - seconds["observe"] - seconds["act"],
+                    "decide_s": wall_s - seconds["observe"] - (seconds["act_to"] - seconds["act_from"]),
                     "promql": queries[0] - before,
                     "models": len(outcomes),
                     "skipped": sum(o.skipped is not None for o in outcomes),
@@ -303,7 +319,7 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def child_main(config_path: str, kube_url: str, ticks: int, watch_scope: str) -> None:
+def child_main(config_path: str, kube_url: str, ticks: int, watch_scope: str, write_workers: int) -> None:
     """The child's end of the pipe: a JSON line per event, then wait for "go"."""
     from autoscaler.logs import configure_logging
 
@@ -315,7 +331,8 @@ def child_main(config_path: str, kube_url: str, ticks: int, watch_scope: str) ->
         if sys.stdin.readline().strip() != "go":
             raise SystemExit("the benchmark went away")
 
-    run_daemon(yaml.safe_load(Path(config_path).read_text()), kube_url=kube_url, ticks=ticks, between=between, watch_scope=watch_scope)
+    run_daemon(yaml.safe_load(Path(config_path).read_text()), kube_url=kube_url, ticks=ticks, between=between, watch_scope=watch_scope,
+               write_workers=write_workers)
 
 
 # -- this side: counting ------------------------------------------------------------------------
@@ -372,12 +389,15 @@ class Recorder:
         return len(self._cluster.requests()), prometheus_queries(self._url)
 
 
-def measure_in_child(f: Fleet, *, cluster, prometheus_url: str, ticks: int, workdir: Path, watch_scope: str) -> Measurement:
+def measure_in_child(
+    f: Fleet, *, cluster, prometheus_url: str, ticks: int, workdir: Path, watch_scope: str, write_workers: int
+) -> Measurement:
     path = workdir / f"{f.prefix}.yaml"
     path.write_text(yaml.safe_dump(config_for(f, prometheus_url=prometheus_url)))
     measurement = Measurement(models=len(f.models), namespaces=len(f.namespaces))
     recorder = Recorder(measurement, cluster=cluster, prometheus_url=prometheus_url)
-    command = [sys.executable, "-m", "simulations.bench_scale", "--child", str(path), cluster.url, str(ticks), watch_scope]
+    command = [sys.executable, "-m", "simulations.bench_scale", "--child", str(path), cluster.url, str(ticks), watch_scope,
+               str(write_workers)]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
         for line in child.stdout:
             figures = json.loads(line)
@@ -471,7 +491,7 @@ def report(measurements: list[Measurement], replay: dict[int, tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="The daemon's cost per tick at 10, 100 and 1,000 models.")
-    parser.add_argument("--child", nargs=4, metavar=("CONFIG", "KUBE_URL", "TICKS", "SCOPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, metavar=("CONFIG", "KUBE_URL", "TICKS", "SCOPE", "WORKERS"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--namespaces", type=int, default=50)
     parser.add_argument("--ticks", type=int, default=6, help="ticks measured per size (the first one changes counts)")
@@ -480,11 +500,12 @@ def main() -> None:
     parser.add_argument("--kmock-log", choices=["forget", "keep"], default="forget",
                         help="keep: kmock keeps every request it served, and each request then costs it time in "
                              "proportion to them (simulations/harness/kmock.py); forget: answered requests leave its log")
+    parser.add_argument("--write-workers", type=int, default=5, help="the daemon's --write-workers")
     parser.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
                         help="the daemon's --watch-scope: a watch per namespace and kind, or one per kind")
     args = parser.parse_args()
     if args.child:
-        child_main(args.child[0], args.child[1], int(args.child[2]), args.child[3])
+        child_main(args.child[0], args.child[1], int(args.child[2]), args.child[3], int(args.child[4]))
         return
 
     from autoscaler.logs import configure_logging
@@ -504,7 +525,7 @@ def main() -> None:
             print(f"stack ready in {time.perf_counter() - started:.0f} s: Prometheus {prometheus.url}, kmock {cluster.url}", file=sys.stderr)
             for f in fleets:
                 measurements.append(measure_in_child(f, cluster=cluster, prometheus_url=prometheus.url, ticks=args.ticks, workdir=Path(workdir),
-                                                 watch_scope=args.watch_scope))
+                                                 watch_scope=args.watch_scope, write_workers=args.write_workers))
                 print(f"{len(f.models)} models measured", file=sys.stderr)
     replay = {size: replay_speed(size, args.replay_ticks) for size in args.sizes}
     print(f"one tick (observe, decide, act) of the daemon against Prometheus {_prometheus_version()} and kmock, "
