@@ -467,7 +467,7 @@ def report(measurements: list[Measurement], replay: dict[int, tuple[float, float
     row("  decide, median ms", lambda m: ms([t["decide_s"] for t in m.ticks]))
     row("  act, median ms", lambda m: ms([t["act_s"] for t in m.ticks]))
     row("  act on the first tick, ms", lambda m: f"{m.ticks[0]['act_s'] * 1000:.0f}")
-    row("  PATCH on it, ms each", lambda m: f"{m.ticks[0]['act_s'] * 1000 / max(m.ticks[0]['api'].get('PATCH', 0), 1):.1f}")
+    row("  act per PATCH on it, ms", lambda m: f"{m.ticks[0]['act_s'] * 1000 / max(m.ticks[0]['api'].get('PATCH', 0), 1):.1f}")
     row("Events posted after the first tick, s", lambda m: f"{m.ticks[0].get('events_s', 0.0):.1f}")
     row("daemon CPU per tick, median ms", lambda m: ms([t["cpu_s"] for t in m.ticks]))
     row("daemon CPU on the first tick, ms", lambda m: f"{m.ticks[0]['cpu_s'] * 1000:.0f}")
