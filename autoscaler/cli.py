@@ -25,8 +25,15 @@ from autoscaler.config import Config, ConfigError, load_config
 from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
+from autoscaler.targets import WATCH_SCOPES
 
 EXIT_USAGE = 2
+# At shutdown, the queued Events get this long to be sent: well inside the pod's 60 s grace
+# period (deploy/deployment.yaml), which the Lease's release must also fit in.
+EVENTS_FLUSH_S = 10.0
+# As the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs: a first tick at 1,000
+# models writes about 120 counts, which one at a time take longer than the tick may.
+WRITE_WORKERS = 5
 
 
 def _bundled(name: str) -> Path:
@@ -40,6 +47,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 (one write at a time) to 64")
     return value
 
 
@@ -68,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("--metrics-port", type=int, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
+    run.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
+                     help="namespaces: list and watch Deployments and ScaledObjects in each configured namespace "
+                          "(a Role in each, deploy/rbac.yaml); cluster: once across all namespaces (a ClusterRole, "
+                          "deploy/rbac-cluster-watch.yaml): 2 watches instead of 2 per namespace")
+    run.add_argument("--write-workers", type=_workers, default=WRITE_WORKERS,
+                     help="writes to the cluster in flight at once within a tick, each model's one at a time "
+                          "(the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs is 5)")
     ha = run.add_argument_group("running as two replicas (ignored with --dry-run, which writes nothing)")
     ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
                     "default: the pod's (service-account namespace file or POD_NAMESPACE)")
@@ -201,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.output import DecisionPrinter
     from autoscaler.reload import ReloadingController
     from autoscaler.state_store import ConfigMapStateStore
+    from autoscaler.targets.events import EventSender
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
     from autoscaler.targets.watching import WatchCache
@@ -211,7 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
     api_client = _api_client(args)
-    cache = WatchCache(api_client, clock=clock)
+    cache = WatchCache(api_client, clock=clock, scope=args.watch_scope)
+    events = EventSender(api_client, on_dropped=telemetry.event_dropped)
     writes = not args.dry_run
     namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
     elector = None
@@ -222,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
-        targets = KubernetesTargets(config, api_client, cache=cache)
+        targets = KubernetesTargets(config, api_client, cache=cache, events=events)
         if args.dry_run:
             targets = DryRunTargets(targets)
         elif elector is not None:
@@ -232,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
             targets=targets,
             pools=NodeCapacity(config, api_client),
+            write_workers=1 if args.dry_run else args.write_workers,  # a dry run writes nothing
         )
 
     store = ConfigMapStateStore(api_client, namespace=namespace, name=args.state_configmap) if namespace and args.state_configmap else None
@@ -265,6 +292,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  max_ticks=1 if args.once else None)
     finally:
         cache.stop()
+        # Before the Lease goes: the Events of the last tick's writes, within the grace period.
+        events.stop(timeout_s=EVENTS_FLUSH_S)
         if election is not None:  # hand the Lease over at once: the standby need not wait it out
             election_stop.set()
             election.join(timeout=timings.retry_period_s + 10)

@@ -5,6 +5,7 @@ and the source of node pools' capacity differ."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from autoscaler.config import Config, ModelConfig
@@ -27,9 +28,20 @@ class Outcome:
 
 class Controller:
     def __init__(
-        self, config: Config, *, metrics: MetricsSource, targets: ScaleTarget, pools: PoolCapacity | None = None
+        self,
+        config: Config,
+        *,
+        metrics: MetricsSource,
+        targets: ScaleTarget,
+        pools: PoolCapacity | None = None,
+        write_workers: int = 1,
     ) -> None:
+        """`write_workers` above 1 applies the decisions from that many threads: `targets`
+        must then be safe to call from several threads (KubernetesTargets is)."""
+        if write_workers < 1:
+            raise ValueError(f"write_workers: {write_workers} is not allowed; at least 1")
         self._config = config
+        self._write_workers = write_workers
         self._metrics = metrics
         self._targets = targets
         self._pools = PoolKeeper(pools or NoNodes())
@@ -47,7 +59,23 @@ class Controller:
             # the pool held still starts the policy's scale_up_period_s, 0 s for hot models).
             capacities = self._pools.capacities(self._config, now=now)
             outcomes = arbitrate_outcomes(self._config, outcomes, targets=targets, capacities=capacities)
-        return [self._act(model, outcome, now=now) for model, outcome in zip(self._config.models, outcomes)]
+        return self._act_all(outcomes, now=now)
+
+    def _act_all(self, outcomes: list[Outcome], *, now: float) -> list[Outcome]:
+        """Each model has one decision a tick and is applied once, and the tick ends when every
+        write has, so a model's writes keep their order from tick to tick whatever the threads.
+        Why threads: a write waits on the API server, and a first tick at 1,000 models changes
+        about 120 counts; at 9 ms a PATCH that is 1.1 s one after another. The HPA controller
+        syncs 5 at once (--concurrent-horizontal-pod-autoscaler-syncs). Each thread takes the
+        next model until none is left, so a few slow writes do not hold up the rest."""
+        pairs = list(zip(self._config.models, outcomes))
+        if self._write_workers == 1 or len(pairs) < 2:
+            return [self._act(model, outcome, now=now) for model, outcome in pairs]
+        workers = min(self._write_workers, len(pairs))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write") as pool:
+            # map hands each free thread the next model, and returns the outcomes in config
+            # order; a bug in a write raises here, as it would one at a time.
+            return list(pool.map(lambda pair: self._act(*pair, now=now), pairs))
 
     def _decide(self, model: ModelConfig, signals: Signals, targets: Mapping[str, TargetState], *, now: float) -> Outcome:
         target = targets.get(model.name)

@@ -8,6 +8,7 @@
                                                            samples; an unreachable server once a tick, under the first query
   llm_autoscaler_kubernetes_errors_total{kind}             missing, forbidden, failed, refused, unreadable
   llm_autoscaler_config_rejections_total                   changed config files rejected as invalid
+  llm_autoscaler_events_dropped_total{reason}              Events not sent: queue_full (1,000 waiting) or shutdown
   llm_autoscaler_leader                                    1 while this replica acts (holds the Lease)
 /readyz: 200 once a tick has completed. /healthz: 200 while ticks keep completing; 503 when
 the last one is older than three tick intervals plus a grace (a stuck loop: restart it).
@@ -57,6 +58,10 @@ class Telemetry:
         self.config_rejections = Counter(
             "llm_autoscaler_config_rejections", "Changed config files rejected as invalid.", registry=self.registry
         )
+        self.events_dropped = Counter(
+            "llm_autoscaler_events_dropped", "Kubernetes Events dropped unsent: queue full, or left at shutdown.", ["reason"],
+            registry=self.registry,
+        )
         self.leader = Gauge("llm_autoscaler_leader", "1 while this replica acts on the cluster.", registry=self.registry)
         self.leader.set(1)  # without --leader-elect this replica always acts; the election sets it otherwise
 
@@ -77,6 +82,9 @@ class Telemetry:
 
     def prometheus_error(self, signal: str, kind: str) -> None:
         self.prometheus_errors.labels(signal=signal, kind=kind).inc()
+
+    def event_dropped(self, reason: str, count: int) -> None:
+        self.events_dropped.labels(reason=reason).inc(count)
 
     @property
     def ready(self) -> bool:

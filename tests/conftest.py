@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import yaml
 from hypothesis import settings
+
+from autoscaler.targets.events import EventSender
 
 from tests.builders import deployment, kubeconfig, model
 from tests.support.kmock_harness import kmock_cluster  # noqa: F401  (fixture)
@@ -15,6 +18,15 @@ from tests.support.prom_harness import MetricsExporter, run_prometheus, unique_n
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+@pytest.fixture
+def events(kmock_cluster) -> Iterator[EventSender]:
+    """The actuator's Event sender on kmock; `events.flush(5)` before looking for the POSTs.
+    Stopped before kmock is (it would wait for a post in flight)."""
+    sender = EventSender(kmock_cluster.api_client)
+    yield sender
+    sender.stop(timeout_s=5)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,10 @@ def test_check_config_prints_effective_settings(tmp_path):
         (["replay", "--prometheus", "http://127.0.0.1:9"], "--prometheus needs --start and --end"),
         (["run"], "the following arguments are required: --config"),
         (["scale"], "invalid choice: 'scale'"),
+        (["run", "--config", "x.yaml", "--watch-scope", "global"],
+         "argument --watch-scope: invalid choice: 'global' (choose from 'namespaces', 'cluster')"),
+        (["run", "--config", "x.yaml", "--write-workers", "0"],
+         "argument --write-workers: '0' is not allowed; from 1 (one write at a time) to 64"),
     ],
 )
 def test_user_mistakes_exit_2_with_a_message_and_no_traceback(args, expected):

@@ -69,3 +69,5 @@ def test_sigterm_stops_the_daemon_cleanly(daemon_files, kmock_cluster):
     assert any(e["event"] == "scaled" and e["change"] == "1 -> 5" for e in events)
     assert any(e["event"] == "stopping after the current tick" and e["signal"] == "SIGTERM" for e in events)
     assert events[-1]["event"] == "loop stopped"
+    # The Event of the scaling was sent before the process ended (queued Events flush at stop).
+    assert kmock_cluster.requests("POST", f"/api/v1/namespaces/{ns}/events")

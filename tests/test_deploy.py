@@ -52,8 +52,16 @@ HOME_RULES = frozenset(
     | {("", "configmaps", verb, ("llm-autoscaler-state",)) for verb in ("get", "patch")}
 )
 HOME_ROLE = "llm-autoscaler-home"
-# The one cluster-wide rule: GPU pools with a node_selector list the nodes (autoscaler/nodes.py).
-EXPECTED_CLUSTER_RULES = frozenset({("", "nodes", "list", ())})
+# Cluster-wide, by ClusterRole: GPU pools with a node_selector list the nodes (autoscaler/nodes.py,
+# rbac.yaml); and, only with --watch-scope cluster, the watch cache lists and watches the two
+# kinds it reads in every namespace (rbac-cluster-watch.yaml).
+EXPECTED_CLUSTER_RULES = {
+    "llm-autoscaler-nodes": frozenset({("", "nodes", "list", ())}),
+    "llm-autoscaler-watch": frozenset(
+        {("apps", "deployments", verb, ()) for verb in ("list", "watch")}
+        | {("keda.sh", "scaledobjects", verb, ()) for verb in ("list", "watch")}
+    ),
+}
 
 # Fields of a ScaledObject's spec (KEDA 2.x, keda.sh/v1alpha1): the CRD is not among the
 # bundled schemas, so a typo would otherwise go unnoticed until `kubectl apply`.
@@ -159,7 +167,7 @@ def test_deploy_holds_the_expected_files() -> None:
     """Guards the globbing below: a wrong path would make every parametrized test vacuous."""
     names = {str(p.relative_to(DEPLOY)) for p in _yaml_files()}
     expected = {
-        "namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "configmap.yaml", "deployment.yaml",
+        "namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "rbac-cluster-watch.yaml", "configmap.yaml", "deployment.yaml",
         "examples/vllm-deployment.yaml", "examples/keda-scaledobject.yaml",
     }
     assert expected <= names
@@ -345,12 +353,17 @@ def _rules(role: Document) -> set[tuple[str, str, str, tuple[str, ...]]]:
     return granted
 
 
-def test_the_only_cluster_wide_rbac_lists_nodes() -> None:
-    (role,) = _find("ClusterRole")
-    assert _rules(role) == EXPECTED_CLUSTER_RULES, f"{role.id}: {sorted(_rules(role))}"
-    (binding,) = _find("ClusterRoleBinding")
-    assert binding.body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.name}
-    assert binding.body["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
+def test_cluster_wide_rbac_lists_nodes_and_with_cluster_scope_reads_the_two_kinds_watched() -> None:
+    roles = {role.name: role for role in _find("ClusterRole")}
+    assert set(roles) == set(EXPECTED_CLUSTER_RULES)
+    for name, role in roles.items():
+        assert _rules(role) == EXPECTED_CLUSTER_RULES[name], f"{role.id}: {sorted(_rules(role))}"
+    assert (DEPLOY / "rbac-cluster-watch.yaml") == roles["llm-autoscaler-watch"].path  # apart: only with that scope
+    bindings = {binding.name: binding for binding in _find("ClusterRoleBinding")}
+    assert set(bindings) == set(roles)
+    for name, binding in bindings.items():
+        assert binding.body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
+        assert binding.body["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
 
 
 def test_no_wildcards_in_rbac() -> None:

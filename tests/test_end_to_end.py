@@ -13,6 +13,7 @@ import yaml
 
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.recording import DryRunTargets
 from autoscaler.targets.watching import WatchCache
@@ -40,19 +41,19 @@ def cache(kmock_cluster):
     cache.stop()
 
 
-def synced_targets(cfg, cluster, cache: WatchCache) -> KubernetesTargets:
+def synced_targets(cfg, cluster, cache: WatchCache, events: EventSender) -> KubernetesTargets:
     cache.follow(cfg.namespaces)
     assert cache.wait_synced(timeout_s=10)
-    return KubernetesTargets(cfg, cluster.api_client, cache=cache)
+    return KubernetesTargets(cfg, cluster.api_client, cache=cache, events=events)
 
 
-def test_one_tick_scales_the_deployment(prometheus_stack, kmock_cluster, cache):
+def test_one_tick_scales_the_deployment(prometheus_stack, kmock_cluster, cache, events):
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     busy_model(exporter, prometheus, ns)
     kmock_cluster.put(deployment("chat", namespace=ns, replicas=2))
     cfg = hot_config(ns, prometheus.url)
-    controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=synced_targets(cfg, kmock_cluster, cache))
+    controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=synced_targets(cfg, kmock_cluster, cache, events))
 
     (outcome,) = controller.tick(now=time.time())
 
@@ -62,13 +63,13 @@ def test_one_tick_scales_the_deployment(prometheus_stack, kmock_cluster, cache):
     assert kmock_cluster.get(DEPLOYMENTS, ns, "chat")["spec"]["replicas"] == 6
 
 
-def test_dry_run_decides_the_same_and_writes_nothing(prometheus_stack, kmock_cluster, cache):
+def test_dry_run_decides_the_same_and_writes_nothing(prometheus_stack, kmock_cluster, cache, events):
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     busy_model(exporter, prometheus, ns)
     kmock_cluster.put(deployment("chat", namespace=ns, replicas=2))
     cfg = hot_config(ns, prometheus.url)
-    targets = DryRunTargets(synced_targets(cfg, kmock_cluster, cache))
+    targets = DryRunTargets(synced_targets(cfg, kmock_cluster, cache, events))
     controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=targets)
 
     (outcome,) = controller.tick(now=time.time())

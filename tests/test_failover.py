@@ -240,3 +240,35 @@ def test_a_lease_lost_mid_tick_stops_the_writes_that_remain():
     outcomes = {o.model: o.action.outcome for o in controller.tick(now=0.0)}
     assert outcomes == {"tail": "patched", "chat": "standby"}
     assert targets.read_states(now=0.0)["chat"].spec_replicas == 1
+
+
+def test_with_parallel_writers_a_lease_lost_mid_tick_stops_every_write_not_yet_past_the_gate():
+    """Three writers, twelve models: the Lease goes during the first write. Only writes that
+    had passed the gate by then (at most one per writer) complete; every later one is a
+    standby, and every model still gets its outcome, in the config's order."""
+    fleet = config(*(model(f"m{i}", policy={"min_replicas": 1}) for i in range(12)))
+    targets = InMemoryTargets({m.name: m for m in fleet.models}, initial={m.name: 1 for m in fleet.models})
+    flag = Flag(True)
+    load = Load()
+    load.waiting = {m.name: 40.0 for m in fleet.models}
+    controller = Controller(fleet, metrics=load, targets=LeaderGatedTargets(targets, flag, now=lambda: 0.0), write_workers=3)
+    original_apply = targets.apply
+
+    def apply_then_lose(model, decision, *, now):
+        action = original_apply(model, decision, now=now)
+        flag.leading = False
+        return action
+
+    targets.apply = apply_then_lose
+    outcomes = controller.tick(now=0.0)
+    assert [o.model for o in outcomes] == [m.name for m in fleet.models]
+    patched = [o.model for o in outcomes if o.action.outcome == "patched"]
+    assert 1 <= len(patched) <= 3
+    assert {o.action.outcome for o in outcomes} == {"patched", "standby"}
+    states = targets.read_states(now=0.0)
+    assert [name for name in states if states[name].spec_replicas > 1] == patched
+
+
+def test_write_workers_below_one_are_refused():
+    with pytest.raises(ValueError, match="write_workers: 0 is not allowed; at least 1"):
+        Controller(FLEET, metrics=Load(), targets=InMemoryTargets({}, initial={}), write_workers=0)

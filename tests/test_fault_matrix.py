@@ -33,6 +33,7 @@ import autoscaler.targets.kubernetes as kubernetes_adapter
 from autoscaler.clock import SystemClock
 from autoscaler.controller import Controller, Outcome
 from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from autoscaler.telemetry import Telemetry
@@ -59,6 +60,7 @@ class Rig:
     telemetry: Telemetry = field(init=False)
     controller: Controller = field(init=False)
     cache: WatchCache = field(init=False)
+    events: EventSender = field(init=False)
 
     def connect(self) -> None:
         """The daemon's adapters. Its reads come from a watch on kmock itself: FaultyProxy
@@ -73,9 +75,10 @@ class Rig:
         self.cache = WatchCache(self.cluster.api_client)
         self.cache.follow(cfg.namespaces)
         assert self.cache.wait_synced(timeout_s=10)
+        self.events = EventSender(api)
         self.controller = Controller(
             cfg, metrics=PrometheusSource(cfg, on_error=self.telemetry.prometheus_error),
-            targets=KubernetesTargets(cfg, api, cache=self.cache),
+            targets=KubernetesTargets(cfg, api, cache=self.cache, events=self.events),
         )
 
     def labels(self, name: str) -> dict:
@@ -113,6 +116,7 @@ class Rig:
 
     def tick(self) -> dict[str, Outcome]:
         outcomes = self.controller.tick(now=time.time())
+        self.events.flush(timeout_s=5)  # a tick's Events are its own, not the next fault's
         self.telemetry.record_tick(outcomes, duration_s=0.0)
         return {o.model: o for o in outcomes}
 
@@ -236,6 +240,7 @@ def make_rig(prometheus_stack, kmock_cluster, monkeypatch):
                 rig.wait_for_load(name)
             rig.connect()
             stack.callback(rig.cache.stop)
+            stack.callback(rig.events.stop)
             return rig
 
         yield make

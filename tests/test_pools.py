@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from autoscaler.controller import Controller
 from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.nodes import NodeCapacity
+from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from policies import Reading
@@ -84,14 +85,17 @@ def test_a_forbidden_node_list_leaves_the_pool_unknown_and_names_the_rbac_rule(k
 
 
 _caches: list[WatchCache] = []
+_senders: list[EventSender] = []
 
 
 @pytest.fixture(autouse=True)
 def _stop_caches(kmock_cluster):
-    """Watches must end before kmock does (it waits for open requests)."""
+    """Watches and Event posts must end before kmock does (it waits for open requests)."""
     yield
     while _caches:
         _caches.pop().stop()
+    while _senders:
+        _senders.pop().stop(timeout_s=5)
 
 
 def targets_for(cluster, cfg) -> KubernetesTargets:
@@ -100,7 +104,8 @@ def targets_for(cluster, cfg) -> KubernetesTargets:
     _caches.append(cache)
     cache.follow(cfg.namespaces)
     assert cache.wait_synced(timeout_s=10)
-    return KubernetesTargets(cfg, cluster.api_client, cache=cache)
+    _senders.append(EventSender(cluster.api_client))
+    return KubernetesTargets(cfg, cluster.api_client, cache=cache, events=_senders[-1])
 
 
 def controller_for(cluster, cfg, signals):

@@ -19,6 +19,7 @@ import yaml
 
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from tests.builders import config, deployment, kubeconfig, model, node, scaled_object
@@ -50,11 +51,11 @@ def check_of(request) -> Check:
     return Check(request.namespace, request.resource.group, resource, verb, request.name if verb != "create" else None)
 
 
-def roles() -> dict[str | None, list[dict]]:
+def roles(file: str = "rbac.yaml") -> dict[str | None, list[dict]]:
     """The rules of deploy/rbac.yaml by namespace (the managed one under MANAGED_EXAMPLE), and
     the ClusterRoles' under None."""
     found: dict[str | None, list[dict]] = {}
-    for document in yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text()):
+    for document in yaml.safe_load_all((DEPLOY / file).read_text()):
         if document and document["kind"] in ("Role", "ClusterRole"):
             namespace = document["metadata"]["namespace"] if document["kind"] == "Role" else None
             found.setdefault(namespace, []).extend(document["rules"])
@@ -125,8 +126,10 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
     cache.follow(cfg.namespaces)
     try:
         assert cache.wait_synced(timeout_s=10)
-        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache)
+        events = EventSender(kmock_cluster.api_client)
+        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=events)
         Controller(cfg, metrics=PrometheusSource(cfg), targets=targets).tick(now=time.time())
+        events.stop(timeout_s=5)
     finally:
         cache.stop()
     return ns
@@ -155,3 +158,28 @@ def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(promethe
     verbs = {(c.resource, c.verb) for c in checks}
     assert {("deployments/scale", "get"), ("scaledobjects", "get"), ("events", "create"), ("leases", "create"),
             ("nodes", "list"), ("replicasets", "list")} <= verbs
+
+
+def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmock_cluster):
+    """--watch-scope cluster: the cache's lists and watches are cluster-wide, all of them
+    granted by deploy/rbac-cluster-watch.yaml, and all of its rules used. (The writes are the
+    same in either scope, and checked above.)"""
+    ns = unique_name("ns")
+    kmock_cluster.put(deployment("chat", namespace=ns))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail", namespace=ns))
+    cache = WatchCache(kmock_cluster.api_client, scope="cluster")
+    try:
+        cache.follow([ns, "another"])
+        assert cache.wait_synced(timeout_s=10)
+        deadline = time.monotonic() + 10  # the watches start after the lists
+        while len(kmock_cluster.requests("GET")) < 4:
+            assert time.monotonic() < deadline, "the cache did not start both watches"
+            time.sleep(0.02)
+    finally:
+        cache.stop()
+    (rules,) = roles("rbac-cluster-watch.yaml").values()
+    checks = {check_of(r) for r in kmock_cluster.requests()}
+    assert {c.namespace for c in checks} == {None}, "cluster-wide calls only"
+    assert [c for c in checks if allowing_rule(c, rules) is None] == []
+    granted = {(g, res, v) for rule in rules for g in rule["apiGroups"] for res in rule["resources"] for v in rule["verbs"]}
+    assert granted == {(c.group, c.resource, c.verb) for c in checks}

@@ -5,16 +5,21 @@ Reads come from a WatchCache (tests/test_watching.py), synced before each test r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
 from autoscaler.config import Config
+from autoscaler.controller import Controller
+from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from autoscaler.targets.watching import WatchCache
-from policies import Decision, Reason
+from policies import Decision, Reading, Reason
 from tests.builders import config, deployment, model, scaled_object
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
 
 SCALE = "/apis/apps/v1/namespaces/ml/deployments/{}/scale"
@@ -25,9 +30,9 @@ def decided(current: int, desired: int, *, floor: int = 1, cap: int = 10) -> Dec
 
 
 @pytest.fixture
-def make_targets(kmock_cluster) -> Iterator[Callable[..., KubernetesTargets]]:
+def make_targets(kmock_cluster, events) -> Iterator[Callable[..., KubernetesTargets]]:
     """KubernetesTargets over a cache that has listed the config's namespaces (or given up
-    on those it cannot list within `sync_s`)."""
+    on those it cannot list within `sync_s`), sending Events through the `events` fixture."""
     caches = []
 
     def make(cfg: Config, *, api_client=None, sync_s: float = 10.0) -> KubernetesTargets:
@@ -36,7 +41,7 @@ def make_targets(kmock_cluster) -> Iterator[Callable[..., KubernetesTargets]]:
         caches.append(cache)
         cache.follow(cfg.namespaces)
         cache.wait_synced(timeout_s=sync_s)
-        return KubernetesTargets(cfg, api_client, cache=cache)
+        return KubernetesTargets(cfg, api_client, cache=cache, events=events)
 
     yield make
     for cache in caches:
@@ -160,7 +165,7 @@ def test_deleted_target_is_absent_from_the_read(kmock_cluster, make_targets):
     assert set(states) == {"code"}
 
 
-def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cluster, make_targets):
+def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cluster, make_targets, events):
     kmock_cluster.put(deployment("tail", replicas=2))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
     cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
@@ -168,6 +173,7 @@ def test_pin_mode_sets_paused_replicas_and_never_touches_the_deployment(kmock_cl
     assert action.outcome == "patched"
     assert kmock_cluster.get(SCALEDOBJECTS, "ml", "tail-so")["metadata"]["annotations"][PAUSED_REPLICAS] == "0"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "tail")["spec"]["replicas"] == 2
+    assert events.flush(timeout_s=5)
     (event,) = kmock_cluster.requests("POST", "/api/v1/namespaces/ml/events")
     assert event.data["reason"] == "ScaledDown" and event.data["involvedObject"]["kind"] == "ScaledObject"
     assert all("/deployments/" not in r.url.path for r in kmock_cluster.requests("PATCH"))
@@ -183,7 +189,7 @@ def test_pin_mode_reads_the_pinned_count_as_current(kmock_cluster, make_targets)
     assert action.outcome == "unchanged" and not kmock_cluster.requests("PATCH")
 
 
-def test_bounds_mode_patches_min_and_max_only(kmock_cluster, make_targets):
+def test_bounds_mode_patches_min_and_max_only(kmock_cluster, make_targets, events):
     kmock_cluster.put(deployment("tail", replicas=2))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
     cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "bounds"}))
@@ -194,6 +200,7 @@ def test_bounds_mode_patches_min_and_max_only(kmock_cluster, make_targets):
     assert spec["triggers"][0]["metadata"]["threshold"] == "5"  # the rest of the object is untouched
     (patch,) = kmock_cluster.requests("PATCH")
     assert patch.data == {"spec": {"minReplicaCount": 1, "maxReplicaCount": 2}}
+    assert events.flush(timeout_s=5)
     (event,) = kmock_cluster.requests("POST", "/api/v1/namespaces/ml/events")
     assert event.data["reason"] == "BoundsChanged"
 
@@ -230,9 +237,10 @@ def test_an_unreachable_api_server_skips_the_tick_without_raising(make_targets):
 EVENTS = "/api/v1/namespaces/ml/events"
 
 
-def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster, make_targets):
+def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster, make_targets, events):
     kmock_cluster.put(deployment("chat", replicas=2))
     read_and_apply(make_targets, config(model("chat")), 4)
+    assert events.flush(timeout_s=5)
     (event,) = kmock_cluster.requests("POST", EVENTS)
     body = event.data
     assert body["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat", "namespace": "ml"}
@@ -241,18 +249,54 @@ def test_each_scaling_records_an_event_with_its_reasons(kmock_cluster, make_targ
     assert body["reportingComponent"] == "llm-autoscaler"
 
 
-def test_a_hold_records_no_event(kmock_cluster, make_targets):
+def test_a_hold_records_no_event(kmock_cluster, make_targets, events):
     kmock_cluster.put(deployment("chat", replicas=2))
     read_and_apply(make_targets, config(model("chat")), 2)
+    assert events.flush(timeout_s=5)
     assert not kmock_cluster.requests("POST", EVENTS)
 
 
-def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluster, make_targets):
+def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluster, make_targets, events):
     kmock_cluster.put(deployment("chat", replicas=2))
     kmock_cluster.fail_next("POST", EVENTS, 403)
     with capture_logs() as logs:
         action = read_and_apply(make_targets, config(model("chat")), 1)
+        assert events.flush(timeout_s=5)
     assert action.outcome == "patched"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
     (warning,) = [e for e in logs if e["event"] == "could not record an Event for a scaling"]
     assert "resources [events], verbs [create]" in warning["hint"]
+
+
+def test_parallel_writers_overlap_their_waits_on_a_slow_api_and_each_model_is_written_once(kmock_cluster, events):
+    """Six counts to change through an API that answers 0.3 s late: one at a time that is
+    1.8 s at least; three writers take two rounds."""
+    class Busy:
+        def fetch_signals(self, *, now: float) -> Signals:
+            busy, zero = Reading.of(40.0), Reading.of(0.0)
+            return Signals(models={m.name: ModelSignals(waiting=busy, running=busy, kv_cache_usage=zero, gpu_utilization=Reading.of(95.0),
+                                                        completion_rate=zero, wake=zero) for m in cfg.models})
+
+    cfg = config(*(model(f"m{i}") for i in range(6)))
+    for m in cfg.models:
+        kmock_cluster.put(deployment(m.name, replicas=1))
+    cache = WatchCache(kmock_cluster.api_client)
+    with FaultyProxy(kmock_cluster.url) as proxy:
+        slow = k8s.ApiClient(k8s.Configuration(host=proxy.url))
+        try:
+            cache.follow(cfg.namespaces)
+            assert cache.wait_synced(timeout_s=10)
+            targets = KubernetesTargets(cfg, slow, cache=cache, events=events)
+            controller = Controller(cfg, metrics=Busy(), targets=targets, write_workers=3)
+            proxy.delay_s = 0.3
+            started = time.monotonic()
+            outcomes = controller.tick(now=0.0)
+            took_s = time.monotonic() - started
+        finally:
+            cache.stop()
+            slow.close()
+    assert [o.model for o in outcomes] == [m.name for m in cfg.models]
+    assert {o.action.outcome for o in outcomes} == {"patched"}
+    assert took_s < 1.2, took_s
+    patched = sorted(r.url.path.split("/")[-2] for r in kmock_cluster.requests("PATCH"))
+    assert patched == [m.name for m in cfg.models]  # once each

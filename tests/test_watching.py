@@ -200,3 +200,64 @@ def test_a_watch_silent_past_its_timeout_counts_as_broken_since_it_last_spoke(km
     eventually(lambda: cache.view("ml", now=t0 + 2 * MAX_STALE_S) is None)
     # Noticed at t0 + 50, but out of sync since t0: unreadable from t0 + MAX_STALE_S on.
     assert cache.view("ml", now=t0 + MAX_STALE_S + 1) is None
+
+
+# -- watch scope "cluster": one list and watch per kind, across namespaces ---------------------
+
+ALL_DEPLOYMENTS, ALL_SCALEDOBJECTS = "/apis/apps/v1/deployments", "/apis/keda.sh/v1alpha1/scaledobjects"
+
+
+@pytest.fixture
+def cluster_cache(kmock_cluster, clock) -> Iterator[WatchCache]:
+    cache = WatchCache(kmock_cluster.api_client, clock=clock, watch_timeout_s=WATCH_TIMEOUT_S, scope="cluster")
+    yield cache
+    cache.stop()
+
+
+def test_cluster_scope_lists_and_watches_each_kind_once_for_every_namespace(kmock_cluster, cluster_cache, clock):
+    for namespace in ("ml", "nlp", "elsewhere"):
+        kmock_cluster.put(deployment("chat", namespace=namespace, replicas=2))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail", namespace="nlp"))
+    cluster_cache.follow(["ml", "nlp"])
+    assert cluster_cache.wait_synced(timeout_s=10)
+    eventually(lambda: len(kmock_cluster.requests("GET")) >= 4)  # the watches start after the lists
+    paths = sorted({(r.url.path, r.params.get("watch") == "true") for r in kmock_cluster.requests("GET")})
+    assert paths == [(ALL_DEPLOYMENTS, False), (ALL_DEPLOYMENTS, True), (ALL_SCALEDOBJECTS, False), (ALL_SCALEDOBJECTS, True)]
+    assert len(kmock_cluster.requests("GET")) == 4  # a list and a watch of each kind, whatever the namespaces
+    # Kept apart by namespace, and only the followed ones are seen.
+    assert replicas(cluster_cache, clock, "chat", "ml") == 2
+    assert set(cluster_cache.view("nlp", now=clock.now()).scaled_objects) == {"tail-so"}
+    assert cluster_cache.view("ml", now=clock.now()).scaled_objects == {}
+    assert cluster_cache.view("elsewhere", now=clock.now()) is None
+
+
+def test_cluster_scope_sees_a_change_in_its_namespace(kmock_cluster, cluster_cache, clock):
+    for namespace in ("ml", "nlp"):
+        kmock_cluster.put(deployment("chat", namespace=namespace, replicas=1))
+    cluster_cache.follow(["ml", "nlp"])
+    assert cluster_cache.wait_synced(timeout_s=10)
+    k8s.AppsV1Api(kmock_cluster.api_client).patch_namespaced_deployment_scale("chat", "nlp", {"spec": {"replicas": 3}})
+    eventually(lambda: replicas(cluster_cache, clock, "chat", "nlp") == 3)
+    assert replicas(cluster_cache, clock, "chat", "ml") == 1
+    # A reloaded config that follows one more namespace needs no new request to see it.
+    before = len(kmock_cluster.requests("GET"))
+    cluster_cache.follow(["ml", "nlp", "more"])
+    assert cluster_cache.view("more", now=clock.now()).deployments == {}
+    assert len(kmock_cluster.requests("GET")) == before
+
+
+def test_cluster_scope_forbidden_names_the_cluster_role_it_needs(kmock_cluster, cluster_cache, clock):
+    from structlog.testing import capture_logs
+
+    kmock_cluster.fail_next("GET", ALL_DEPLOYMENTS, 403, status_body(403, "deployments.apps is forbidden"), times=1_000)
+    with capture_logs() as logs:
+        cluster_cache.follow(["ml"])
+        eventually(lambda: any(e["event"].startswith("forbidden by RBAC") for e in logs))
+    assert cluster_cache.view("ml", now=clock.now()) is None
+    error = next(e for e in logs if e["event"].startswith("forbidden by RBAC"))["error"]
+    assert "resources [deployments], verbs [list, watch] in all namespaces (a ClusterRole" in error
+
+
+def test_an_unknown_watch_scope_is_refused_naming_the_allowed_ones(kmock_cluster):
+    with pytest.raises(ValueError, match=r"watch scope 'global' is not allowed; allowed: namespaces, cluster"):
+        WatchCache(kmock_cluster.api_client, scope="global")

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.targets import Action, TargetState
+from autoscaler.targets.events import EventSender
 from autoscaler.targets.watching import (
     KEDA,
     PAUSED_REPLICAS,
@@ -56,21 +57,21 @@ class _Rule:
 LIST_REPLICASETS = _Rule("apps", "replicasets", "list")
 PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
 PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
-CREATE_EVENT = _Rule("", "events", "create")
 EVENT_MESSAGE_LIMIT = 1024  # the API server truncates longer Event messages anyway
 
 
 class KubernetesTargets:
     """Reads come from a WatchCache (watching.py) that the caller starts, follows the config's
-    namespaces with, and stops: a tick reads memory, not the API."""
+    namespaces with, and stops: a tick reads memory, not the API. Events go to an EventSender
+    (events.py) that the caller stops: a tick does not wait for them."""
 
-    def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache) -> None:
+    def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender) -> None:
         self._config = config
         self._cache = cache
+        self._events = events
         self._api_client = api_client
         self._apps = k8s.AppsV1Api(api_client)
         self._custom = k8s.CustomObjectsApi(api_client)
-        self._core = k8s.CoreV1Api(api_client)
         self._models_by_namespace: dict[str, list[ModelConfig]] = {}
         for model in config.models:
             self._models_by_namespace.setdefault(model.namespace, []).append(model)
@@ -260,8 +261,8 @@ class KubernetesTargets:
         )
 
     def _record_event(self, model: ModelConfig, decision: Decision, detail: str, *, now: float) -> None:
-        """An Event on the object written, so `kubectl describe` shows why it was scaled. A
-        failure is logged and never undoes or fails the scaling itself."""
+        """An Event on the object written, so `kubectl describe` shows why it was scaled. Queued,
+        not posted: the sender posts it after, and a failure never undoes or fails the scaling."""
         target = model.target
         if target.mode == "bounds":
             reason = "BoundsChanged"
@@ -288,13 +289,7 @@ class KubernetesTargets:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        try:
-            self._core.create_namespaced_event(model.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            hint = f"; {CREATE_EVENT.explain(model.namespace)}" if err.status == 403 else ""
-            log.warning("could not record an Event for a scaling", model=model.name, status=err.status, hint=hint.lstrip("; "))
-        except urllib3.exceptions.HTTPError as err:
-            log.warning("could not record an Event for a scaling", model=model.name, error=str(err))
+        self._events.send(body, model=model.name)
 
     def _log_api_error(self, err: ApiException, *, namespace: str, rule: _Rule, model: ModelConfig | None) -> Action:
         name = model.name if model else None

@@ -5,7 +5,16 @@ returning whole objects: 100 requests a tick at 50 namespaces, most of them sayi
 new. A watch lists once, then receives only the changes, on one long request per namespace
 and kind that the API server ends every `watch_timeout_s` and the cache resumes at once.
 
-Lifecycle: `follow(namespaces)` starts one thread per (namespace, kind) and stops those of
+Scope (`autoscaler run --watch-scope`):
+- "namespaces" (the default, least privilege): one list and watch per namespace and kind, so
+  a Role in each configured namespace suffices (deploy/rbac.yaml);
+- "cluster": one list and watch per kind over all namespaces, kept for the followed ones only,
+  as controller-runtime's default cache does. 2 streams instead of 2 per namespace (100 at 50
+  namespaces, and as many reconnects a minute), for a ClusterRole that may list and watch
+  Deployments and ScaledObjects everywhere (deploy/rbac-cluster-watch.yaml). Its list carries
+  every Deployment of the cluster, of which only four numbers each are kept.
+
+Lifecycle: `follow(namespaces)` starts the threads (one per stream) and stops those of
 namespaces no longer followed (a reloaded config); `wait_synced` blocks until each has listed
 once (the daemon calls it before its first tick); `stop()` ends them all.
 
@@ -41,6 +50,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from autoscaler.clock import Clock, SystemClock
+from autoscaler.targets import WATCH_SCOPES
 
 log = structlog.get_logger(__name__)
 
@@ -140,12 +150,13 @@ class _Gone(Exception):
 
 
 class _Stream:
-    """One (namespace, kind): a thread that lists, then watches, into `items`."""
+    """One (namespace, kind), or one kind in all namespaces (`namespace` None): a thread that
+    lists, then watches, into items by namespace and name."""
 
     def __init__(
         self,
         *,
-        namespace: str,
+        namespace: str | None,
         kind: str,
         call: Callable[..., urllib3.HTTPResponse],
         facts: Callable[[Mapping], object],
@@ -155,17 +166,18 @@ class _Stream:
     ) -> None:
         self.namespace, self.kind = namespace, kind
         group, resource = {"Deployment": ("apps", "deployments"), "ScaledObject": ("keda.sh", "scaledobjects")}[kind]
-        self._rule = f"apiGroups [{group}], resources [{resource}], verbs [list, watch]"
+        where = f"in namespace {namespace}" if namespace else "in all namespaces (a ClusterRole, for --watch-scope cluster)"
+        self._rule = f"apiGroups [{group}], resources [{resource}], verbs [list, watch] {where}"
         self._call, self._facts, self._clock = call, facts, clock
         self._watch_timeout_s = watch_timeout_s
         self._optional = optional  # a 404 on the list means "none exist" (KEDA not installed)
         self._lock = threading.Lock()
-        self._items: dict[str, object] = {}
+        self._items: dict[str, dict[str, object]] = {}  # namespace -> name -> facts
         self.synced = threading.Event()
         self.broken_since: float | None = None
         self._stopping = threading.Event()
         self._response: urllib3.HTTPResponse | None = None
-        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}-{namespace}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}-{namespace or 'all'}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -185,9 +197,9 @@ class _Stream:
     def join(self, timeout_s: float) -> None:
         self._thread.join(timeout_s)
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self, namespace: str) -> dict[str, object]:
         with self._lock:
-            return dict(self._items)
+            return dict(self._items.get(namespace) or {})
 
     def _run(self) -> None:
         backoff_s = BACKOFF_S[0]
@@ -214,7 +226,7 @@ class _Stream:
                     version = None
                     continue
                 if err.status == 403:  # the same words as the actuator's, for the same alert
-                    self._broken(f"the service account needs RBAC {self._rule} in namespace {self.namespace}", event="forbidden by RBAC")
+                    self._broken(f"the service account needs RBAC {self._rule}", event="forbidden by RBAC")
                 else:
                     self._broken(f"API error {err.status} {err.reason}")
                 version = None
@@ -237,11 +249,14 @@ class _Stream:
             body = json.loads(response.data)
         finally:
             response.release_conn()
-        items = {item["metadata"]["name"]: self._facts(item) for item in body.get("items") or []}
+        items: dict[str, dict[str, object]] = {}
+        for item in body.get("items") or []:
+            meta = item["metadata"]
+            items.setdefault(meta.get("namespace", self.namespace), {})[meta["name"]] = self._facts(item)
         self._replace(items)
         return (body.get("metadata") or {}).get("resourceVersion")
 
-    def _replace(self, items: dict[str, object]) -> None:
+    def _replace(self, items: dict[str, dict[str, object]]) -> None:
         with self._lock:
             self._items = items
             self.broken_since = None
@@ -295,13 +310,14 @@ class _Stream:
                 raise _Gone()
             raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
         meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace", self.namespace)
         if kind in ("ADDED", "MODIFIED"):
             facts = self._facts(obj)
             with self._lock:
-                self._items[meta["name"]] = facts
+                self._items.setdefault(namespace, {})[meta["name"]] = facts
         elif kind == "DELETED":
             with self._lock:
-                self._items.pop(meta.get("name"), None)
+                self._items.get(namespace, {}).pop(meta.get("name"), None)
         return meta.get("resourceVersion")
 
     def _broken(self, error: str, *, event: str = "watch broken") -> None:
@@ -319,7 +335,10 @@ class WatchCache:
         clock: Clock | None = None,
         max_stale_s: float = MAX_STALE_S,
         watch_timeout_s: float = WATCH_TIMEOUT_S,
+        scope: str = "namespaces",
     ) -> None:
+        if scope not in WATCH_SCOPES:
+            raise ValueError(f"watch scope {scope!r} is not allowed; allowed: {', '.join(WATCH_SCOPES)}")
         # Every stream holds a connection for as long as it watches. The client's default pool
         # (5 per core) would discard and re-open connections beyond that, with a warning each
         # time, so the cache has a client of its own with a pool for 512 namespaces (two
@@ -332,14 +351,18 @@ class WatchCache:
         self._clock = clock or SystemClock()
         self._max_stale_s = max_stale_s
         self._watch_timeout_s = watch_timeout_s
-        self._streams: dict[str, tuple[_Stream, _Stream]] = {}
+        self._scope = scope
+        # By namespace; in cluster scope one pair under None, whatever the namespaces followed.
+        self._streams: dict[str | None, tuple[_Stream, _Stream]] = {}
+        self._followed: frozenset[str] = frozenset()
 
     def follow(self, namespaces: Iterable[str]) -> None:
-        wanted = set(namespaces)
-        for namespace in sorted(set(self._streams) - wanted):
+        self._followed = frozenset(namespaces)
+        wanted: set[str | None] = {None} if self._scope == "cluster" else set(self._followed)
+        for namespace in sorted(set(self._streams) - wanted, key=str):
             for stream in self._streams.pop(namespace):
                 stream.stop()
-        for namespace in sorted(wanted - set(self._streams)):
+        for namespace in sorted(wanted - set(self._streams), key=str):
             pair = (
                 self._stream(namespace, "Deployment", self._deployments(namespace), deployment_facts, optional=False),
                 self._stream(namespace, "ScaledObject", self._scaled_objects(namespace), scaled_object_facts, optional=True),
@@ -361,7 +384,9 @@ class WatchCache:
     def view(self, namespace: str, *, now: float) -> NamespaceView | None:
         """The namespace as cached, or None when it cannot be trusted: not listed yet, or its
         watch broken for longer than max_stale_s (measured on the clock, against `now`)."""
-        pair = self._streams.get(namespace)
+        if namespace not in self._followed:
+            return None
+        pair = self._streams.get(None if self._scope == "cluster" else namespace)
         if pair is None:
             return None
         for stream in pair:
@@ -370,7 +395,7 @@ class WatchCache:
             broken_since = stream.broken_since
             if broken_since is not None and now - broken_since > self._max_stale_s:
                 return None
-        deployments, scaled_objects = (stream.snapshot() for stream in pair)
+        deployments, scaled_objects = (stream.snapshot(namespace) for stream in pair)
         return NamespaceView(deployments=deployments, scaled_objects=scaled_objects)
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -382,7 +407,7 @@ class WatchCache:
             stream.join(timeout_s)
         self._client.close()
 
-    def _stream(self, namespace: str, kind: str, call, facts, *, optional: bool) -> _Stream:
+    def _stream(self, namespace: str | None, kind: str, call, facts, *, optional: bool) -> _Stream:
         return _Stream(
             namespace=namespace,
             kind=kind,
@@ -393,10 +418,14 @@ class WatchCache:
             optional=optional,
         )
 
-    def _deployments(self, namespace: str) -> Callable[..., urllib3.HTTPResponse]:
+    def _deployments(self, namespace: str | None) -> Callable[..., urllib3.HTTPResponse]:
         # Raw JSON, not the client's models: deserializing a V1Deployment costs about a
         # millisecond, and the cache keeps four numbers of it.
+        if namespace is None:
+            return lambda **kw: self._apps.list_deployment_for_all_namespaces(_preload_content=False, **kw)
         return lambda **kw: self._apps.list_namespaced_deployment(namespace, _preload_content=False, **kw)
 
-    def _scaled_objects(self, namespace: str) -> Callable[..., urllib3.HTTPResponse]:
+    def _scaled_objects(self, namespace: str | None) -> Callable[..., urllib3.HTTPResponse]:
+        if namespace is None:
+            return lambda **kw: self._custom.list_cluster_custom_object(_preload_content=False, **KEDA, **kw)
         return lambda **kw: self._custom.list_namespaced_custom_object(namespace=namespace, _preload_content=False, **KEDA, **kw)
