@@ -77,7 +77,7 @@ def learn_service_rate(
     sample = observation.completion_rate.value / ready
     if sample <= 0:
         return previous
-    return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
+    return _averaged(previous, sample, spec)
 
 
 def estimate_service_rate(
@@ -91,7 +91,11 @@ def estimate_service_rate(
     running, completions = observation.running.value, observation.completion_rate.value
     if running <= 0 or completions <= 0 or observation.waiting.value >= observation.ready_replicas:
         return previous
-    sample = spec.target_running_per_replica * completions / running
+    return _averaged(previous, spec.target_running_per_replica * completions / running, spec)
+
+
+def _averaged(previous: float | None, sample: float, spec: PolicySpec) -> float:
+    """A new rate sample weighed into what was known (service_rate_smoothing)."""
     return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
 
 
