@@ -16,6 +16,7 @@ COLUMNS = (
     ("p95", 8, "queue_wait_p95_s", "{:.2f}"),
     ("p99", 8, "queue_wait_p99_s", "{:.2f}"),
     ("TTFT p95", 9, "ttft_p95_s", "{:.2f}"),
+    ("TPOT p95", 9, "tpot_p95_s", "{:.3f}"),
     ("cold", 6, "cold_start_requests", "{:d}"),
     ("actions", 8, "scaling_actions", "{:d}"),
     ("at zero s", 10, "seconds_at_zero", "{:.0f}"),

@@ -42,6 +42,7 @@ class ModelResult:
     queue_wait_p95_s: float
     queue_wait_p99_s: float
     ttft_p95_s: float
+    tpot_p95_s: float  # time per output token after the first, per request (nan: none decoded)
     cold_start_requests: int
     rejected: int  # longer than max_model_len: refused by vLLM whatever the replica count
     unserved: int
@@ -204,6 +205,7 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
         queue_wait_p95_s=_percentile(wait, 95),
         queue_wait_p99_s=_percentile(wait, 99),
         ttft_p95_s=_percentile(ttft, 95),
+        tpot_p95_s=_percentile(_time_per_output_token(requests, arrived), 95),
         cold_start_requests=int(requests.cold[arrived].sum()),
         rejected=int((requests.rejected & (requests.arrival_s < end)).sum()),
         unserved=int(np.isnan(requests.first_token_s[arrived]).sum()),
@@ -214,6 +216,13 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
         pending_replica_s=model.pending_seconds,
         timeline=timeline,
     )
+
+
+def _time_per_output_token(requests, counted: np.ndarray) -> np.ndarray:
+    """Seconds per output token after the first, per request that finished with two or more:
+    how fast the batch decoded it, which grows with the number of requests sharing a step."""
+    decoded = counted & (requests.output > 1) & ~np.isnan(requests.finished_s)
+    return (requests.finished_s[decoded] - requests.first_token_s[decoded]) / (requests.output[decoded] - 1)
 
 
 def _percentile(values: np.ndarray, q: float) -> float:

@@ -232,3 +232,14 @@ def test_completion_rate_is_read_like_prometheus_rate_over_a_minute():
     rate = source.fetch_signals(now=300.0).for_model("m").completion_rate.value
     assert rate == pytest.approx(3.0, rel=0.1)  # everything that arrives finishes
     assert model.requests.completed == int((~np.isnan(model.requests.finished_s)).sum())
+
+
+def test_time_per_output_token_is_the_step_time_of_the_batch_a_request_shares():
+    def tpot(workload: Requests) -> float:
+        (result,) = run([setup(workload)], driver_for("ours", [setup(workload)]), policy="ours", seed=1, end_s=60)
+        return result.tpot_p95_s
+
+    alone = steady(0.2, 30, prompt=100, output=50)  # one at a time: a request finishes in ~0.7 s
+    together = Requests(np.zeros(16), np.full(16, 100), np.full(16, 50), name="burst", source="test")
+    assert tpot(alone) == pytest.approx(A100_8B.step_s(1), rel=0.05)
+    assert tpot(together) == pytest.approx(A100_8B.step_s(16), rel=0.05)
