@@ -274,8 +274,11 @@ def parse_config(data: Any, *, source: str = "config") -> Config:
 
 def describe_errors(err: ValidationError) -> list[str]:
     """One line per error: where (models[0].policy.max_replicas), what was given, what is allowed."""
+    errors = err.errors()
     lines = []
-    for error in err.errors():
+    for error in errors:
+        if error["type"] == "too_short" and _inside(error["loc"], errors):
+            continue  # pydantic counts only the valid items: one bad model reads as "no models" too
         where = _location(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
@@ -288,6 +291,11 @@ def describe_errors(err: ValidationError) -> list[str]:
         else:
             lines.append(f"{where}: {message} (got {given!r})")
     return lines
+
+
+def _inside(loc: tuple[Any, ...], errors: list[dict]) -> bool:
+    """Whether another error lies within `loc` (at one of its items)."""
+    return any(len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors)
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -92,6 +92,14 @@ def test_top_level_errors(data, expected):
     assert expected in errors_of(data)
 
 
+def test_one_bad_model_is_not_also_reported_as_no_models():
+    bad = model("chat")
+    bad["policy"]["nope"] = 1
+    assert errors_of({"models": [bad]}).splitlines() == [
+        "c.yaml: models[0].policy.nope: unknown field (value 1); check the spelling against the reference in README"
+    ]
+
+
 def test_unreadable_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config"):
         load_config(tmp_path / "absent.yaml")
