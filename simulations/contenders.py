@@ -59,10 +59,11 @@ PEERS = {
 POLICIES = ("ours", *PEERS, "oracle")
 
 
-def driver_for(policy: str, setups, *, knob: float | None = None) -> Callable[[Cluster], Driver]:
-    """A factory that builds the policy's driver for a fresh cluster."""
+def driver_for(policy: str, setups, *, knob: float | None = None, overrides=None) -> Callable[[Cluster], Driver]:
+    """A factory that builds the policy's driver for a fresh cluster. `overrides`: our policy's
+    fields by kind (ours_config)."""
     if policy == "ours":
-        config = ours_config(setups)
+        config = ours_config(setups, overrides=overrides)
         return lambda cluster: OursDriver(cluster, config)
     if policy == "oracle":
         return lambda cluster: PeerDriver(cluster, lambda m: Oracle(m, floor=_floor(m), horizon_s=_horizon(m)))

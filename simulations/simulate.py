@@ -9,8 +9,9 @@ through the same MetricsSource and ScaleTarget protocols (simulations.sim_adapte
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -94,12 +95,16 @@ class PeerDriver(Driver):
             model.set_replicas(peer.decide(peer_view(model, now)), now=now)
 
 
-def ours_config(setups: list[ModelSetup], *, pool_gpus: int | None = None) -> Config:
+def ours_config(
+    setups: list[ModelSetup], *, pool_gpus: int | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Config:
     """Our policy at its defaults. Only what a user must state about a model is filled in:
     its kind, its cold start (the median of the simulated distribution), and its per-replica
     in-flight target at the replica's throughput/latency knee (a/b), as README asks; for a
     batch model its deadline and a replica's throughput at a full batch. With `pool_gpus`
-    every model shares one pool of that many GPUs."""
+    every model shares one pool of that many GPUs. `overrides`: policy fields by kind, set on
+    every model of that kind ({"hot": {"scale_down_stabilization_s": 600}}), for policy work
+    (simulations.explore)."""
     models = []
     for setup in setups:
         profile = setup.profile
@@ -118,6 +123,7 @@ def ours_config(setups: list[ModelSetup], *, pool_gpus: int | None = None) -> Co
                 "cold_start_s": setup.cold_start.median_s,
                 "target_running_per_replica": max(1, round(profile.step_base_s / profile.step_per_seq_s)),
             }
+        policy.update((overrides or {}).get(setup.kind, {}))
         model = {"name": setup.name, "namespace": "sim", "target": {"kind": "Deployment", "name": setup.name}, "policy": policy}
         if setup.kind == "long-tail":
             model["wake_query"] = "sum(rate(gateway_requests_total[1m]))"
