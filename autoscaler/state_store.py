@@ -6,10 +6,11 @@ One ConfigMap in the daemon's namespace, one key per model, a small JSON record 
 
     {"model": "chat", "desired": 6, "saved_at": 1763840000.0, "idle_since": null,
      "starting_since": 1763839990.0, "last_scale_up_at": 1763839990.0,
-     "last_scale_down_at": null, "service_rate_per_replica": 2.4, "service_rate_estimate": 3.1}
+     "last_scale_down_at": null, "service_rate_per_replica": 2.4, "service_rate_estimate": 3.1,
+     "idle_gaps": [1500, 20, 3600]}
 
 Kept: what takes long to build up (idle time, the last scale times, the measured and the
-estimated service rate). Not kept: the stabilization history, which changes every tick and would cost a write
+estimated service rate, a long-tail model's last idle periods). Not kept: the stabilization history, which changes every tick and would cost a write
 per tick. Instead a restored model starts with one recommendation, the last count it was
 given, so the new leader holds it there for a whole scale-down window before it may go lower
 (late rather than early: the safe side). The completion-rate history refills in a minute.
@@ -64,6 +65,8 @@ def record_of(model: str, state: PolicyState, *, desired: int, now: float) -> di
         # Two significant digits: the rates move a little every tick they are learned on, and a
         # write per tick for a change no decision notices is not worth it.
         **{name: _rounded(getattr(state, name)) for name in _RATES},
+        # Whole seconds: the idle timeout learned from them moves in steps of minutes.
+        "idle_gaps": [round(gap) for gap in state.idle_gaps],
         "saved_at": now,
     }
 
@@ -77,6 +80,7 @@ def restore(record: Mapping, *, now: float) -> PolicyState:
     return PolicyState(
         recommendations=((now, int(record["desired"])),),
         **{name: record.get(name) for name in (*_TIMES, *_RATES)},
+        idle_gaps=tuple(record.get("idle_gaps", ())),
     )
 
 
@@ -90,8 +94,13 @@ def _valid(record: object) -> bool:
     desired = record.get("desired")
     if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
         return False
+    gaps = record.get("idle_gaps", [])
     numbers = [record.get(name) for name in (*_TIMES, *_RATES)]
-    return all(v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) for v in numbers)
+    return all(v is None or _non_negative(v) for v in numbers) and isinstance(gaps, list) and all(map(_non_negative, gaps))
+
+
+def _non_negative(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def key_of(model: str) -> str:

@@ -78,5 +78,8 @@ class PolicyState:
     ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)
     # (time, replicas) when the model was first seen, standing as a recommendation made then.
     first_seen: tuple[float, int] | None = None
+    # Long-tail: how long each of the last idle periods lasted (seconds, oldest first), from no
+    # request in flight to the next demand, to learn the idle timeout from.
+    idle_gaps: tuple[float, ...] = field(default_factory=tuple)
     # Batch: when the backlog now being drained was first seen (its deadline runs from here).
     backlog_since: float | None = None

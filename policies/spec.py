@@ -154,12 +154,29 @@ class LongTailSpec(PolicySpec):
             "the latency side of the break-even that sets the idle timeout."
         ),
     )
+    idle_gap_history: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description=(
+            "Idle periods remembered to learn the idle timeout from (see long_tail.idle_timeout); "
+            "0 keeps the break-even. 20 spans a day of a model used every hour or so."
+        ),
+    )
     wake_threshold: float = Field(
         0.0, ge=0, description="Wake signal above which a model at zero replicas gets one (KEDA's activation threshold)."
     )
 
     @property
     def effective_idle_timeout_s(self) -> float:
+        """The idle timeout before this model's idle periods have been seen: idle_timeout_s
+        when set, else the break-even. Learning may then shorten it (long_tail.idle_timeout)."""
+        if self.idle_timeout_s is not None:
+            return self.idle_timeout_s
+        return self.break_even_s
+
+    @property
+    def break_even_s(self) -> float:
         """Ski-rental break-even: stay warm until the GPU time spent idling equals what one
         cold start costs, then scale to zero. A cold start costs cold_start_s of GPU time
         (a loading replica holds its GPU and serves nothing) plus cold_start_s of user wait,
@@ -167,8 +184,6 @@ class LongTailSpec(PolicySpec):
         start at ratio 3 gives 90 * (1 + 3) = 360 s idle before zero; a 300 s one, 20 min.
         Keeping warm for this long is at most twice the cost of the best choice in hindsight
         (the deterministic ski-rental bound)."""
-        if self.idle_timeout_s is not None:
-            return self.idle_timeout_s
         return self.cold_start_s * (1.0 + self.cold_start_cost_ratio)
 
 
@@ -221,6 +236,15 @@ class BatchSpec(_Sized):
         description=(
             "Seconds from a new replica to ready. A replica asked for now serves for the time "
             "left to the deadline minus this; 2 to 7 minutes is typical for vLLM (ANCHORS.md)."
+        ),
+    )
+    idle_gap_history: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description=(
+            "Idle periods remembered to learn the idle timeout from (see long_tail.idle_timeout); "
+            "0 keeps the break-even. 20 spans a day of a model used every hour or so."
         ),
     )
     wake_threshold: float = Field(

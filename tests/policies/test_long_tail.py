@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from policies import LongTailSpec, Observation, PolicyState, Reading, decide
+from policies.long_tail import idle_timeout
 from tests.policies.builders import Tick, closed_loop, every, obs, replay
 
 # A 90 s cold start at the default ratio 3: 90 x (1 + 3) = 360 s idle before zero.
@@ -252,3 +253,72 @@ def test_busy_idle_zero_wake_cycle():
     assert got[1005.0].desired == 1 and got[1005.0].codes == ("Wake",)
     assert all(got[t].codes == ("MissingData",) and got[t].desired == 1 for t in every(15, start=1020, stop=1080))
     assert all(got[t].desired == 1 for t in every(15, start=1095, stop=1200))
+
+
+# --- the idle timeout learned from the model's own idle periods ----------------------------
+
+# A 120 s cold start at ratio 3: break-even 480 s; the ladder tries 30, 60, 120, 240 and 480 s.
+LEARNING = LongTailSpec(cold_start_s=120)
+
+
+@pytest.mark.parametrize(
+    ("gaps", "expected_s", "origin"),
+    [
+        ((), 480.0, "cold start 120 s x (1 + 3)"),
+        ((3000.0,) * 4, 480.0, "cold start 120 s x (1 + 3)"),  # four periods say too little
+        ((20.0, 25.0, 30.0, 3000.0, 5000.0), 60.0, "learned: over the last 5 idle periods it would have cost 1,155 GPU-s, against 1,995"),
+        ((3000.0,) * 5, 30.0, "learned"),  # always long: the shortest rung
+        ((400.0,) * 5, 480.0, "no shorter timeout would have cost less over the last 5 idle periods"),
+        ((10.0,) * 5, 480.0, "no shorter timeout"),  # every rung covers them: a tie, the longest wins
+    ],
+)
+def test_the_idle_timeout_is_the_rung_that_would_have_cost_least(gaps, expected_s, origin):
+    timeout_s, why = idle_timeout(LEARNING, gaps)
+    assert timeout_s == expected_s
+    assert origin in why
+
+
+def test_an_explicit_idle_timeout_is_never_learned_over():
+    spec = LongTailSpec(cold_start_s=120, idle_timeout_s=900)
+    assert idle_timeout(spec, (3000.0,) * 20) == (900, "idle_timeout_s")
+
+
+def sessions(count: int, *, gap_s: float, spec: LongTailSpec = LEARNING) -> list[Tick]:
+    """A model used for 60 s, then idle for gap_s, `count` times, with the replicas it asks
+    for; the gap ends with demand seen warm, or with the wake signal at zero."""
+
+    def observe(now, replicas):
+        in_session = (now % (60 + gap_s)) < 60
+        if replicas == 0:
+            return obs(spec=0, ready=0, waiting=None, running=None, wake=1 if in_session else 0)
+        return obs(spec=replicas, waiting=0, running=2 if in_session else 0, wake=1 if in_session else 0)
+
+    return closed_loop(spec, start_replicas=1, times=every(10, start=0, stop=count * (60 + gap_s) - 10), observe=observe)
+
+
+def test_idle_periods_are_remembered_whether_they_end_warm_or_at_zero():
+    trace = sessions(6, gap_s=200)  # shorter than the break-even: each ends warm
+    assert [round(g) for g in trace[-1].state.idle_gaps] == [200] * 5
+    trace = sessions(6, gap_s=1500)  # longer: each ends at zero, woken by the gateway
+    assert [round(g) for g in trace[-1].state.idle_gaps] == [1500] * 5
+    assert "Wake" in {code for tick in trace for code in tick.codes}
+
+
+def test_a_model_idle_for_long_stretches_learns_to_go_to_zero_sooner():
+    trace = sessions(8, gap_s=1500)
+    went_to_zero = [tick for tick in trace if tick.codes == ("IdleTimeout",)]
+    idle_for = [float(t.decision.explain().split("no request for ")[1].split(" s")[0]) for t in went_to_zero]
+    # The break-even (480 s) until five idle periods have been seen, then the shortest rung.
+    assert idle_for[:5] == [480.0] * 5
+    assert idle_for[5:] == [30.0] * (len(idle_for) - 5)
+    assert "learned" in went_to_zero[-1].decision.explain()
+
+
+def test_remembered_idle_periods_are_bounded_and_can_be_turned_off():
+    assert len(sessions(30, gap_s=100, spec=LongTailSpec(cold_start_s=120, idle_gap_history=20))[-1].state.idle_gaps) == 20
+    assert sessions(8, gap_s=1500, spec=LongTailSpec(cold_start_s=120, idle_gap_history=0))[-1].state.idle_gaps == ()
+
+
+def test_missing_data_ends_an_idle_period_without_remembering_it():
+    ticks = at(every(15, start=0, stop=195), idle(1)) + [(210.0, obs(spec=1, waiting=None, running=None))]
+    assert replay(LEARNING, ticks)[-1].state.idle_gaps == ()
