@@ -2,6 +2,7 @@
 
     ./dev suite                 # the full suite: every shared trace alone, and a hot + long-tail mix
     ./dev suite --slice-s 300   # the same on a 5-minute slice of each (what the tests run)
+    ./dev suite --entries mix,held-out   # some entries; held-out is the mix with the clients kept aside
 
 Writes report.txt (the side-by-side table), report.json and one PNG per model to --out, and
 prints its own speed. The suite's workloads:
@@ -125,7 +126,13 @@ def main() -> None:
     parser.add_argument("--no-tuned", action="store_true", help="skip the tuned sweeps of the peers")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", default="a100-8b")
+    parser.add_argument("--entries", default=",".join(ENTRIES),
+                        help=f"comma-separated entries (default {','.join(ENTRIES)}; also held-out: the mix with the held-out clients)")
     args = parser.parse_args()
+    try:
+        suite = standard_suite(args.entries.split(","))
+    except ValueError as err:
+        parser.error(f"--entries: {err}")
     configure_logging(level="warning")
     started = time.perf_counter()
     fitted = burstgpt_profile()
@@ -134,7 +141,7 @@ def main() -> None:
         check = validate(fitted, scale=scale)
         print(f"  check at scale {scale}: running MAE {check.running_mae:.1f} (recorded mean {check.recorded_running_mean:.0f}, "
               f"correlation {check.running_correlation:.2f}), waiting MAE {check.waiting_mae:.1f} (recorded mean {check.recorded_waiting_mean:.0f})")
-    for name, (traces, slo) in standard_suite().items():
+    for name, (traces, slo) in suite.items():
         print(f"\n== {name}: {' + '.join(traces)}")
         simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
                             tuned=not args.no_tuned, slo_target=0.95, out=args.out / name, slice_s=args.slice_s)

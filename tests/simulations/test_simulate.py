@@ -197,6 +197,13 @@ def test_the_standard_suite_runs_on_a_short_slice(tmp_path):
     assert len({r["model"] for r in mix["results"]}) == 4
 
 
+def test_the_suite_names_an_unknown_entry_and_the_known_ones():
+    result = subprocess.run([sys.executable, "-m", "simulations.suite", "--entries", "mix,azure"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--entries: azure unknown; choose from azure-code, azure-conv, mooncake, servegen-hot, mix, held-out" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_an_hpa_managed_long_tail_model_is_never_found_at_zero():
     workload = steady(0.5, 600, start_s=900.0)  # nothing in the first five minutes: warm start is 0
     setups = [setup(workload, kind="long-tail", initial=0)]
