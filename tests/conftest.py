@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 import yaml
 from hypothesis import settings
 
@@ -18,6 +19,15 @@ from tests.support.prom_harness import MetricsExporter, run_prometheus, unique_n
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Iterator[None]:
+    """A CLI's main() run in-process configures structlog to print to the stream of the moment,
+    which pytest closes after the test; every test gets back the configuration it started with."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
