@@ -288,8 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # a tick's time is skipped until it does.
     cache.wait_synced(timeout_s=config.tick_interval_s)
     try:
-        run_loop(controller, clock=clock, interval_s=config.tick_interval_s, stop=stop, on_outcomes=after_tick,
-                 max_ticks=1 if args.once else None)
+        run_loop(_EventsAfterTicks(controller, events), clock=clock, interval_s=config.tick_interval_s, stop=stop,
+                 on_outcomes=after_tick, max_ticks=1 if args.once else None)
     finally:
         cache.stop()
         # Before the Lease goes: the Events of the last tick's writes, within the grace period.
@@ -300,6 +300,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if server is not None:
             server.shutdown()
     return 0
+
+
+class _EventsAfterTicks:
+    """The controller, whose ticks hold the Events they queue until their writes are done, so
+    that Events never stand between a tick's writes at the API server (targets/events.py)."""
+
+    def __init__(self, controller, events) -> None:
+        self._controller, self._events = controller, events
+
+    def tick(self, *, now: float):
+        with self._events.held():
+            return self._controller.tick(now=now)
 
 
 def _lease_timings(args: argparse.Namespace) -> LeaseTimings:

@@ -283,7 +283,8 @@ def run_daemon(
             seconds.clear()
             before = queries[0]
             started, cpu_started = time.perf_counter(), time.process_time()
-            outcomes = controller.tick(now=time.time())
+            with events.held():  # as `autoscaler run` ticks: a tick's Events go out after its writes
+                outcomes = controller.tick(now=time.time())
             wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
             # The tick does not wait for its Events; the count of requests below does, so that
             # each tick's requests are its own.

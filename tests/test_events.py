@@ -74,6 +74,30 @@ def test_a_scaling_does_not_wait_for_its_event(kmock_cluster, slow_api):
         cache.stop()
 
 
+def test_a_ticks_events_go_out_after_all_its_writes(kmock_cluster, events):
+    """As `autoscaler run` ticks: the Events queued inside `held()` wait for its end, so at the
+    API server every PATCH of the tick comes before the first Event, and all Events follow."""
+    names = [f"m{index}" for index in range(6)]
+    for name in names:
+        kmock_cluster.put(deployment(name, replicas=1))
+    cfg = config(*[model(name) for name in names])
+    cache = WatchCache(kmock_cluster.api_client)
+    try:
+        cache.follow(cfg.namespaces)
+        assert cache.wait_synced(timeout_s=10)
+        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=events)
+        wants_3 = Decision(1, 3, 1, 10, (Reason("Recommendation", "wants 3"),))
+        with events.held():
+            actions = [targets.apply(m, wants_3, now=0.0) for m in cfg.models]
+            assert not events.flush(timeout_s=0.3)  # held: nothing goes out, however long it waits
+        assert events.flush(timeout_s=5)
+    finally:
+        cache.stop()
+    assert [a.outcome for a in actions] == ["patched"] * len(names)
+    methods = [r.method.upper() for r in kmock_cluster.requests() if r.method.upper() in ("PATCH", "POST")]
+    assert methods == ["PATCH"] * len(names) + ["POST"] * len(names)
+
+
 def test_a_full_queue_drops_the_event_logs_it_and_counts_it(kmock_cluster, slow_api):
     """Capacity 1, and the first post holds the thread for DELAY_S: of five sent at once, one
     is in flight or queued, one more at most is queued, the rest are dropped."""

@@ -78,6 +78,46 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     assert source._client.queries == len(source.queries) == 7
 
 
+def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(prometheus_stack):
+    """Models whose wake queries differ only in one label's value are read by one selector
+    (autoscaler/metrics/families.py): each reads what its own query gives alone, a model with
+    no series stays missing, and a value's dot matches only a dot."""
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    gateway = {f"{ns}-a.1": 3, f"{ns}-b": 0, f"{ns}-axb": 7}  # -axb: what an unescaped "a.1" would not match, "a.b" would
+    for value, waiting in gateway.items():
+        exporter.set("gw_waiting", {"model": value, "zone": "z1"}, waiting)
+        exporter.set("gw_waiting", {"model": value, "zone": "z2"}, 1)
+    exporter.set("gw_queue", {"fleet": ns}, 5)
+    prometheus.wait_for(f'gw_waiting{{model=~"{ns}-.*"}}', lambda r: len(r) == 6)
+    prometheus.wait_for(f'gw_queue{{fleet="{ns}"}}')
+    wake = {
+        "a": f'sum(gw_waiting{{model="{ns}-a.1"}})',
+        "b": f'sum(gw_waiting{{model="{ns}-b"}})',
+        "c": f'sum(gw_waiting{{model="{ns}-c"}})',  # no series
+        "d": f'sum(gw_waiting{{model="{ns}-a.b"}})',  # no series either: "." is not a wildcard
+        "e": f'sum(gw_queue{{fleet="{ns}"}})',
+        "f": f'sum(gw_queue{{fleet="{ns}"}})',  # the same expression: one term for both
+        "g": f'max(gw_waiting{{model="{ns}-axb"}})',  # not a family: a term of its own
+    }
+    cfg = config(*[model(name, namespace=ns, kind="long-tail", wake_query=query) for name, query in wake.items()])
+    source = source_for(prometheus, cfg, CountingClient)
+    [wake_query] = [q for q in source.queries if q.signal == "wake"]
+    assert wake_query.promql.count("gw_waiting{") == 2  # the family's one selector, and g's
+
+    signals = source.fetch_signals(now=time.time())
+
+    alone = {name: prometheus.query(query) for name, query in wake.items()}
+    for name in wake:
+        reading = signals.for_model(name).wake
+        if alone[name]:
+            assert reading.value == float(alone[name][0]["value"][1]), name
+        else:
+            assert not reading.usable, name
+    assert [signals.for_model(name).wake.value for name in "abefg"] == [4, 1, 5, 5, 7]
+    assert source._client.queries == len(source.queries)
+
+
 def test_completion_rate_is_the_rate_of_the_success_counter(prometheus_stack):
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")

@@ -118,13 +118,14 @@ class PrometheusSource:
         readings = {}
         for item in result:
             key = item.get("metric", {}).get(KEY)
-            if key is None:
+            names = query.keys.get(key, ())
+            if not names:
                 continue
-            reading = _reading(query.signal, key, item["value"][1], age_s=0.0, stale_after_s=math.inf)
+            reading = _reading(query.signal, names[0], item["value"][1], age_s=0.0, stale_after_s=math.inf)
             if reading is None:
                 self._on_error(query.signal, "rejected")
             else:
-                readings[key] = reading
+                readings.update(dict.fromkeys(names, reading))
         return readings
 
 

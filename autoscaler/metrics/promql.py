@@ -13,9 +13,11 @@ enter PromQL: results are grouped by them and matched in Python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from autoscaler.config import Config
+from autoscaler.metrics import families
 
 STAT = "autoscaler_stat"
 KEY = "autoscaler_key"
@@ -26,7 +28,9 @@ RATE_WINDOW = "1m"  # four samples at a 15 s scrape: enough for rate(), short en
 class SignalQuery:
     signal: str
     promql: str
-    keyed: bool  # True: one value per model key (KEY label); False: per (namespace, model_name)
+    keyed: bool  # True: one value per KEY label; False: per (namespace, model_name)
+    # Keyed only: a KEY value -> the models (or dependencies) whose reading it is.
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def build_queries(config: Config) -> list[SignalQuery]:
@@ -48,10 +52,10 @@ def build_queries(config: Config) -> list[SignalQuery]:
     ]
     wake = {m.name: m.wake_query for m in config.models if m.wake_query}
     if wake:
-        queries.append(SignalQuery("wake", _keyed(wake), True))
+        queries.append(_keyed("wake", wake))
     saturation = {d.name: d.saturation_query for d in config.dependencies}
     if saturation:
-        queries.append(SignalQuery("dependencies", _keyed(saturation), True))
+        queries.append(_keyed("dependencies", saturation))
     return queries
 
 
@@ -80,17 +84,29 @@ def _gpu_utilization(config: Config, selector: str, by: str) -> str:
     return _with_age(f"avg by ({by}) {joined}", f"min by ({by}) {stamped}")
 
 
-def _keyed(expressions: dict[str, str]) -> str:
-    """One query for many user expressions: each summed to one value and tagged with its key.
-    `sum` of an empty result is empty, so an expression with no data stays missing."""
-    return _any_of([f'label_replace(sum({expr}), "{KEY}", "{key}", "", "")' for key, expr in expressions.items()])
+def _keyed(signal: str, expressions: dict[str, str]) -> SignalQuery:
+    """One query for many user expressions (by model or dependency name), each summed to one
+    value and tagged with a key. `sum` of an empty result is empty, so an expression with no
+    data stays missing. Expressions alike but for one label's value are one term, summed by
+    that label and keyed "<family>/<value>" (families.py says when and why); an expression
+    that several names share is one term, keyed by the first name."""
+    grouped, singles = families.group(expressions)
+    terms, keys = [], {}
+    for index, family in enumerate(grouped):
+        terms.append(f'label_replace({family.promql}, "{KEY}", "{index}/$1", "{family.label}", "(.*)")')
+        keys.update({f"{index}/{value}": names for value, names in family.members.items()})
+    for expr, names in singles.items():
+        terms.append(f'label_replace(sum({expr}), "{KEY}", "{names[0]}", "", "")')
+        keys[names[0]] = names
+    return SignalQuery(signal, _any_of(terms), True, keys)
 
 
 def _any_of(terms: list[str]) -> str:
     """`a or b or c ...` as a balanced tree. A flat chain is a left-deep tree whose every `or`
     re-matches all the series to its left: n(n-1)/2 label matches for n terms, and 640 ms for
-    900 wake expressions in Prometheus 2.42, against 300 ms balanced (simulations/bench_scale.py).
-    The result is the same: each term carries its own key, so no two terms share a series."""
+    900 wake expressions in Prometheus 2.42, against 300 ms balanced (simulations/bench_scale.py;
+    the benchmark's 900 now make one family, one term). The result is the same: each term
+    carries its own keys, so no two terms share a series."""
     if len(terms) <= 2:
         return " or ".join(terms)
     middle = len(terms) // 2

@@ -20,7 +20,8 @@ data. Rows may come in any order.
 
 Also read: Prometheus `query_range` responses saved as one JSON object keyed by signal name
 (`{"waiting": <response>, "running": <response>, ...}`), each series naming its model by the
-configured (namespace, model_name) labels or by an `autoscaler_key` label.
+configured (namespace, model_name) labels or by an `autoscaler_key` label (a model's name, or
+a key of the daemon's own wake query, which names the models it stands for).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 
 from autoscaler.config import Config
 from autoscaler.metrics import SIGNALS, ModelSignals, Signals
-from autoscaler.metrics.promql import KEY
+from autoscaler.metrics.promql import KEY, build_queries
 from policies.signals import Freshness, Reading
 
 LOOKBACK_S = 300.0  # Prometheus's default --query.lookback-delta
@@ -137,6 +138,7 @@ def load_query_range_json(path: Path, config: Config) -> RecordedTrace:
     if not isinstance(responses, dict):
         raise TraceError(f"{path}: expected an object keyed by signal name ({', '.join(sorted(ALL_SIGNALS))})")
     by_labels = {(m.namespace, m.label_value): m.name for m in config.models}
+    keys = {key: names for query in build_queries(config) for key, names in query.keys.items()}
     labels = config.labels
     samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for signal, response in responses.items():
@@ -150,14 +152,19 @@ def load_query_range_json(path: Path, config: Config) -> RecordedTrace:
             raise TraceError(f"{path}: {signal}: not a query_range response (data.resultType must be 'matrix')") from None
         for series in result:
             metric = series.get("metric", {})
-            name = metric.get(KEY) or by_labels.get((metric.get(labels.namespace), metric.get(labels.model)))
-            if name is None:
-                continue
+            key = metric.get(KEY)
+            if key is not None:  # the daemon's own keys name their models; any other is a name
+                names = keys.get(key, (key,))
+            else:
+                name = by_labels.get((metric.get(labels.namespace), metric.get(labels.model)))
+                if name is None:
+                    continue
+                names = (name,)
             for index, point in enumerate(series.get("values", [])):
-                where = f"{signal} series {name!r} point {index}"
-                samples[(name, signal)].append(
-                    (_number(path, where, "time", point[0], allow_negative=True), _number(path, where, "value", point[1]))
-                )
+                where = f"{signal} series {names[0]!r} point {index}"
+                sample = (_number(path, where, "time", point[0], allow_negative=True), _number(path, where, "value", point[1]))
+                for name in names:
+                    samples[(name, signal)].append(sample)
     if not samples:
         raise TraceError(f"{path}: no series matched a configured model")
     return RecordedTrace({key: _series(points) for key, points in samples.items()})
