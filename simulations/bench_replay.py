@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 from autoscaler.cli import _bundled
@@ -76,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Replay speed: controller vs bare policy.")
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 10, 50], help="copies of the bundled 2 models")
     parser.add_argument("--step-s", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each figure; the median is printed")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="worker processes of the sharded column (default: one per core)")
     args = parser.parse_args()
     configure_logging(level="warning")
@@ -85,9 +87,13 @@ def main() -> None:
     print(f"{'models':>7} {'model-ticks':>12} {'controller replay':>18} {sharded:>15} {'policy alone':>13} {'policy share':>13}")
     for copies in args.copies:
         cfg, tr = fleet(config, trace, copies)
-        n, replay_s = bench_controller(cfg, tr, args.step_s)
-        _, sharded_s = bench_controller(cfg, tr, args.step_s, processes=args.processes)
-        m, policy_s = bench_policy(cfg, tr, args.step_s)
+        runs = []
+        for _ in range(args.repeat):  # interleaved, so that a slow spell of the machine hits all three
+            n, replay_s = bench_controller(cfg, tr, args.step_s)
+            _, sharded_s = bench_controller(cfg, tr, args.step_s, processes=args.processes)
+            m, policy_s = bench_policy(cfg, tr, args.step_s)
+            runs.append((replay_s, sharded_s, policy_s))
+        replay_s, sharded_s, policy_s = (statistics.median(column) for column in zip(*runs))
         print(f"{len(cfg.models):>7} {n:>12,} {n / replay_s:>18,.0f} {n / sharded_s:>15,.0f} {m / policy_s:>13,.0f} {policy_s / replay_s:>12.0%}")
 
 
