@@ -1,7 +1,7 @@
 """Command line: run, replay, check-config.
 
     autoscaler run --config FILE [--dry-run] [--output table|json]
-    autoscaler replay [--trace FILE] [--config FILE] [--output table|json] [--all]
+    autoscaler replay [--trace FILE] [--config FILE] [--output table|json] [--all] [--processes N]
     autoscaler check-config FILE
 
 A user's mistake (a bad config, trace or flag) prints what is wrong and exits 2, never a
@@ -57,6 +57,16 @@ def _workers(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 (one write at a time) to 64")
+    return value
+
+
+def _processes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 (this process alone) to 64")
     return value
 
 
@@ -116,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--step-s", type=_positive, help="seconds between ticks; default: the config's tick_interval_s")
     replay.add_argument("--output", choices=["table", "json"], default="table")
     replay.add_argument("--all", action="store_true", help="print every decision, not only those that change a count")
+    replay.add_argument(
+        "--processes",
+        type=_processes,
+        default=1,
+        help="replay a trace file's models in this many worker processes, 1 to 64 (models sharing a GPU pool stay "
+        "together): the same decisions and summary, printed once all are done; default 1",
+    )
 
     check = commands.add_parser("check-config", help="validate a config and print every model's effective settings")
     check.add_argument("config", type=Path)
@@ -171,7 +188,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from autoscaler.metrics.prometheus import PrometheusSource
     from autoscaler.metrics.recorded import RecordedSource, load_trace
     from autoscaler.output import DecisionPrinter
-    from simulations.replay import format_summary, replay
+    from simulations.replay import format_summary, replay, replay_sharded
 
     config = load_config(args.config or _bundled("replay.yaml"))
     step_s = args.step_s or config.tick_interval_s
@@ -179,6 +196,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.prometheus:
         if args.trace:
             raise ConfigError("--trace and --prometheus are exclusive: replay reads one or the other")
+        if args.processes > 1:
+            raise ConfigError("--processes shares out a trace file's models; a --prometheus replay runs in one process")
         if args.start is None or args.end is None or args.end <= args.start:
             raise ConfigError("--prometheus needs --start and --end, with --end after --start")
         settings = config.prometheus.model_copy(update={"url": args.prometheus.rstrip("/")})
@@ -199,7 +218,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.all or (outcome.decision is not None and outcome.decision.direction != "hold"):
             printer.print(outcome)
 
-    result = replay(config, source, start_s=start_s, end_s=end_s, step_s=step_s, initial=initial, trace=trace, on_outcome=show)
+    span = dict(start_s=start_s, end_s=end_s, step_s=step_s, initial=initial)
+    if args.processes > 1:
+        result, kept = replay_sharded(config, trace, processes=args.processes, keep="all" if args.all else "changes", **span)
+        for outcome in kept:
+            printer.print(outcome)
+    else:
+        result = replay(config, source, trace=trace, on_outcome=show, **span)
     if args.output == "table":
         print()
         print(format_summary(result))

@@ -14,6 +14,8 @@ from autoscaler.pools import NoNodes, PoolCapacity, PoolKeeper, arbitrate_outcom
 from autoscaler.targets import Action, ScaleTarget, TargetState
 from policies import Decision, Dependency, Observation, PolicyState, decide
 
+_FRESH = PolicyState()  # frozen: one instance starts every model
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One model at one tick: the decision and what acting on it did, or why it was skipped."""
@@ -82,8 +84,10 @@ class Controller:
         if target is None:
             return Outcome(now, model.name, None, None, None, skipped="target could not be read this tick")
         observation = observe(model, signals, target, self._dependency_levels)
+        # The default is built once: states.get(name, PolicyState()) would build one for every
+        # model at every tick, to use it on the first.
         decision, self.states[model.name] = decide(
-            observation, self.states.get(model.name, PolicyState()), model.policy, now=now
+            observation, self.states.get(model.name, _FRESH), model.policy, now=now
         )
         return Outcome(now, model.name, observation, decision, None)
 

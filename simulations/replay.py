@@ -7,16 +7,19 @@ and how many replica-seconds that would have held against the recorded count.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from autoscaler.config import Config
 from autoscaler.controller import Controller, Outcome
 from autoscaler.metrics import MetricsSource
-from autoscaler.metrics.recorded import RecordedTrace
+from autoscaler.metrics.recorded import RecordedSource, RecordedTrace
 from autoscaler.targets.recording import InMemoryTargets
 
 
@@ -71,6 +74,67 @@ def replay(
                 counts = [recorded.at(float(now)) for now in instants]
                 summary.recorded_replica_seconds = sum(sample[1] for sample in counts if sample is not None) * step_s
     return ReplayResult(start_s=start_s, end_s=end_s, step_s=step_s, ticks=len(instants), summaries=summaries)
+
+
+def replay_sharded(
+    config: Config,
+    trace: RecordedTrace,
+    *,
+    start_s: float,
+    end_s: float,
+    step_s: float,
+    initial: Mapping[str, int],
+    processes: int,
+    keep: Literal["changes", "all"] | None = None,
+) -> tuple[ReplayResult, list[Outcome]]:
+    """`replay` of a recorded trace with the models shared out to `processes` worker
+    processes, each running a controller of its own over its share. In an open-loop replay a
+    model depends on no other (each has its own policy state, target and signals) except
+    through a GPU pool, whose arbitration needs all its models in the same tick: the models of
+    a pool stay together. The result equals `replay`'s, summaries in the config's order.
+    `keep`: also return the outcomes that change a count, or all of them, in the order
+    `replay` hands them to on_outcome (tick by tick, the config's order within a tick)."""
+    order = {m.name: i for i, m in enumerate(config.models)}
+    shards = [config.model_copy(update={"models": tuple(m for m in config.models if m.name in share)})
+              for share in shares(config, processes)]
+    span = (start_s, end_s, step_s, dict(initial), keep)
+    if len(shards) == 1:
+        results = [_replay_shard(config, trace, span)]
+    else:
+        # fork where there is one: the workers start in milliseconds, with everything imported.
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
+            results = list(pool.map(_replay_shard, shards, [trace] * len(shards), [span] * len(shards)))
+    summaries = {name: summary for result, _ in results for name, summary in result.summaries.items()}
+    kept = sorted((o for _, outcomes in results for o in outcomes), key=lambda o: (o.now, order[o.model]))
+    first = results[0][0]
+    return ReplayResult(first.start_s, first.end_s, first.step_s, first.ticks, {m.name: summaries[m.name] for m in config.models}), kept
+
+
+def shares(config: Config, processes: int) -> list[set[str]]:
+    """The models of each worker: the models of a GPU pool together, every other model on its
+    own, dealt largest group first to the worker with the fewest models."""
+    groups: dict[str, list[str]] = {}
+    for m in config.models:
+        groups.setdefault(m.pool or f"model {m.name}", []).append(m.name)
+    result: list[set[str]] = [set() for _ in range(max(1, min(processes, len(groups))))]
+    for group in sorted(groups.values(), key=len, reverse=True):
+        min(result, key=len).update(group)
+    return result
+
+
+def _replay_shard(config: Config, trace: RecordedTrace, span: tuple) -> tuple[ReplayResult, list[Outcome]]:
+    start_s, end_s, step_s, initial, keep = span
+    kept: list[Outcome] = []
+
+    def collect(outcome: Outcome) -> None:
+        if keep == "all" or (keep == "changes" and outcome.decision is not None and outcome.decision.direction != "hold"):
+            kept.append(outcome)
+
+    mine = {m.name: initial[m.name] for m in config.models if m.name in initial}
+    result = replay(config, RecordedSource(trace, config), start_s=start_s, end_s=end_s, step_s=step_s, initial=mine,
+                    trace=trace, on_outcome=collect)
+    return result, kept
 
 
 def _count(summary: ModelSummary, outcome: Outcome, step_s: float) -> None:

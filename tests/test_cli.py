@@ -57,6 +57,8 @@ def test_check_config_prints_effective_settings(tmp_path):
         (["replay", "--step-s", "fast"], "argument --step-s: 'fast' is not a number"),
         (["replay", "--prometheus", "http://127.0.0.1:9", "--start", "yesterday"], "argument --start: 'yesterday' is neither"),
         (["replay", "--prometheus", "http://127.0.0.1:9"], "--prometheus needs --start and --end"),
+        (["replay", "--prometheus", "http://127.0.0.1:9", "--processes", "2"], "a --prometheus replay runs in one process"),
+        (["replay", "--processes", "0"], "argument --processes: '0' is not allowed; from 1 (this process alone) to 64"),
         (["run"], "the following arguments are required: --config"),
         (["scale"], "invalid choice: 'scale'"),
         (["run", "--config", "x.yaml", "--watch-scope", "global"],
@@ -114,3 +116,10 @@ def test_replay_from_prometheus_history_backfilled_with_promtool(tmp_path):
     first_up = next(c for c in changes if c["direction"] == "up")
     assert start + 300 <= first_up["time"] < start + 330 and first_up["current"] == 1
     assert any(c["direction"] == "down" and c["time"] >= start + 900 for c in changes)
+
+
+@pytest.mark.parametrize("flags", [(), ("--all", "--output", "json")])
+def test_replay_on_two_processes_prints_what_one_process_does(flags):
+    one, two = autoscaler("replay", *flags), autoscaler("replay", "--processes", "2", *flags)
+    assert one.returncode == two.returncode == 0, two.stderr
+    assert two.stdout == one.stdout

@@ -9,7 +9,8 @@ from autoscaler.config import load_config
 from autoscaler.metrics.recorded import RecordedSource, load_trace
 from autoscaler.targets.recording import InMemoryTargets
 from policies import Decision, Reason
-from simulations.replay import replay
+from simulations.bench_replay import fleet
+from simulations.replay import format_summary, replay, replay_sharded, shares
 from tests.builders import config, model
 
 GOLDEN = Path(__file__).parent / "golden" / "burstgpt_decisions.json"
@@ -55,3 +56,27 @@ def test_scale_down_removes_starting_replicas_first():
     targets.apply(cfg.models[0], Decision(4, 3, 1, 10, (Reason("Recommendation", "x"),)), now=10.0)
     assert targets.read_states(now=10.0)["chat"].ready_replicas == 2
     assert targets.read_states(now=60.0)["chat"].ready_replicas == 3
+
+
+def test_sharded_replay_gives_the_result_and_decisions_of_one_process():
+    cfg, trace = fleet(load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz")), 3)
+    span = dict(start_s=trace.start_s, end_s=trace.start_s + 3000.0, step_s=10.0, initial={m.name: 1 for m in cfg.models})
+    every = []
+    whole = replay(cfg, RecordedSource(trace, cfg), trace=trace, on_outcome=every.append, **span)
+    sharded, kept = replay_sharded(cfg, trace, processes=2, keep="all", **span)
+    assert list(sharded.summaries) == [m.name for m in cfg.models]
+    assert sharded == whole
+    assert format_summary(sharded) == format_summary(whole)
+    assert kept == every
+    _, changes = replay_sharded(cfg, trace, processes=2, keep="changes", **span)
+    assert changes == [o for o in every if o.decision.direction != "hold"] and changes
+
+
+def test_models_sharing_a_gpu_pool_are_replayed_in_the_same_process():
+    cfg = config(
+        model("a", pool="gpu"), model("b"), model("c", pool="gpu"), model("d"), model("e", pool="gpu"),
+        pools=[{"name": "gpu", "capacity_gpus": 4}],
+    )
+    assert sorted(map(sorted, shares(cfg, 2))) == [["a", "c", "e"], ["b", "d"]]
+    assert sorted(map(sorted, shares(cfg, 8))) == [["a", "c", "e"], ["b"], ["d"]]
+    assert shares(cfg, 1) == [{"a", "b", "c", "d", "e"}]

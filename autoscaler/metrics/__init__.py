@@ -28,11 +28,17 @@ class Signals:
     models: Mapping[str, ModelSignals] = field(default_factory=dict)
     dependencies: Mapping[str, Reading] = field(default_factory=dict)
 
+    # The defaults are built once: a default argument to get() is built on every call, found
+    # or not, and the controller asks for every model at every tick.
     def for_model(self, name: str) -> ModelSignals:
-        return self.models.get(name, ModelSignals())
+        return self.models.get(name, _NO_SIGNALS)
 
     def for_dependency(self, name: str) -> Reading:
-        return self.dependencies.get(name, Reading())
+        return self.dependencies.get(name, _NO_READING)
+
+
+_NO_READING = Reading()  # frozen: one instance serves every absent reading
+_NO_SIGNALS = ModelSignals()
 
 
 class MetricsSource(Protocol):
