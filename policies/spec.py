@@ -238,15 +238,6 @@ class BatchSpec(_Sized):
             "left to the deadline minus this; 2 to 7 minutes is typical for vLLM (ANCHORS.md)."
         ),
     )
-    idle_gap_history: int = Field(
-        20,
-        ge=0,
-        le=1000,
-        description=(
-            "Idle periods remembered to learn the idle timeout from (see long_tail.idle_timeout); "
-            "0 keeps the break-even. 20 spans a day of a model used every hour or so."
-        ),
-    )
     wake_threshold: float = Field(
         0.0,
         ge=0,
