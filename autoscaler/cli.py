@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -50,24 +51,21 @@ def _positive(text: str) -> float:
     return value
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 (one write at a time) to 64")
-    return value
+def _whole_from_1_to_64(one_means: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= 64:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 ({one_means}) to 64")
+        return value
+
+    return parse
 
 
-def _processes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; from 1 (this process alone) to 64")
-    return value
+_workers = _whole_from_1_to_64("one write at a time")
+_processes = _whole_from_1_to_64("this process alone")
 
 
 def _instant(text: str) -> float:
