@@ -22,7 +22,7 @@ from autoscaler.logs import configure_logging
 from simulations.calibration import profile_named
 from simulations.compare import TraceSpec, setups_for
 from simulations.contenders import driver_for
-from simulations.simulate import ModelResult, Slo, ours_config, run
+from simulations.simulate import ModelResult, Slo, run
 from simulations.suite import ENTRIES, standard_suite
 
 KINDS = ("hot", "long-tail", "batch")
@@ -58,8 +58,8 @@ def explore(
         specs = [TraceSpec.parse(trace) for trace in traces]
         setups = setups_for(specs, profile=profile_named("a100-8b"), seed=seed, slice_s=slice_s)
         for variant, overrides in variants.items():
-            ours_config(setups, overrides=overrides)  # a bad field fails here, before any run
-            for result in run(setups, driver_for("ours", setups, overrides=overrides), policy="ours", seed=seed, slo=slo):
+            driver = driver_for("ours", setups, overrides=overrides)  # builds the config: a bad field fails here
+            for result in run(setups, driver, policy="ours", seed=seed, slo=slo):
                 rows.setdefault((result.model, variant), []).append(result)
     return rows
 
