@@ -11,6 +11,7 @@ from simulations.simulate import ModelResult, Slo, result_record
 # (title, width, field, format): one row per policy, one block per model.
 COLUMNS = (
     ("GPU-h", 8, "gpu_hours", "{:.2f}"),
+    ("after last", 11, "after_last_gpu_hours", "{:.2f}"),
     ("SLO met", 8, "slo_attainment", "{:.1%}"),
     ("wait p50", 9, "queue_wait_p50_s", "{:.2f}"),
     ("p95", 8, "queue_wait_p95_s", "{:.2f}"),

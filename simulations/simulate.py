@@ -44,6 +44,9 @@ class ModelResult:
     queue_wait_p99_s: float
     ttft_p95_s: float
     tpot_p95_s: float  # time per output token after the first, per request (nan: none decoded)
+    # GPU-hours after the run's last arrival, up to its end: what a policy keeps once traffic
+    # has stopped (its scale-down window), included in gpu_hours.
+    after_last_gpu_hours: float
     cold_start_requests: int
     rejected: int  # longer than max_model_len: refused by vLLM whatever the replica count
     unserved: int
@@ -169,7 +172,10 @@ def run(
         name: {"t": [], "arrivals": [], "replicas": [], "ready": [], "queue": [], "completed": []} for name in cluster.models
     }
     now, next_scrape, next_act, next_sample = 0.0, 0.0, 0.0, 0.0
+    at_last_arrival: dict[str, float] | None = None  # GPU-seconds by model when the last request arrived
     while now < end:
+        if at_last_arrival is None and now >= last_arrival:
+            at_last_arrival = {name: model.gpu_seconds for name, model in cluster.models.items()}
         if now >= next_scrape:
             cluster.take_scrape(now)
             next_scrape += SCRAPE_INTERVAL_S
@@ -190,10 +196,22 @@ def run(
             next_sample += TIMELINE_STEP_S
             if progress is not None:
                 progress(now, end)
-    return [summarize(model, policy=policy, slo=slo, end=end, timeline=timelines[name]) for name, model in cluster.models.items()]
+    return [
+        summarize(
+            model,
+            policy=policy,
+            slo=slo,
+            end=end,
+            timeline=timelines[name],
+            gpu_seconds_at_last_arrival=(at_last_arrival or {}).get(name, model.gpu_seconds),
+        )
+        for name, model in cluster.models.items()
+    ]
 
 
-def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: dict) -> ModelResult:
+def summarize(
+    model: SimModel, *, policy: str, slo: Slo, end: float, timeline: dict, gpu_seconds_at_last_arrival: float
+) -> ModelResult:
     requests = model.requests
     arrived = (requests.arrival_s < end) & ~requests.rejected
     # A request never admitted waited until the end of the run (a lower bound on its wait).
@@ -212,6 +230,7 @@ def summarize(model: SimModel, *, policy: str, slo: Slo, end: float, timeline: d
         queue_wait_p99_s=_percentile(wait, 99),
         ttft_p95_s=_percentile(ttft, 95),
         tpot_p95_s=_percentile(_time_per_output_token(requests, arrived), 95),
+        after_last_gpu_hours=(model.gpu_seconds - gpu_seconds_at_last_arrival) / 3600.0,
         cold_start_requests=int(requests.cold[arrived].sum()),
         rejected=int((requests.rejected & (requests.arrival_s < end)).sum()),
         unserved=int(np.isnan(requests.first_token_s[arrived]).sum()),

@@ -250,3 +250,14 @@ def test_time_per_output_token_is_the_step_time_of_the_batch_a_request_shares():
     together = Requests(np.zeros(16), np.full(16, 100), np.full(16, 50), name="burst", source="test")
     assert tpot(alone) == pytest.approx(A100_8B.step_s(1), rel=0.05)
     assert tpot(together) == pytest.approx(A100_8B.step_s(16), rel=0.05)
+
+
+def test_gpu_hours_after_the_last_arrival_are_what_a_policy_keeps_once_traffic_stops():
+    workload = steady(10.0, 600, output=200)  # about ten replicas' worth at the knee
+    setups = [setup(workload, initial=4)]
+    ours, oracle = (run(setups, driver_for(policy, setups), policy=policy, seed=1)[0] for policy in ("ours", "oracle"))
+    # The run ends 300 s after the last arrival. The oracle drops to its floor of one once the
+    # last requests finish; ours releases over its 300 s scale-down window.
+    assert 300 / 3600 <= oracle.after_last_gpu_hours <= 1.25 * 300 / 3600
+    assert ours.after_last_gpu_hours > 3 * oracle.after_last_gpu_hours
+    assert ours.gpu_hours > ours.after_last_gpu_hours
