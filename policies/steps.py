@@ -85,11 +85,18 @@ def estimate_service_rate(
 ) -> float | None:
     """What a replica would complete at target_running_per_replica in flight, by Little's law,
     while it is not saturated: a request takes running / completions seconds, so a replica
-    holding `target` at once completes target x completions / running per second."""
+    holding `target` at once completes target x completions / running per second. Only
+    samples at no more than `target` per replica count: a request's time grows with the
+    batch it shares, so a replica running more than that says too little about one at target."""
     if not (steady and observation.completion_rate.usable and observation.running.usable and observation.waiting.usable):
         return previous
     running, completions = observation.running.value, observation.completion_rate.value
     if running <= 0 or completions <= 0 or observation.waiting.value >= observation.ready_replicas:
+        return previous
+    if running > spec.target_running_per_replica * observation.ready_replicas:
+        # Overloaded replicas decode in batches larger than the target, so each request takes
+        # longer than it would at the target, and the estimate would come out low. Found at 4
+        # replicas running 49 each (a flash crowd), it sized for 47 where 25 sufficed.
         return previous
     return _averaged(previous, spec.target_running_per_replica * completions / running, spec)
 

@@ -92,6 +92,10 @@ def test_without_any_rate_the_in_flight_rule_sizes():
         (0, 0, 2.0, True, 3.0, 3.0),  # nothing running: no latency to read
         (0, 16, 0.0, True, 3.0, 3.0),  # nothing done yet
         (0, 16, None, True, 3.0, 3.0),  # no completion data
+        (0, 128, 16.0, True, None, 4.0),  # 32 running per replica, at the target: counts
+        # 40 per replica, past the target: each request shares a larger batch and takes longer
+        # than it would at 32, so 32 x 16 / 160 = 3.2 would understate the replica.
+        (0, 160, 16.0, True, 3.0, 3.0),
     ],
 )
 def test_an_estimate_counts_only_when_unsaturated_and_steady(waiting, running, completions, steady, previous, expected):

@@ -261,3 +261,14 @@ def test_gpu_hours_after_the_last_arrival_are_what_a_policy_keeps_once_traffic_s
     assert 300 / 3600 <= oracle.after_last_gpu_hours <= 1.25 * 300 / 3600
     assert ours.after_last_gpu_hours > 3 * oracle.after_last_gpu_hours
     assert ours.gpu_hours > ours.after_last_gpu_hours
+
+
+def test_a_flash_crowd_is_not_sized_from_the_overloaded_replicas_it_hits():
+    # 10 req/s of 200-token answers arrive at once at 4 replicas, which run ~49 requests each
+    # until more start. A request's time there is that of a 49-wide batch; sized as if a
+    # replica at its target of 8 took as long, ours asked for 47 replicas.
+    workload = steady(10.0, 600, output=200)
+    setups = [setup(workload, initial=4)]
+    (result,) = run(setups, driver_for("ours", setups), policy="ours", seed=1)
+    assert result.slo_attainment > 0.99
+    assert max(result.timeline["replicas"]) <= 30
