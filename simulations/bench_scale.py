@@ -23,8 +23,9 @@ waits for this process, which meanwhile counts what the tick asked of the server
 kmock takes longer over every request for each request it has logged (it filters its whole log
 to pick a reaction: simulations/harness/kmock.py), so the 1,000-model fleet's first tick would
 pay for the 10- and 100-model runs before it, and for its own earlier writes. By default the
-harness takes answered requests out of kmock's log (`--kmock-log forget`); open watches stay in
-it, as kmock's own cost of a watch. `--kmock-log keep` measures as before.
+harness takes answered requests out of kmock's log (`--kmock-log forget`), and watches once they
+stream; what a watch still costs kmock is waking on every write of its kind. `--kmock-log keep`
+measures as before.
 """
 
 from __future__ import annotations

@@ -29,10 +29,15 @@ Things kmock does not do on its own, and how this harness handles them:
   whole request log (``View.__contains__`` in kmock/_internal/dsl.py). After
   1,000 requests a PATCH of /scale costs about 45 ms and an Event POST 200 ms,
   against 3 and 15 ms on a fresh emulator. ``KmockCluster(forget_served=True)``
-  (the scale benchmark's) takes each request out of that log once answered; a
-  watch stays in it while open. :meth:`KmockCluster.requests` then lists every
-  request from a log of the harness's own, unfiltered; ``fail_next`` and
-  ``stream_next``, which count kmock's log, are not available.
+  (the scale benchmark's) takes each request out of that log once answered, and
+  a watch once it starts streaming: an open watch left in the log made every
+  later request filter it again, once per reaction tried. At 1,000 models over
+  50 namespaces (100 watches open), kmock's handling of a PATCH of /scale went
+  from 2.9-3.5 ms (median) to 1.0-1.2 ms, and of an Event POST from 16-26 ms to
+  3 ms; a real API server routes a request by its path, not by the requests
+  before it. :meth:`KmockCluster.requests` then
+  lists every request from a log of the harness's own, unfiltered; ``fail_next``
+  and ``stream_next``, which count kmock's log, are not available.
 
 Usage (the pytest fixture is in tests/support/kmock_harness.py)::
 
@@ -49,7 +54,7 @@ import asyncio
 import copy
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -93,16 +98,28 @@ class _Emulator(kmock.KubernetesEmulator):
         self.served.append(request)
         try:
             return await self._serve(request)
-        finally:  # answered (a watch: ended); kmock's matching of later requests no longer scans it
-            index = next((i for i, r in enumerate(self._requests) if r is request), None)
-            if index is not None:
-                del self._requests[index]
+        finally:  # answered; kmock's matching of later requests no longer scans it
+            self._forget(request)
 
     async def _serve(self, request: kmock.Request) -> Any:
         if any(request in view for view in self.faults):
             # Skip KubernetesEmulator._handle (the store update); only serve the reactions.
             return await kmock.KubernetesScaffold._handle(self, request)
         return await super()._handle(request)
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        # kmock's own watch, as the fallback reaction it registers (a bound method, so this
+        # override is the one served). Its reaction has been picked by now: with forget_served
+        # the watch leaves the log while it streams, as an answered request does at its end.
+        if self.forget_served:
+            self._forget(request)
+        async for event in super()._serve_watch(request):
+            yield event
+
+    def _forget(self, request: kmock.Request) -> None:
+        index = next((i for i, r in enumerate(self._requests) if r is request), None)
+        if index is not None:
+            del self._requests[index]
 
 
 class KmockCluster:
