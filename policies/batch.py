@@ -41,8 +41,17 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
-    measured = steps.learn_service_rate(observation, spec, state.service_rate_per_replica, steady=steady)
-    state = dataclasses.replace(state, service_rate_per_replica=measured, ready_history=ready_history)
+    saturated_since = steps.track_saturated(state.saturated_since, observation, now=now)
+    measured = steps.learn_service_rate(
+        observation,
+        spec,
+        state.service_rate_per_replica,
+        steady=steady,
+        saturated_for_s=None if saturated_since is None else now - saturated_since,
+    )
+    state = dataclasses.replace(
+        state, service_rate_per_replica=measured, ready_history=ready_history, saturated_since=saturated_since
+    )
 
     backlog = observation.waiting.value + observation.running.value
     if backlog == 0:

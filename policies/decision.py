@@ -74,10 +74,15 @@ class PolicyState:
     # The same at target_running_per_replica in flight, estimated by Little's law while the
     # model is not saturated (None: not yet); used until a rate has been measured.
     service_rate_estimate: float | None = None
+    # Since when requests have waited behind every ready replica, without a break (None: not now).
+    saturated_since: float | None = None
     # (time, ready replicas) over the completion-rate window, to tell when it was steady.
     ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)
     # (time, replicas) when the model was first seen, standing as a recommendation made then.
     first_seen: tuple[float, int] | None = None
+    # Hot: (when, share) the headroom for bursts was last raised by a queue overflow; it decays
+    # from there (steps.burst_headroom).
+    burst_headroom: tuple[float, float] | None = None
     # Long-tail: how long each of the last idle periods lasted (seconds, oldest first), from no
     # request in flight to the next demand, to learn the idle timeout from.
     idle_gaps: tuple[float, ...] = field(default_factory=tuple)

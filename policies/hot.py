@@ -1,5 +1,6 @@
 """The hot policy: a model with steady traffic. Always warm (never below max(min, 1)), quick
-to scale up (no up-stabilization, up to +100% per step), slow to scale down (300 s window)."""
+to scale up (no up-stabilization, up to +100% per step), slow to scale down (300 s window),
+and with headroom for bursts once its queue has shown them (steps.burst_headroom)."""
 
 from __future__ import annotations
 

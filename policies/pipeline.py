@@ -7,7 +7,7 @@ import dataclasses
 from policies import steps
 from policies.decision import Decision, PolicyState, Reason
 from policies.signals import Observation
-from policies.spec import PolicySpec
+from policies.spec import HotSpec, PolicySpec
 
 
 def scale_on_load(
@@ -61,9 +61,18 @@ def scale_on_load(
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
-    service_rate = steps.learn_service_rate(observation, spec, state.service_rate_per_replica, steady=steady)
+    saturated_since = steps.track_saturated(state.saturated_since, observation, now=now)
+    saturated_for_s = None if saturated_since is None else now - saturated_since
+    service_rate = steps.learn_service_rate(
+        observation, spec, state.service_rate_per_replica, steady=steady, saturated_for_s=saturated_for_s
+    )
     estimate = steps.estimate_service_rate(observation, spec, state.service_rate_estimate, steady=steady)
-    changes.update(service_rate_per_replica=service_rate, service_rate_estimate=estimate, ready_history=ready_history)
+    changes.update(
+        service_rate_per_replica=service_rate,
+        service_rate_estimate=estimate,
+        ready_history=ready_history,
+        saturated_since=saturated_since,
+    )
     if service_rate is not None and observation.completion_rate.usable:
         desired, why = steps.recommend_by_service_rate(observation, spec, service_rate)
     elif estimate is not None and observation.completion_rate.usable:
@@ -71,6 +80,9 @@ def scale_on_load(
     else:
         desired, why = steps.recommend(observation, spec)
     note(why)
+    if isinstance(spec, HotSpec):
+        desired, why, changes["burst_headroom"] = steps.burst_headroom(desired, observation, spec, state.burst_headroom, now=now)
+        note(why)
     desired, why = steps.apply_tolerance(desired, current, spec.tolerance)
     note(why)
     starting_for_s = None if starting_since is None else now - starting_since

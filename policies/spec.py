@@ -134,6 +134,29 @@ class HotSpec(PolicySpec):
 
     kind: Literal["hot"] = "hot"
     min_replicas: int = Field(1, ge=1, description="Lower bound on replicas; a hot model never goes to zero.")
+    burst_headroom_step: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        description=(
+            "Share added on top of what the load asks for each time the queue overflows (more "
+            "than target_waiting_per_replica waiting per ready replica), at most once per "
+            "cold_start_s. A burst that outruns a cold start is served only by replicas already "
+            "up; an overflow is the evidence that this model's traffic brings such bursts. "
+            "0 turns it off."
+        ),
+    )
+    burst_headroom_max: float = Field(
+        3.0, ge=0, le=10, description="Most headroom for bursts, as a share of what the load asks for (3: four times)."
+    )
+    burst_headroom_decay_s: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "Seconds over which headroom for bursts falls to 1/e (37%) without another "
+            "overflow: an hour of calm gives most of it back."
+        ),
+    )
 
 
 class LongTailSpec(PolicySpec):

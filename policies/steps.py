@@ -1,6 +1,6 @@
 """Named steps that turn an observation into a replica count. Each returns the new count and
 the reason it gives, or None when it changed nothing. The policy kinds compose them in order:
-recommend, tolerance, guards, floor, stabilize, rate limit, bounds.
+recommend, headroom for bursts (hot), tolerance, guards, floor, stabilize, rate limit, bounds.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 
 from policies.decision import Reason
 from policies.signals import Observation
-from policies.spec import PolicySpec
+from policies.spec import HotSpec, PolicySpec
 
 
 def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
@@ -62,17 +62,29 @@ def track_ready(
     return tuple(kept), steady
 
 
+def track_saturated(since: float | None, observation: Observation, *, now: float) -> float | None:
+    """Since when at least one request per ready replica has waited, without a break (None:
+    not now). A replica with a request waiting behind its batch runs as fast as it can."""
+    ready = observation.ready_replicas
+    if not (ready and observation.waiting.usable and observation.waiting.value >= ready):
+        return None
+    return now if since is None else since
+
+
 def learn_service_rate(
-    observation: Observation, spec: PolicySpec, previous: float | None, *, steady: bool
+    observation: Observation, spec: PolicySpec, previous: float | None, *, steady: bool, saturated_for_s: float | None
 ) -> float | None:
     """A replica's capacity shows only while it is saturated: requests wait, so every ready
     replica runs as fast as it can. A sample counts only when the same replicas served through
-    the whole completion window (`steady`): completions lag service by a request's latency,
-    so a replica ready for seconds shows almost none, however fast it is."""
+    the whole completion window (`steady`), saturated all along (`saturated_for_s`, from
+    track_saturated): the completion rate covers that window, so a replica idle for part of
+    it looks slower than it is (a sample taken at the first waiting request read 1.0 req/s
+    per replica where a saturated minute reads 1.7), and completions lag service by a
+    request's latency, so a replica ready for seconds shows almost none, however fast it is."""
     ready = observation.ready_replicas
-    if not (steady and ready and observation.completion_rate.usable and observation.waiting.usable):
+    if not (steady and ready and observation.completion_rate.usable):
         return previous
-    if observation.waiting.value < ready:
+    if saturated_for_s is None or saturated_for_s < spec.completion_window_s:
         return previous
     sample = observation.completion_rate.value / ready
     if sample <= 0:
@@ -80,23 +92,32 @@ def learn_service_rate(
     return _averaged(previous, sample, spec)
 
 
+# Requests running per ready replica, as a share of target_running_per_replica, at which a
+# Little's-law sample counts (estimate_service_rate).
+ESTIMATE_LOAD_BAND = (0.25, 1.0)
+
+
 def estimate_service_rate(
     observation: Observation, spec: PolicySpec, previous: float | None, *, steady: bool
 ) -> float | None:
     """What a replica would complete at target_running_per_replica in flight, by Little's law,
     while it is not saturated: a request takes running / completions seconds, so a replica
-    holding `target` at once completes target x completions / running per second. Only
-    samples at no more than `target` per replica count: a request's time grows with the
-    batch it shares, so a replica running more than that says too little about one at target."""
+    holding `target` at once completes target x completions / running per second.
+
+    A request's time grows with the batch it shares, so only samples near the target count
+    (ESTIMATE_LOAD_BAND). With vLLM's step time base + per_seq x batch and the target at the
+    knee (base / per_seq), a request at r in flight takes (target + r) / (2 x target) of its
+    time at the target: at a quarter of the target 62%, so the estimate is at most 1.6x high.
+    Above the target it runs low without bound: 4 replicas found running 49 each in a flash
+    crowd sized it for 47 replicas where 25 sufficed. Below a quarter, a few short requests
+    read as a replica many times faster than it is (29 req/s for a 1B model that serves 3)."""
     if not (steady and observation.completion_rate.usable and observation.running.usable and observation.waiting.usable):
         return previous
     running, completions = observation.running.value, observation.completion_rate.value
     if running <= 0 or completions <= 0 or observation.waiting.value >= observation.ready_replicas:
         return previous
-    if running > spec.target_running_per_replica * observation.ready_replicas:
-        # Overloaded replicas decode in batches larger than the target, so each request takes
-        # longer than it would at the target, and the estimate would come out low. Found at 4
-        # replicas running 49 each (a flash crowd), it sized for 47 where 25 sufficed.
+    per_replica = running / observation.ready_replicas if observation.ready_replicas else math.inf
+    if not ESTIMATE_LOAD_BAND[0] <= per_replica / spec.target_running_per_replica <= ESTIMATE_LOAD_BAND[1]:
         return previous
     return _averaged(previous, spec.target_running_per_replica * completions / running, spec)
 
@@ -108,6 +129,33 @@ def _averaged(previous: float | None, sample: float, spec: PolicySpec) -> float:
 
 def _size(waiting: float, in_flight: float, spec: PolicySpec) -> tuple[int, int]:
     return math.ceil(waiting / spec.target_waiting_per_replica), math.ceil(in_flight / spec.target_running_per_replica)
+
+
+def burst_headroom(
+    desired: int, observation: Observation, spec: HotSpec, raised: tuple[float, float] | None, *, now: float
+) -> tuple[int, Reason | None, tuple[float, float] | None]:
+    """Keep replicas ahead of bursts that outrun a cold start, in proportion to the evidence: each
+    queue overflow (more than target_waiting_per_replica waiting per ready replica) adds
+    burst_headroom_step on top of what the load asks for, at most once per cold start, up to
+    burst_headroom_max; without overflows it decays over burst_headroom_decay_s. Steady traffic
+    that the sizing keeps up with never overflows and gets none. Returns the count, the reason,
+    and (when, share) as last raised. Example: raised to 0.5 an hour ago, 0.5 / e = 0.18, so a
+    load asking for 10 gets 10 + 1.8, rounded: 12."""
+    share = 0.0 if raised is None else raised[1] * math.exp(-(now - raised[0]) / spec.burst_headroom_decay_s)
+    if share < 0.01:  # decayed to nothing: forgotten
+        share, raised = 0.0, None
+    overflow = observation.waiting.value > spec.target_waiting_per_replica * max(observation.ready_replicas, 1)
+    if overflow and spec.burst_headroom_step > 0 and (raised is None or now - raised[0] >= spec.cold_start_s):
+        share = min(share + spec.burst_headroom_step, spec.burst_headroom_max)
+        raised = (now, share)
+    with_headroom = desired + math.floor(desired * share + 0.5)  # the nearest whole number of replicas
+    if with_headroom == desired:
+        return desired, None, raised
+    return with_headroom, Reason(
+        "BurstHeadroom",
+        f"+{share:.0%} for bursts (queue overflow {now - raised[0]:.0f} s ago, decaying over "
+        f"{spec.burst_headroom_decay_s:g} s): {desired} -> {with_headroom}",
+    ), raised
 
 
 def apply_tolerance(desired: int, current: int, tolerance: float) -> tuple[int, Reason | None]:

@@ -6,9 +6,11 @@ tick's replica count, as if the actuator applied it at once.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from policies import HotSpec, PolicyState, Reading, decide
+from policies import HotSpec, LongTailSpec, PolicyState, Reading, decide
 from tests.policies.builders import Tick, closed_loop, dependency, every, obs, replay
 
 HOT = HotSpec(min_replicas=1, max_replicas=10)  # defaults otherwise: 300 s down window, 60 s down period
@@ -38,9 +40,10 @@ def test_burst_scales_up_quickly():
         observe=lambda now, replicas: obs(spec=replicas, waiting=200, running=32 * replicas, gpu=95),
     )
     assert_explained_and_warm(trace)
-    # 200 / 4 = 50 wanted, capped at 10; one step adds max(4, 100% of 2) = 4, then 100% of 6.
+    # 200 / 4 = 50 wanted (75 with headroom for the overflowing queue), capped at 10; one step
+    # adds max(4, 100% of 2) = 4, then 100% of 6.
     assert [tick.desired for tick in trace] == [6, 10, 10, 10, 10]
-    assert trace[0].codes == ("Recommendation", "ScaleUpLimit")
+    assert trace[0].codes == ("Recommendation", "BurstHeadroom", "ScaleUpLimit")
 
 
 def test_burst_waits_for_starting_replicas_then_continues():
@@ -73,12 +76,13 @@ def test_stuck_start_no_longer_holds_after_cold_start_times_factor():
 
 
 def test_a_queue_beyond_what_starting_replicas_take_still_scales_up():
-    # 4 starting replicas take 128 of 300 waiting; the other 172 still ask for 43, not 75.
+    # 4 starting replicas take 128 of 300 waiting; the other 172 still ask for 43, not 75 (113
+    # with headroom for the overflowing queue).
     decision, _ = decide(
         obs(spec=6, ready=2, waiting=300, running=64, gpu=95), PolicyState(starting_since=0.0), HOT, now=15.0
     )
     assert decision.desired_replicas == 10
-    assert "sizing on the rest: 43 instead of 75" in decision.explain()
+    assert "sizing on the rest: 43 instead of 113" in decision.explain()
 
 
 def test_saturated_dependency_holds_and_caps_at_current():
@@ -326,3 +330,48 @@ def test_a_model_found_at_a_count_still_scales_up_at_once():
     assert decision.desired_replicas > 2
     assert state.first_seen == (0.0, 2)
 
+
+
+# --- headroom for bursts -----------------------------------------------------------------
+
+BURSTY = HotSpec(max_replicas=100, cold_start_s=120, burst_headroom_step=0.5, burst_headroom_max=1.0)
+
+
+def test_a_load_that_never_overflows_gets_no_headroom():
+    state = PolicyState()
+    for now in range(0, 600, 15):
+        decision, state = decide(obs(spec=4, waiting=2, running=100, gpu=90), state, BURSTY, now=float(now))
+        assert "BurstHeadroom" not in decision.reason_codes
+    assert state.burst_headroom is None
+    assert decision.desired_replicas == 4  # 102 in flight / 32 -> 4
+
+
+def test_each_overflow_adds_a_step_at_most_once_per_cold_start_up_to_the_most():
+    overflow = obs(spec=4, waiting=40, running=128, gpu=95)  # 40 waiting > 4 per ready replica x 4
+    _, state = decide(overflow, PolicyState(), BURSTY, now=0.0)
+    assert state.burst_headroom == (0.0, 0.5)
+    _, state = decide(overflow, state, BURSTY, now=60.0)  # within the cold start: the same burst
+    assert state.burst_headroom == (0.0, 0.5)
+    _, state = decide(overflow, state, BURSTY, now=120.0)  # 0.5 decayed over 120 s, + 0.5
+    assert state.burst_headroom == (120.0, pytest.approx(0.5 * math.exp(-120 / 3600) + 0.5))
+    _, state = decide(overflow, state, BURSTY, now=240.0)  # past burst_headroom_max: held at 1
+    assert state.burst_headroom == (240.0, 1.0)
+
+
+def test_headroom_decays_without_overflows_and_says_so():
+    calm = obs(spec=10, waiting=0, running=320, gpu=90)  # 320 in flight / 32 -> 10
+    decision, _ = decide(calm, PolicyState(burst_headroom=(0.0, 0.5)), BURSTY, now=3600.0)
+    # An hour (burst_headroom_decay_s) after it was raised: 0.5 / e = 18%, so 10 -> 12.
+    assert decision.desired_replicas == 12
+    assert decision.reasons[1].message == "+18% for bursts (queue overflow 3600 s ago, decaying over 3600 s): 10 -> 12"
+    decision, _ = decide(calm, PolicyState(burst_headroom=(0.0, 0.5)), BURSTY, now=6 * 3600.0)
+    assert "BurstHeadroom" not in decision.reason_codes  # 0.5 / e^6 = 0.1% of 10 adds nothing
+
+
+def test_no_headroom_when_turned_off_or_for_a_long_tail_model():
+    overflow = obs(spec=4, waiting=40, running=128, gpu=95)
+    off = BURSTY.model_copy(update={"burst_headroom_step": 0.0})
+    decision, state = decide(overflow, PolicyState(), off, now=0.0)
+    assert "BurstHeadroom" not in decision.reason_codes and state.burst_headroom is None
+    decision, state = decide(overflow, PolicyState(), LongTailSpec(max_replicas=100), now=0.0)
+    assert "BurstHeadroom" not in decision.reason_codes and state.burst_headroom is None

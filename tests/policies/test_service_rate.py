@@ -6,10 +6,16 @@ from __future__ import annotations
 import pytest
 
 from policies import HotSpec, PolicyState, decide
-from policies.steps import estimate_service_rate, learn_service_rate, recommend_by_service_rate, track_ready
+from policies.steps import (
+    estimate_service_rate,
+    learn_service_rate,
+    recommend_by_service_rate,
+    track_ready,
+    track_saturated,
+)
 from tests.policies.builders import obs
 
-SPEC = HotSpec(max_replicas=50)
+SPEC = HotSpec(max_replicas=50, burst_headroom_step=0)  # these pin the sizing from a rate alone (test_hot.py has headroom)
 
 
 @pytest.mark.parametrize(
@@ -29,20 +35,36 @@ def test_a_window_is_steady_when_covered_and_unchanged(history, ready, now, stea
 
 
 @pytest.mark.parametrize(
-    "waiting, completions, steady, previous, expected",
+    "saturated_for_s, completions, steady, previous, expected",
     [
-        (8, 6.0, True, None, 1.5),  # saturated (8 waiting, 4 ready), steady: 6 / 4
-        (8, 6.0, True, 1.0, 1.0 + 0.3 * (1.5 - 1.0)),  # averaged into what was known
-        (3, 6.0, True, None, None),  # fewer waiting than replicas: not saturated, no sample
-        (8, 6.0, False, None, None),  # replicas changed in the window: completions lag
-        (8, None, True, 2.0, 2.0),  # no completion data: keep what was known
-        (8, 0.0, True, 2.0, 2.0),  # no completion at all is no measure of speed
+        (60.0, 6.0, True, None, 1.5),  # saturated for the whole minute, steady: 6 / 4
+        (60.0, 6.0, True, 1.0, 1.0 + 0.3 * (1.5 - 1.0)),  # averaged into what was known
+        (None, 6.0, True, None, None),  # not saturated now: no sample
+        (30.0, 6.0, True, None, None),  # saturated for half the minute the rate covers: too low
+        (60.0, 6.0, False, None, None),  # replicas changed in the window: completions lag
+        (60.0, None, True, 2.0, 2.0),  # no completion data: keep what was known
+        (60.0, 0.0, True, 2.0, 2.0),  # no completion at all is no measure of speed
     ],
 )
-def test_a_sample_counts_only_when_saturated_and_steady(waiting, completions, steady, previous, expected):
-    observation = obs(spec=4, waiting=waiting, running=40, completions=completions)
-    got = learn_service_rate(observation, SPEC, previous, steady=steady)
+def test_a_sample_counts_only_when_saturated_all_minute_and_steady(saturated_for_s, completions, steady, previous, expected):
+    observation = obs(spec=4, waiting=8, running=40, completions=completions)
+    got = learn_service_rate(observation, SPEC, previous, steady=steady, saturated_for_s=saturated_for_s)
     assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    "waiting, ready, since, expected",
+    [
+        (8, 4, None, 100.0),  # saturated from now
+        (8, 4, 40.0, 40.0),  # still saturated: since then
+        (3, 4, 40.0, None),  # fewer waiting than replicas: the run ends
+        (8, 0, 40.0, None),  # no replica ready: nothing runs flat out
+        (None, 4, 40.0, None),  # no data: not known to be saturated
+    ],
+)
+def test_saturation_is_tracked_as_an_unbroken_run(waiting, ready, since, expected):
+    observation = obs(spec=4, ready=ready, waiting=waiting, running=40)
+    assert track_saturated(since, observation, now=100.0) == expected
 
 
 def test_sizing_covers_arrivals_at_target_utilization_and_drains_the_backlog():
@@ -83,15 +105,19 @@ def test_without_any_rate_the_in_flight_rule_sizes():
 @pytest.mark.parametrize(
     "waiting, running, completions, steady, previous, expected",
     [
-        # 16 running and 2 req/s done: a request takes 16 / 2 = 8 s, so a replica holding the
+        # 64 running and 8 req/s done: a request takes 64 / 8 = 8 s, so a replica holding the
         # 32 in flight of its target would complete 32 / 8 = 4 req/s.
-        (0, 16, 2.0, True, None, 4.0),
-        (0, 16, 2.0, True, 3.0, 3.0 + 0.3 * (4.0 - 3.0)),  # averaged into what was known
-        (4, 16, 2.0, True, None, None),  # saturated (4 waiting, 4 ready): that is for measuring
-        (0, 16, 2.0, False, 3.0, 3.0),  # replicas changed in the window: completions lag
-        (0, 0, 2.0, True, 3.0, 3.0),  # nothing running: no latency to read
-        (0, 16, 0.0, True, 3.0, 3.0),  # nothing done yet
-        (0, 16, None, True, 3.0, 3.0),  # no completion data
+        (0, 64, 8.0, True, None, 4.0),
+        (0, 64, 8.0, True, 3.0, 3.0 + 0.3 * (4.0 - 3.0)),  # averaged into what was known
+        (4, 64, 8.0, True, None, None),  # saturated (4 waiting, 4 ready): that is for measuring
+        (0, 64, 8.0, False, 3.0, 3.0),  # replicas changed in the window: completions lag
+        (0, 0, 8.0, True, 3.0, 3.0),  # nothing running: no latency to read
+        (0, 64, 0.0, True, 3.0, 3.0),  # nothing done yet
+        (0, 64, None, True, 3.0, 3.0),  # no completion data
+        (0, 32, 4.0, True, None, 4.0),  # 8 per replica, a quarter of the target: still counts
+        # 4 per replica, an eighth: requests in so small a batch run much faster than at 32, so
+        # 32 x 2 / 16 = 4 would overstate the replica.
+        (0, 16, 2.0, True, 3.0, 3.0),
         (0, 128, 16.0, True, None, 4.0),  # 32 running per replica, at the target: counts
         # 40 per replica, past the target: each request shares a larger batch and takes longer
         # than it would at 32, so 32 x 16 / 160 = 3.2 would understate the replica.
@@ -115,13 +141,13 @@ def test_an_estimated_rate_plans_for_full_use_and_says_it_is_estimated():
 
 
 def test_a_backlog_is_sized_on_the_estimate_not_on_four_per_replica():
-    # A model that served short requests calmly (16 running, 4 req/s over 4 replicas: 4 s
+    # A model that served short requests calmly (64 running, 16 req/s over 4 replicas: 4 s
     # each, so 8 req/s per replica at 32 in flight) is hit by 120 waiting just as two more
     # replicas come up, so nothing can be measured this minute. The per-replica target would
     # ask for 120 / 4 = 30 replicas; the estimate, 4 / 8 + 120 / (8 x 30) = 1.
     state = PolicyState()
     for now in range(0, 80, 10):
-        _, state = decide(obs(spec=4, waiting=0, running=16, completions=4.0), state, SPEC, now=float(now))
+        _, state = decide(obs(spec=4, waiting=0, running=64, completions=16.0), state, SPEC, now=float(now))
     assert state.service_rate_estimate == pytest.approx(8.0)
     decision, state = decide(obs(spec=6, waiting=120, running=20, completions=4.0), state, SPEC, now=80.0)
     assert state.service_rate_per_replica is None
