@@ -67,6 +67,8 @@ def record_of(model: str, state: PolicyState, *, desired: int, now: float) -> di
         **{name: _rounded(getattr(state, name)) for name in _RATES},
         # Whole seconds: the idle timeout learned from them moves in steps of minutes.
         "idle_gaps": [round(gap) for gap in state.idle_gaps],
+        # Raised at most once per cold start, and an hour's evidence of bursts is worth keeping.
+        "burst_headroom": None if state.burst_headroom is None else [state.burst_headroom[0], round(state.burst_headroom[1], 2)],
         "saved_at": now,
     }
 
@@ -81,6 +83,7 @@ def restore(record: Mapping, *, now: float) -> PolicyState:
         recommendations=((now, int(record["desired"])),),
         **{name: record.get(name) for name in (*_TIMES, *_RATES)},
         idle_gaps=tuple(record.get("idle_gaps", ())),
+        burst_headroom=tuple(record["burst_headroom"]) if record.get("burst_headroom") is not None else None,
     )
 
 
@@ -95,6 +98,9 @@ def _valid(record: object) -> bool:
     if not isinstance(desired, int) or isinstance(desired, bool) or desired < 0:
         return False
     gaps = record.get("idle_gaps", [])
+    headroom = record.get("burst_headroom")
+    if headroom is not None and not (isinstance(headroom, list) and len(headroom) == 2 and all(map(_non_negative, headroom))):
+        return False
     numbers = [record.get(name) for name in (*_TIMES, *_RATES)]
     return all(v is None or _non_negative(v) for v in numbers) and isinstance(gaps, list) and all(map(_non_negative, gaps))
 

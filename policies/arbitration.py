@@ -14,7 +14,8 @@ before it is done:
      scale-down stabilization window (Decision.needed_replicas)
   5. running replicas of batch models above their minimum
   6. scale-ups of hot, then long-tail models with nothing waiting (or no data)
-  7. scale-ups of batch models
+  7. replicas hot models keep ahead of bursts (Decision.headroom_replicas)
+  8. scale-ups of batch models
 
 So arbitration limits growth first: a scale-up only competes for GPUs nobody holds, or that
 a lower kind holds without a load that needs them. Two kinds of running replica are taken
@@ -86,6 +87,7 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
         return [(c, target(c)) for c in claims if c.kind in kinds and (queued is None or _queued(c) == queued)]
 
     desired = lambda c: c.decision.desired_replicas  # noqa: E731
+    load = lambda c: desired(c) - c.decision.headroom_replicas  # noqa: E731
     minimum = lambda c: min(c.minimum, desired(c))  # noqa: E731
     running = lambda c: max(min(c.decision.current_replicas, desired(c)), minimum(c))  # noqa: E731
     needed = lambda c: max(min(running(c), c.decision.needed), minimum(c))  # noqa: E731
@@ -96,13 +98,14 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
         ("minimum", of(("batch",), minimum)),
         ("running", of(("hot",), running)),
         ("running", of(("long-tail",), needed)),
-        ("scale-up", of(("hot",), desired, queued=True)),
+        ("scale-up", of(("hot",), load, queued=True)),
         ("scale-up", of(("long-tail",), growth, queued=True)),
         ("unneeded", of(("long-tail",), desired, queued=True)),
         ("running", of(("batch",), running)),
-        ("scale-up", of(("hot",), desired, queued=False)),
+        ("scale-up", of(("hot",), load, queued=False)),
         ("scale-up", of(("long-tail",), growth, queued=False)),
         ("unneeded", of(("long-tail",), desired, queued=False)),
+        ("headroom", of(("hot",), desired)),
         ("scale-up", of(("batch",), desired)),
     ]
 
@@ -192,6 +195,11 @@ def _why(claim: Claim, stage: str) -> str:
         return (
             f"its load needs {claim.decision.needed} now; the replicas above that, kept by its scale-down "
             "stabilization, go to models whose load needs them"
+        )
+    if stage == "headroom":
+        return (
+            f"its load asks for {claim.decision.desired_replicas - claim.decision.headroom_replicas}; the "
+            f"{claim.decision.headroom_replicas} it keeps ahead of bursts come after every model's load"
         )
     if stage == "running":
         if claim.kind == "batch":

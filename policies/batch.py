@@ -35,8 +35,9 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
             f"no fresh load data, holding at {current}",
         )
         decision = _decided(observation, min(max(current, spec.min_replicas), spec.max_replicas), spec, (reason,))
-        # A gap restarts the drain grace: an outage never sends a model mid-job to zero.
-        return decision, advance(dataclasses.replace(state, idle_since=None), decision, now=now)
+        # A gap restarts the drain grace (an outage never sends a model mid-job to zero) and
+        # ends a saturated run (what happened in it was not seen).
+        return decision, advance(dataclasses.replace(state, idle_since=None, saturated_since=None), decision, now=now)
 
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now

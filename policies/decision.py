@@ -35,6 +35,9 @@ class Decision:
     # scale-down held by a stabilization window keeps replicas above it; a shared GPU pool
     # may give those to another model whose load needs them (policies.arbitration).
     needed_replicas: int | None = None
+    # Replicas of desired kept ahead of bursts (a hot model's headroom), not asked for by the
+    # load now: a shared GPU pool grants them after every model's load (policies.arbitration).
+    headroom_replicas: int = 0
 
     @property
     def direction(self) -> str:

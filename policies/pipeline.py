@@ -56,7 +56,8 @@ def scale_on_load(
         desired, why = steps.clamp(current, floor=floor, cap=max(current, floor), floor_why=floor_why, cap_why="")
         note(why)
         decision = _decided(observation, desired, floor, cap, trail, needed=desired)
-        return decision, advance(state, decision, now=now, **changes)
+        # A gap in the data ends a saturated run: what happened in it was not seen.
+        return decision, advance(state, decision, now=now, saturated_since=None, **changes)
 
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
@@ -80,17 +81,22 @@ def scale_on_load(
     else:
         desired, why = steps.recommend(observation, spec)
     note(why)
+    share, load = 0.0, desired
     if isinstance(spec, HotSpec):
-        desired, why, changes["burst_headroom"] = steps.burst_headroom(desired, observation, spec, state.burst_headroom, now=now)
+        share, raised = steps.headroom_share(observation, spec, raised=state.burst_headroom, now=now)
+        changes["burst_headroom"] = raised
+        desired, why = steps.add_headroom(desired, share, spec=spec, raised=raised, now=now)
         note(why)
     desired, why = steps.apply_tolerance(desired, current, spec.tolerance)
     note(why)
     starting_for_s = None if starting_since is None else now - starting_since
-    desired, why = steps.guard_scale_up(desired, observation, spec, starting_for_s=starting_for_s)
+    desired, why = steps.guard_scale_up(desired, observation, spec, starting_for_s=starting_for_s, headroom=share)
     note(why)
     desired, why = steps.guard_scale_down(desired, observation, spec)
     note(why)
-    needed = min(max(desired, floor), spec.max_replicas)
+    # Replicas kept for bursts on top of what the load asks for: not needed by the load now.
+    headroom = max(desired - max(load, floor), 0) if share else 0
+    needed = min(max(desired - headroom, floor), spec.max_replicas)
 
     # Until a whole scale-down window has been observed, the count found at first sight stands
     # as recommended then: nothing scales down on a window it never saw (a restored model
@@ -114,7 +120,7 @@ def scale_on_load(
     desired, why = steps.clamp(desired, floor=floor, cap=spec.max_replicas, floor_why=floor_why, cap_why="max_replicas")
     note(why)
 
-    decision = _decided(observation, desired, floor, cap, trail, needed=needed)
+    decision = _decided(observation, desired, floor, cap, trail, needed=needed, headroom=headroom)
     return decision, advance(state, decision, now=now, recommendations=history, **changes)
 
 
@@ -130,7 +136,7 @@ def advance(state: PolicyState, decision: Decision, *, now: float, **changes) ->
 
 
 def _decided(
-    observation: Observation, desired: int, floor: int, cap: int, trail: list[Reason], *, needed: int
+    observation: Observation, desired: int, floor: int, cap: int, trail: list[Reason], *, needed: int, headroom: int = 0
 ) -> Decision:
     return Decision(
         current_replicas=observation.spec_replicas,
@@ -139,4 +145,5 @@ def _decided(
         cap=cap,
         reasons=tuple(trail),
         needed_replicas=needed,
+        headroom_replicas=headroom,
     )

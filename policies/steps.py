@@ -116,7 +116,7 @@ def estimate_service_rate(
     running, completions = observation.running.value, observation.completion_rate.value
     if running <= 0 or completions <= 0 or observation.waiting.value >= observation.ready_replicas:
         return previous
-    per_replica = running / observation.ready_replicas if observation.ready_replicas else math.inf
+    per_replica = running / observation.ready_replicas  # ready > 0: waiting >= ready returned above
     if not ESTIMATE_LOAD_BAND[0] <= per_replica / spec.target_running_per_replica <= ESTIMATE_LOAD_BAND[1]:
         return previous
     return _averaged(previous, spec.target_running_per_replica * completions / running, spec)
@@ -131,31 +131,52 @@ def _size(waiting: float, in_flight: float, spec: PolicySpec) -> tuple[int, int]
     return math.ceil(waiting / spec.target_waiting_per_replica), math.ceil(in_flight / spec.target_running_per_replica)
 
 
-def burst_headroom(
-    desired: int, observation: Observation, spec: HotSpec, raised: tuple[float, float] | None, *, now: float
-) -> tuple[int, Reason | None, tuple[float, float] | None]:
-    """Keep replicas ahead of bursts that outrun a cold start, in proportion to the evidence: each
-    queue overflow (more than target_waiting_per_replica waiting per ready replica) adds
-    burst_headroom_step on top of what the load asks for, at most once per cold start, up to
-    burst_headroom_max; without overflows it decays over burst_headroom_decay_s. Steady traffic
-    that the sizing keeps up with never overflows and gets none. Returns the count, the reason,
-    and (when, share) as last raised. Example: raised to 0.5 an hour ago, 0.5 / e = 0.18, so a
-    load asking for 10 gets 10 + 1.8, rounded: 12."""
+def headroom_share(
+    observation: Observation, spec: HotSpec, *, raised: tuple[float, float] | None, now: float
+) -> tuple[float, tuple[float, float] | None]:
+    """How much to keep on top of what the load asks for, ahead of bursts that outrun a cold
+    start, in proportion to the evidence: each queue overflow (more than
+    target_waiting_per_replica waiting per ready replica) adds burst_headroom_step, at most once
+    per cold start, up to burst_headroom_max; without overflows it decays over
+    burst_headroom_decay_s. A queue that more replicas would not serve is no evidence: none
+    ready yet (the first cold start), a saturated dependency, idle GPUs, or max_replicas
+    reached. Steady traffic that the sizing keeps up with never overflows and gets none.
+    Returns the share and (when, share) as last raised."""
+    if spec.burst_headroom_step == 0 or spec.burst_headroom_max == 0:
+        return 0.0, None
     share = 0.0 if raised is None else raised[1] * math.exp(-(now - raised[0]) / spec.burst_headroom_decay_s)
     if share < 0.01:  # decayed to nothing: forgotten
         share, raised = 0.0, None
-    overflow = observation.waiting.value > spec.target_waiting_per_replica * max(observation.ready_replicas, 1)
-    if overflow and spec.burst_headroom_step > 0 and (raised is None or now - raised[0] >= spec.cold_start_s):
+    ready, waiting, gpu = observation.ready_replicas, observation.waiting.value, observation.gpu_utilization
+    overflow = ready > 0 and waiting > spec.target_waiting_per_replica * ready
+    servable = (
+        observation.spec_replicas < spec.max_replicas
+        and not any(dependency.saturated for dependency in observation.dependencies)
+        and not (gpu.usable and gpu.value < spec.idle_gpu_utilization_percent)
+    )
+    if overflow and servable and (raised is None or now - raised[0] >= spec.cold_start_s):
         share = min(share + spec.burst_headroom_step, spec.burst_headroom_max)
         raised = (now, share)
-    with_headroom = desired + math.floor(desired * share + 0.5)  # the nearest whole number of replicas
-    if with_headroom == desired:
-        return desired, None, raised
-    return with_headroom, Reason(
+    return share, raised
+
+
+def with_headroom(count: int, share: float) -> int:
+    """`count` and `share` of it on top, to the nearest whole replica: 10 at 18% is 12."""
+    return count + math.floor(count * share + 0.5)
+
+
+def add_headroom(
+    desired: int, share: float, *, spec: HotSpec, raised: tuple[float, float] | None, now: float
+) -> tuple[int, Reason | None]:
+    """Example: raised to 0.5 an hour ago, 0.5 / e = 0.18, so a load asking for 10 gets 12."""
+    raised_to = with_headroom(desired, share)
+    if raised_to == desired or raised is None:
+        return desired, None
+    return raised_to, Reason(
         "BurstHeadroom",
         f"+{share:.0%} for bursts (queue overflow {now - raised[0]:.0f} s ago, decaying over "
-        f"{spec.burst_headroom_decay_s:g} s): {desired} -> {with_headroom}",
-    ), raised
+        f"{spec.burst_headroom_decay_s:g} s): {desired} -> {raised_to}",
+    )
 
 
 def apply_tolerance(desired: int, current: int, tolerance: float) -> tuple[int, Reason | None]:
@@ -166,10 +187,12 @@ def apply_tolerance(desired: int, current: int, tolerance: float) -> tuple[int, 
 
 
 def guard_scale_up(
-    desired: int, observation: Observation, spec: PolicySpec, *, starting_for_s: float | None
+    desired: int, observation: Observation, spec: PolicySpec, *, starting_for_s: float | None, headroom: float = 0.0
 ) -> tuple[int, Reason | None]:
     """Hold a scale-up that more replicas of this model would not turn into served requests.
-    The first guard that holds gives the reason; a held scale-up keeps the current count."""
+    The first guard that holds gives the reason; a held scale-up keeps the current count.
+    `headroom`: the share kept for bursts (headroom_share), kept on what starting replicas
+    leave of the queue too."""
     current = observation.spec_replicas
     if desired <= current:
         return desired, None
@@ -195,7 +218,7 @@ def guard_scale_up(
         waiting = observation.waiting.value
         absorbed = observation.starting_replicas * spec.target_running_per_replica
         by_queue, by_load = _size(max(waiting - absorbed, 0.0), waiting + observation.running.value, spec)
-        sized = max(by_queue, by_load, current)
+        sized = max(with_headroom(max(by_queue, by_load), headroom), current)
         if sized < desired:
             return sized, Reason(
                 "ReplicasStarting",

@@ -29,7 +29,7 @@ def store(cluster) -> ConfigMapStateStore:
 def a_record(name: str, *, desired: int = 3, idle_since: float | None = None, now: float = 100.0) -> dict:
     state = PolicyState(
         idle_since=idle_since, last_scale_up_at=50.0, service_rate_per_replica=2.4567, service_rate_estimate=3.051,
-        idle_gaps=(1500.4, 20.0),
+        idle_gaps=(1500.4, 20.0), burst_headroom=(60.0, 0.73456),
     )
     return record_of(name, state, desired=desired, now=now)
 
@@ -45,6 +45,7 @@ def test_records_round_trip_through_a_configmap_it_creates(kmock_cluster):
     assert saved["chat"]["service_rate_per_replica"] == 2.5  # two significant digits
     assert restore(saved["chat"], now=120.0).service_rate_estimate == 3.1
     assert restore(saved["chat"], now=120.0).idle_gaps == (1500, 20)  # whole seconds
+    assert restore(saved["chat"], now=120.0).burst_headroom == (60.0, 0.73)  # two decimals
     data = kmock_cluster.get(CONFIGMAPS, NS, "llm-autoscaler-state")["data"]
     assert json.loads(data["tail"])["idle_since"] == 40.0
 
@@ -73,14 +74,16 @@ def test_a_damaged_record_is_skipped_with_a_warning_and_the_others_load(kmock_cl
         "data": {
             "chat": json.dumps(a_record("chat")), "tail": "{not json", "neg": json.dumps(a_record("neg", desired=-1)),
             "gaps": json.dumps({**a_record("gaps"), "idle_gaps": [30, -5]}),
-            "older": json.dumps({k: v for k, v in a_record("older").items() if k != "idle_gaps"}),  # before idle_gaps
+            "older": json.dumps({k: v for k, v in a_record("older").items() if k not in ("idle_gaps", "burst_headroom")}),
+            "burst": json.dumps({**a_record("burst"), "burst_headroom": [60.0, -0.5]}),
         },
     }, CONFIGMAPS)
     with capture_logs() as logs:
         loaded = store(kmock_cluster).load()
     assert set(loaded) == {"chat", "older"}
     assert restore(loaded["older"], now=120.0).idle_gaps == ()
-    assert sorted(e["key"] for e in logs if e["event"] == "ignoring an unreadable state record") == ["gaps", "neg", "tail"]
+    assert restore(loaded["older"], now=120.0).burst_headroom is None
+    assert sorted(e["key"] for e in logs if e["event"] == "ignoring an unreadable state record") == ["burst", "gaps", "neg", "tail"]
 
 
 def test_a_forbidden_read_is_unavailable_state_naming_the_rbac_rule(kmock_cluster):

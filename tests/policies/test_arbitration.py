@@ -187,3 +187,13 @@ def test_properties(pool):
         for c in claims:
             if c.kind != "batch":
                 assert got[c.model] >= kept(c)
+
+
+def test_headroom_for_bursts_comes_after_every_models_load():
+    # A hot model asks for 6, 2 of them headroom for bursts; a long-tail model's load asks for
+    # 3 more than it runs. With 7 GPUs, the long-tail load goes first.
+    hot = Claim("chat", "hot", 1, 1, 10.0, Decision(4, 6, 1, 100, (Reason("BurstHeadroom", "test"),), needed_replicas=4, headroom_replicas=2))
+    tail = claim("tail", "long-tail", 0, 3, pressure=20.0)
+    decisions = arbitrate([hot, tail], pool="a100", capacity_gpus=7)
+    assert [d.desired_replicas for d in decisions] == [4, 3]
+    assert "its load asks for 4; the 2 it keeps ahead of bursts come after every model's load" in decisions[0].explain()

@@ -14,6 +14,7 @@ from policies import HotSpec, LongTailSpec, PolicyState, Reading, decide
 from tests.policies.builders import Tick, closed_loop, dependency, every, obs, replay
 
 HOT = HotSpec(min_replicas=1, max_replicas=10)  # defaults otherwise: 300 s down window, 60 s down period
+STEADY = HOT.model_copy(update={"burst_headroom_step": 0.0})  # no headroom for bursts: the guards alone
 
 
 def assert_explained_and_warm(trace: list[Tick]) -> None:
@@ -53,7 +54,7 @@ def test_burst_waits_for_starting_replicas_then_continues():
         ready = replicas if now >= 100 else min(replicas, 2)
         return obs(spec=replicas, ready=ready, waiting=100, running=32 * ready, gpu=95)
 
-    trace = closed_loop(HOT, start_replicas=2, times=every(15, start=0, stop=120), observe=observe)
+    trace = closed_loop(STEADY, start_replicas=2, times=every(15, start=0, stop=120), observe=observe)
     assert_explained_and_warm(trace)
     got = desired_by_time(trace)
     assert got[0] == 6
@@ -68,7 +69,7 @@ def test_stuck_start_no_longer_holds_after_cold_start_times_factor():
     def observe(now, replicas):
         return obs(spec=replicas, ready=2, waiting=100, running=64, gpu=95)
 
-    trace = closed_loop(HOT, start_replicas=2, times=every(15, start=0, stop=270), observe=observe)
+    trace = closed_loop(STEADY, start_replicas=2, times=every(15, start=0, stop=270), observe=observe)
     assert_explained_and_warm(trace)
     got = desired_by_time(trace)
     assert all(got[t] == 6 for t in every(15, start=15, stop=240))
@@ -76,13 +77,25 @@ def test_stuck_start_no_longer_holds_after_cold_start_times_factor():
 
 
 def test_a_queue_beyond_what_starting_replicas_take_still_scales_up():
-    # 4 starting replicas take 128 of 300 waiting; the other 172 still ask for 43, not 75 (113
-    # with headroom for the overflowing queue).
+    # 4 starting replicas take 128 of 300 waiting; the other 172 still ask for 43, not 75.
     decision, _ = decide(
-        obs(spec=6, ready=2, waiting=300, running=64, gpu=95), PolicyState(starting_since=0.0), HOT, now=15.0
+        obs(spec=6, ready=2, waiting=300, running=64, gpu=95), PolicyState(starting_since=0.0), STEADY, now=15.0
     )
     assert decision.desired_replicas == 10
-    assert "sizing on the rest: 43 instead of 113" in decision.explain()
+    assert "sizing on the rest: 43 instead of 75" in decision.explain()
+
+
+def test_headroom_for_bursts_is_kept_on_what_starting_replicas_leave():
+    # The same queue overflows (300 waiting on 2 ready): +50% on the 75 asked for is 113, and
+    # on the 43 that the starting replicas leave, 65.
+    decision, _ = decide(
+        obs(spec=6, ready=2, waiting=300, running=64, gpu=95),
+        PolicyState(starting_since=0.0),
+        HOT.model_copy(update={"max_replicas": 100}),
+        now=15.0,
+    )
+    assert "BurstHeadroom: +50% for bursts (queue overflow 0 s ago, decaying over 3600 s): 75 -> 113" in decision.explain()
+    assert "sizing on the rest: 65 instead of 113" in decision.explain()
 
 
 def test_saturated_dependency_holds_and_caps_at_current():
@@ -364,8 +377,9 @@ def test_headroom_decays_without_overflows_and_says_so():
     # An hour (burst_headroom_decay_s) after it was raised: 0.5 / e = 18%, so 10 -> 12.
     assert decision.desired_replicas == 12
     assert decision.reasons[1].message == "+18% for bursts (queue overflow 3600 s ago, decaying over 3600 s): 10 -> 12"
-    decision, _ = decide(calm, PolicyState(burst_headroom=(0.0, 0.5)), BURSTY, now=6 * 3600.0)
-    assert "BurstHeadroom" not in decision.reason_codes  # 0.5 / e^6 = 0.1% of 10 adds nothing
+    decision, state = decide(calm, PolicyState(burst_headroom=(0.0, 0.5)), BURSTY, now=6 * 3600.0)
+    assert "BurstHeadroom" not in decision.reason_codes  # 0.5 / e^6 = 0.1%: forgotten
+    assert state.burst_headroom is None
 
 
 def test_no_headroom_when_turned_off_or_for_a_long_tail_model():
@@ -373,5 +387,32 @@ def test_no_headroom_when_turned_off_or_for_a_long_tail_model():
     off = BURSTY.model_copy(update={"burst_headroom_step": 0.0})
     decision, state = decide(overflow, PolicyState(), off, now=0.0)
     assert "BurstHeadroom" not in decision.reason_codes and state.burst_headroom is None
+    decision, state = decide(overflow, PolicyState(burst_headroom=(0.0, 1.0)), off, now=10.0)  # raised before
+    assert "BurstHeadroom" not in decision.reason_codes and state.burst_headroom is None
     decision, state = decide(overflow, PolicyState(), LongTailSpec(max_replicas=100), now=0.0)
     assert "BurstHeadroom" not in decision.reason_codes and state.burst_headroom is None
+
+
+@pytest.mark.parametrize(
+    "observation, spec, why",
+    [
+        (obs(spec=4, ready=0, waiting=40, running=0), BURSTY, "none ready yet: the first cold start"),
+        (obs(spec=4, waiting=40, running=128, gpu=2), BURSTY, "GPUs idle: a stuck engine"),
+        (
+            obs(spec=4, waiting=40, running=128, gpu=95, dependencies=(dependency("vector-db", 0.98),)),
+            BURSTY,
+            "a saturated dependency",
+        ),
+        (obs(spec=4, waiting=40, running=128, gpu=95), BURSTY.model_copy(update={"max_replicas": 4}), "at max_replicas"),
+    ],
+)
+def test_a_queue_more_replicas_would_not_serve_raises_no_headroom(observation, spec, why):
+    _, state = decide(observation, PolicyState(), spec, now=0.0)
+    assert state.burst_headroom is None, why
+
+
+def test_headroom_is_not_what_the_load_needs():
+    # 10 asked for by the load, 12 with 18% headroom: a shared pool counts 10 as needed.
+    calm = obs(spec=12, waiting=0, running=320, gpu=90)
+    decision, _ = decide(calm, PolicyState(burst_headroom=(0.0, 0.5)), BURSTY, now=3600.0)
+    assert (decision.desired_replicas, decision.needed, decision.headroom_replicas) == (12, 10, 2)

@@ -172,3 +172,16 @@ def test_a_vanishing_service_rate_sizes_to_the_cap_instead_of_overflowing():
         PolicyState(service_rate_per_replica=1e-300), SPEC, now=0.0,
     )
     assert decision.desired_replicas <= SPEC.max_replicas
+
+
+def test_a_gap_in_the_data_ends_a_saturated_run():
+    # Saturated from 0 to 30 s, no data from 40 to 190 s, saturated again at 200 s: the minute
+    # before 200 s was not seen, so nothing is learned from it.
+    state = PolicyState()
+    for now in range(0, 40, 10):
+        _, state = decide(obs(spec=4, waiting=20, running=60, completions=6.0), state, SPEC, now=float(now))
+    for now in range(40, 200, 10):
+        _, state = decide(obs(spec=4, waiting=None, running=None, completions=None), state, SPEC, now=float(now))
+    assert state.saturated_since is None
+    _, state = decide(obs(spec=4, waiting=20, running=60, completions=2.0), state, SPEC, now=200.0)
+    assert state.service_rate_per_replica is None and state.saturated_since == 200.0

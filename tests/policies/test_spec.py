@@ -118,3 +118,12 @@ def test_specs_load_from_plain_mappings():
     # What a config loader hands over after parsing YAML.
     spec = LongTailSpec.model_validate({"kind": "long-tail", "cold_start_s": 90, "max_replicas": 2})
     assert spec.effective_idle_timeout_s == 360.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("burst_headroom_step", -0.5), ("burst_headroom_step", 11), ("burst_headroom_max", -1), ("burst_headroom_decay_s", 0)],
+)
+def test_hot_burst_headroom_fields_are_validated(field, value):
+    with pytest.raises(ValidationError, match=field):
+        HotSpec(**{field: value})
