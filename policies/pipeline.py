@@ -120,7 +120,8 @@ def scale_on_load(
     desired, why = steps.clamp(desired, floor=floor, cap=spec.max_replicas, floor_why=floor_why, cap_why="max_replicas")
     note(why)
 
-    decision = _decided(observation, desired, floor, cap, trail, needed=needed, headroom=headroom)
+    # Stabilization and rate limits act on the whole count: what is left above the load's is headroom.
+    decision = _decided(observation, desired, floor, cap, trail, needed=needed, headroom=min(headroom, max(desired - needed, 0)))
     return decision, advance(state, decision, now=now, recommendations=history, **changes)
 
 

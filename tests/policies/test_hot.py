@@ -416,3 +416,10 @@ def test_headroom_is_not_what_the_load_needs():
     calm = obs(spec=12, waiting=0, running=320, gpu=90)
     decision, _ = decide(calm, PolicyState(burst_headroom=(0.0, 0.5)), BURSTY, now=3600.0)
     assert (decision.desired_replicas, decision.needed, decision.headroom_replicas) == (12, 10, 2)
+
+
+def test_a_rate_limited_scale_up_is_load_before_headroom():
+    # 24 waiting on 2 ready ask for 6, 9 with headroom; one step may add 4, so 6: all load.
+    decision, _ = decide(obs(spec=2, waiting=24, running=32, gpu=95), PolicyState(), HOT, now=0.0)
+    assert decision.reason_codes == ("Recommendation", "BurstHeadroom", "ScaleUpLimit")
+    assert (decision.desired_replicas, decision.needed, decision.headroom_replicas) == (6, 6, 0)
