@@ -84,7 +84,7 @@ class PolicyState:
     # (time, replicas) when the model was first seen, standing as a recommendation made then.
     first_seen: tuple[float, int] | None = None
     # Hot: (when, share) the headroom for bursts was last raised by a queue overflow; it decays
-    # from there (steps.burst_headroom).
+    # from there (steps.headroom_share).
     burst_headroom: tuple[float, float] | None = None
     # Long-tail: how long each of the last idle periods lasted (seconds, oldest first), from no
     # request in flight to the next demand, to learn the idle timeout from.

@@ -147,12 +147,12 @@ def headroom_share(
     share = 0.0 if raised is None else raised[1] * math.exp(-(now - raised[0]) / spec.burst_headroom_decay_s)
     if share < 0.01:  # decayed to nothing: forgotten
         share, raised = 0.0, None
-    ready, waiting, gpu = observation.ready_replicas, observation.waiting.value, observation.gpu_utilization
-    overflow = ready > 0 and waiting > spec.target_waiting_per_replica * ready
+    ready = observation.ready_replicas
+    overflow = ready > 0 and observation.waiting.value > spec.target_waiting_per_replica * ready
     servable = (
         observation.spec_replicas < spec.max_replicas
         and not any(dependency.saturated for dependency in observation.dependencies)
-        and not (gpu.usable and gpu.value < spec.idle_gpu_utilization_percent)
+        and not _gpus_idle(observation, spec)
     )
     if overflow and servable and (raised is None or now - raised[0] >= spec.cold_start_s):
         share = min(share + spec.burst_headroom_step, spec.burst_headroom_max)
@@ -203,7 +203,7 @@ def guard_scale_up(
             "DownstreamSaturated", f"{named}: more replicas would only queue there; holding at {current} instead of {desired}"
         )
     gpu = observation.gpu_utilization
-    if observation.waiting.value > 0 and gpu.usable and gpu.value < spec.idle_gpu_utilization_percent:
+    if observation.waiting.value > 0 and _gpus_idle(observation, spec):
         return current, Reason(
             "QueueWithIdleGPUs",
             f"{observation.waiting.value:g} waiting while GPUs are {gpu.value:g}% busy "
@@ -226,6 +226,11 @@ def guard_scale_up(
                 f"{absorbed:g} of the {waiting:g} waiting; sizing on the rest: {sized} instead of {desired}",
             )
     return desired, None
+
+
+def _gpus_idle(observation: Observation, spec: PolicySpec) -> bool:
+    gpu = observation.gpu_utilization
+    return gpu.usable and gpu.value < spec.idle_gpu_utilization_percent
 
 
 def guard_scale_down(desired: int, observation: Observation, spec: PolicySpec) -> tuple[int, Reason | None]:
