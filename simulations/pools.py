@@ -23,7 +23,7 @@ The scenario (seeded, so one seed gives one table):
   600 s, due `deadline_s` later.
 
 The pool is sized so that it does not hold the hot models' peaks and the batch job's plan at
-once (20 GPUs: the hot models alone keep 13 replicas ready on average and 19 at their peak,
+once (20 GPUs: the hot models alone keep 14 replicas ready on average and 18 at their peak,
 the job's deadline asks for about 5): someone must give way.
 """
 
