@@ -78,9 +78,10 @@ def learn_service_rate(
     replica runs as fast as it can. A sample counts only when the same replicas served through
     the whole completion window (`steady`), saturated all along (`saturated_for_s`, from
     track_saturated): the completion rate covers that window, so a replica idle for part of
-    it looks slower than it is (a sample taken at the first waiting request read 1.0 req/s
-    per replica where a saturated minute reads 1.7), and completions lag service by a
-    request's latency, so a replica ready for seconds shows almost none, however fast it is."""
+    it looks slower than it is (samples taken at the first waiting request read 1.0-1.7 req/s
+    per replica on the suite's mix, under the 1.5-2.3 estimated at the target), and
+    completions lag service by a request's latency, so a replica ready for seconds shows
+    almost none, however fast it is."""
     ready = observation.ready_replicas
     if not (steady and ready and observation.completion_rate.usable):
         return previous
