@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 import threading
@@ -158,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`autoscaler replay | head`): stop quietly, as other tools do.
+        # stdout now points nowhere, so the interpreter's last flush must not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

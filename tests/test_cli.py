@@ -28,6 +28,16 @@ def test_replay_with_no_arguments_runs_the_bundled_trace():
     assert "0:" not in hot.split("  ")[-1]
 
 
+def test_replay_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
+    # `autoscaler replay | head -1`: the reader closes the pipe after one line.
+    process = subprocess.Popen([sys.executable, "-m", "autoscaler.cli", "replay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"time ")
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports a command killed by it
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
 def test_replay_json_lines_carry_time_model_current_desired_reasons():
     result = autoscaler("replay", "--output", "json")
     assert result.returncode == 0, result.stderr
