@@ -44,11 +44,7 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
     )
     saturated_since = steps.track_saturated(state.saturated_since, observation, now=now)
     measured = steps.learn_service_rate(
-        observation,
-        spec,
-        state.service_rate_per_replica,
-        steady=steady,
-        saturated_for_s=None if saturated_since is None else now - saturated_since,
+        observation, spec, state.service_rate_per_replica, steady=steady, saturated_since=saturated_since, now=now
     )
     state = dataclasses.replace(
         state, service_rate_per_replica=measured, ready_history=ready_history, saturated_since=saturated_since

@@ -63,9 +63,8 @@ def scale_on_load(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
     saturated_since = steps.track_saturated(state.saturated_since, observation, now=now)
-    saturated_for_s = None if saturated_since is None else now - saturated_since
     service_rate = steps.learn_service_rate(
-        observation, spec, state.service_rate_per_replica, steady=steady, saturated_for_s=saturated_for_s
+        observation, spec, state.service_rate_per_replica, steady=steady, saturated_since=saturated_since, now=now
     )
     estimate = steps.estimate_service_rate(observation, spec, state.service_rate_estimate, steady=steady)
     changes.update(

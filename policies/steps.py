@@ -72,11 +72,17 @@ def track_saturated(since: float | None, observation: Observation, *, now: float
 
 
 def learn_service_rate(
-    observation: Observation, spec: PolicySpec, previous: float | None, *, steady: bool, saturated_for_s: float | None
+    observation: Observation,
+    spec: PolicySpec,
+    previous: float | None,
+    *,
+    steady: bool,
+    saturated_since: float | None,
+    now: float,
 ) -> float | None:
     """A replica's capacity shows only while it is saturated: requests wait, so every ready
     replica runs as fast as it can. A sample counts only when the same replicas served through
-    the whole completion window (`steady`), saturated all along (`saturated_for_s`, from
+    the whole completion window (`steady`), saturated all along (`saturated_since`, from
     track_saturated): the completion rate covers that window, so a replica idle for part of
     it looks slower than it is (samples taken at the first waiting request read 1.0-1.7 req/s
     per replica on the suite's mix, under the 1.5-2.3 estimated at the target), and
@@ -85,7 +91,7 @@ def learn_service_rate(
     ready = observation.ready_replicas
     if not (steady and ready and observation.completion_rate.usable):
         return previous
-    if saturated_for_s is None or saturated_for_s < spec.completion_window_s:
+    if saturated_since is None or now - saturated_since < spec.completion_window_s:
         return previous
     sample = observation.completion_rate.value / ready
     if sample <= 0:

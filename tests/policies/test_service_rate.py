@@ -35,7 +35,7 @@ def test_a_window_is_steady_when_covered_and_unchanged(history, ready, now, stea
 
 
 @pytest.mark.parametrize(
-    "saturated_for_s, completions, steady, previous, expected",
+    "saturated_for_s, completions, steady, previous, expected",  # saturated for so long, at 100 s
     [
         (60.0, 6.0, True, None, 1.5),  # saturated for the whole minute, steady: 6 / 4
         (60.0, 6.0, True, 1.0, 1.0 + 0.3 * (1.5 - 1.0)),  # averaged into what was known
@@ -48,7 +48,8 @@ def test_a_window_is_steady_when_covered_and_unchanged(history, ready, now, stea
 )
 def test_a_sample_counts_only_when_saturated_all_minute_and_steady(saturated_for_s, completions, steady, previous, expected):
     observation = obs(spec=4, waiting=8, running=40, completions=completions)
-    got = learn_service_rate(observation, SPEC, previous, steady=steady, saturated_for_s=saturated_for_s)
+    since = None if saturated_for_s is None else 100.0 - saturated_for_s
+    got = learn_service_rate(observation, SPEC, previous, steady=steady, saturated_since=since, now=100.0)
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 
