@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from autoscaler.metrics.prometheus import PrometheusSource
 from policies import Freshness
 from tests.builders import config, model
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.prom_harness import dcgm_labels, unique_name, vllm_labels
 
 WAITING, RUNNING, KV, GPU = "vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "DCGM_FI_DEV_GPU_UTIL"
@@ -212,13 +213,31 @@ def test_past_instants_read_what_prometheus_held_then(prometheus_stack):
 
 def test_prometheus_down_means_no_data_not_zero():
     cfg = config(model("chat"), prometheus={"url": "http://127.0.0.1:9", "timeout_s": 1})
+    errors = []
     with capture_logs() as logs:
-        signals = PrometheusSource(cfg).fetch_signals(now=time.time())
+        signals = PrometheusSource(cfg, on_error=lambda signal, kind: errors.append((signal, kind))).fetch_signals(now=time.time())
     assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
-    # One query finds the server down; the other four are not sent to wait out the same timeout.
-    assert sum(e["event"].startswith("prometheus query failed") for e in logs) == 1
-    [skipped] = [e["skipped"] for e in logs if e["event"] == "prometheus unreachable; not sending this tick's other queries"]
-    assert len(skipped) == 4
+    # Every query failed the same way, and one line says so; each counts as a failed query.
+    [failed] = [e for e in logs if e["event"] == "prometheus query failed; its readings are missing this tick"]
+    assert failed["signals"] == [q.signal for q in PrometheusSource(cfg).queries] and len(failed["signals"]) == 5
+    assert errors == [(signal, "connection") for signal in failed["signals"]]
+
+
+def test_the_queries_of_a_tick_go_out_together_so_a_slow_server_costs_one_timeout(prometheus_stack):
+    """Behind a proxy that answers 0.5 s late, five queries one after another take 2.5 s."""
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set(WAITING, vllm_labels("chat", ns), 3)
+    exporter.set(RUNNING, vllm_labels("chat", ns), 1)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    with FaultyProxy(prometheus.url) as proxy:
+        proxy.delay_s = 0.5
+        source = PrometheusSource(config(model("chat", namespace=ns), prometheus={"url": proxy.url}))
+        started = time.monotonic()
+        signals = source.fetch_signals(now=time.time())
+        took_s = time.monotonic() - started
+    assert signals.for_model("chat").waiting.value == 3
+    assert len(source.queries) == 5 and took_s < 1.5, took_s
 
 
 class _RecordingPrometheus(http.server.BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -61,20 +62,9 @@ class PrometheusSource:
         dependencies: dict[str, Reading] = {}
         # The token is re-read every tick, so a rotated one is picked up without a restart.
         self._client.headers = _auth_headers(self._config.prometheus.auth.bearer_token_file) or None
-        for index, query in enumerate(self._queries):
-            try:
-                result = self._client.custom_query(query.promql, params={"time": f"{now:.3f}"})
-            except (requests.RequestException, PrometheusApiClientException) as err:
-                kind = _error_kind(err)
-                log.warning("prometheus query failed; its readings are missing this tick", signal=query.signal, error=_short(err))
-                self._on_error(query.signal, kind)
-                if kind in ("connection", "timeout", "tls"):
-                    # The server, not the query, failed: the others would wait out the same
-                    # timeout in turn (7 x 5 s). Their readings are missing this tick too.
-                    skipped = [q.signal for q in self._queries[index + 1:]]
-                    if skipped:
-                        log.warning("prometheus unreachable; not sending this tick's other queries", skipped=skipped)
-                    break
+        answers = self._ask_all(now)
+        for query, (result, err) in zip(self._queries, answers):
+            if err is not None:
                 continue
             if query.keyed:
                 readings = self._keyed_readings(query, result)
@@ -90,6 +80,33 @@ class PrometheusSource:
             models={model: ModelSignals(**readings) for model, readings in per_model.items()},
             dependencies=dependencies,
         )
+
+    def _ask_all(self, now: float) -> list[tuple[list[dict], Exception | None]]:
+        """Every query at once, each answer with its error (None: answered). Prometheus
+        evaluates each query on one core: one after another, the daemon waited for the sum, at
+        1,000 models about 145 ms of a 430 ms tick; at once, for the slowest. A server that is
+        down or slow costs one timeout, not one per query. A failed query costs its signal,
+        never the others."""
+
+        def ask(query: SignalQuery) -> tuple[list[dict], Exception | None]:
+            try:
+                return self._client.custom_query(query.promql, params={"time": f"{now:.3f}"}), None
+            except (requests.RequestException, PrometheusApiClientException) as err:
+                return [], err
+
+        with ThreadPoolExecutor(max_workers=len(self._queries) or 1, thread_name_prefix="promql") as pool:
+            answers = list(pool.map(ask, self._queries))
+        # A server down fails every query the same way: one line says so, not one per query.
+        failures: dict[tuple[str, str], list[tuple[str, Exception]]] = {}
+        for query, (_, err) in zip(self._queries, answers):
+            if err is not None:
+                kind = _error_kind(err)
+                self._on_error(query.signal, kind)
+                failures.setdefault((kind, _short(err) if kind == "http" else ""), []).append((query.signal, err))
+        for group in failures.values():
+            log.warning("prometheus query failed; its readings are missing this tick",
+                        signals=[signal for signal, _ in group], error=_short(group[0][1]))
+        return answers
 
     def _pod_readings(self, query: SignalQuery, result: list[dict], *, now: float) -> dict[str, Reading]:
         labels = self._config.labels
