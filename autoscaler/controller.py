@@ -73,12 +73,15 @@ class Controller:
         next model from one queue until none is left, so a few slow writes do not hold up the
         rest. A queue rather than a task per model: most models hold, and a hold costs a few
         microseconds, while handing a task to a pool costs about 20 (ThreadPoolExecutor.map
-        took 47-75 ms of a steady tick at 1,000 models, in which nothing was written; the queue
-        14-16 ms, ./dev bench-scale)."""
+        took 47-69 ms of a steady tick at 1,000 models, in which nothing was written; the queue
+        14-22 ms, README "Scale"). A write that raises (a bug: API errors are Actions) does not
+        stop the others: every model is attempted once, then the first error in config order
+        is raised."""
         pairs = list(zip(self._config.models, outcomes))
         if self._write_workers == 1 or len(pairs) < 2:
             return [self._act(model, outcome, now=now) for model, outcome in pairs]
         acted = list(outcomes)  # each replaced by what acting on it did
+        errors: dict[int, Exception] = {}
         queue: SimpleQueue[int] = SimpleQueue()
         for index in range(len(pairs)):
             queue.put(index)
@@ -89,12 +92,17 @@ class Controller:
                     index = queue.get_nowait()
                 except Empty:
                     return
-                acted[index] = self._act(*pairs[index], now=now)
+                try:
+                    acted[index] = self._act(*pairs[index], now=now)
+                except Exception as err:  # noqa: BLE001 - raised below, once every model has been attempted
+                    errors[index] = err
 
         workers = min(self._write_workers, len(pairs))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write") as pool:
-            for done in [pool.submit(drain) for _ in range(workers)]:
-                done.result()  # a bug in a write raises here, as it would one at a time
+            for _ in range(workers):
+                pool.submit(drain)
+        if errors:
+            raise errors[min(errors)]
         return acted
 
     def _decide(self, model: ModelConfig, signals: Signals, targets: Mapping[str, TargetState], *, now: float) -> Outcome:

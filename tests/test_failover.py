@@ -279,6 +279,31 @@ def test_with_parallel_writers_a_lease_lost_mid_tick_stops_every_write_not_yet_p
     assert [name for name in states if states[name].spec_replicas > 1] == patched
 
 
+def test_with_parallel_writers_a_write_that_raises_stops_no_other_and_the_first_error_is_raised():
+    """A bug in a write (API errors are Actions, not exceptions) on three of twelve models,
+    as many as there are writers: the other nine are still written, each once, and the tick
+    raises the first in config order."""
+    fleet = config(*(model(f"m{i}", policy={"min_replicas": 1}) for i in range(12)))
+    targets = InMemoryTargets({m.name: m for m in fleet.models}, initial={m.name: 1 for m in fleet.models})
+    load = Load()
+    load.waiting = {m.name: 40.0 for m in fleet.models}
+    controller = Controller(fleet, metrics=load, targets=targets, write_workers=3)
+    original_apply, written = targets.apply, []
+
+    def apply_or_fail(model, decision, *, now):
+        if model.name in ("m2", "m4", "m9"):
+            raise RuntimeError(f"bug writing {model.name}")
+        written.append(model.name)
+        return original_apply(model, decision, now=now)
+
+    targets.apply = apply_or_fail
+    with pytest.raises(RuntimeError, match="bug writing m2"):
+        controller.tick(now=0.0)
+    assert sorted(written, key=lambda name: int(name[1:])) == [f"m{i}" for i in range(12) if i not in (2, 4, 9)]
+    states = targets.read_states(now=0.0)
+    assert [name for name in states if states[name].spec_replicas > 1] == sorted(written, key=lambda name: int(name[1:]))
+
+
 def test_write_workers_below_one_are_refused():
     with pytest.raises(ValueError, match="write_workers: 0 is not allowed; at least 1"):
         Controller(FLEET, metrics=Load(), targets=InMemoryTargets({}, initial={}), write_workers=0)
