@@ -264,8 +264,14 @@ def run_daemon(
 
     config = parse_config(config_data)
     queries = [0]
+    counting = threading.Lock()  # the hook runs in the threads of a tick's queries
+
+    def count(response, *args, **kwargs) -> None:
+        with counting:
+            queries[0] += 1
+
     session = requests.Session()
-    session.hooks["response"].append(lambda response, *args, **kwargs: queries.__setitem__(0, queries[0] + 1))
+    session.hooks["response"].append(count)
     # As autoscaler.metrics.prometheus.connect builds it, with the counting session.
     client = PrometheusConnect(url=config.prometheus.url, session=session, retry=Retry(total=0), timeout=config.prometheus.timeout_s)
     api_client = k8s.ApiClient(k8s.Configuration(host=kube_url))

@@ -223,8 +223,9 @@ def test_prometheus_down_means_no_data_not_zero():
     assert errors == [(signal, "connection") for signal in failed["signals"]]
 
 
-def test_the_queries_of_a_tick_go_out_together_so_a_slow_server_costs_one_timeout(prometheus_stack):
-    """Behind a proxy that answers 0.5 s late, five queries one after another take 2.5 s."""
+def test_the_queries_of_a_tick_go_out_together(prometheus_stack):
+    """Behind a proxy that answers each request 0.5 s late, five queries one after another
+    take 2.5 s."""
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     exporter.set(WAITING, vllm_labels("chat", ns), 3)
@@ -236,8 +237,26 @@ def test_the_queries_of_a_tick_go_out_together_so_a_slow_server_costs_one_timeou
         started = time.monotonic()
         signals = source.fetch_signals(now=time.time())
         took_s = time.monotonic() - started
-    assert signals.for_model("chat").waiting.value == 3
-    assert len(source.queries) == 5 and took_s < 1.5, took_s
+    assert signals.for_model("chat").waiting.value == 3 and signals.for_model("chat").running.value == 1
+    assert len(source.queries) == 5 and 0.5 <= took_s < 1.5, took_s
+
+
+def test_a_server_slower_than_timeout_s_costs_one_timeout_a_tick_and_one_log_line(prometheus_stack):
+    _, prometheus = prometheus_stack
+    errors = []
+    with FaultyProxy(prometheus.url) as proxy, capture_logs() as logs:
+        proxy.delay_s = 1.0
+        cfg = config(model("chat"), prometheus={"url": proxy.url, "timeout_s": 0.5})
+        source = PrometheusSource(cfg, on_error=lambda signal, kind: errors.append((signal, kind)))
+        started = time.monotonic()
+        signals = source.fetch_signals(now=time.time())
+        took_s = time.monotonic() - started
+    assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
+    assert 0.5 <= took_s < 1.0, took_s  # one after another: 2.5 s
+    signals_asked = [q.signal for q in source.queries]
+    assert errors == [(signal, "timeout") for signal in signals_asked]
+    [failed] = [e for e in logs if e["event"] == "prometheus query failed; its readings are missing this tick"]
+    assert failed["signals"] == signals_asked and "timed out" in failed["error"]
 
 
 class _RecordingPrometheus(http.server.BaseHTTPRequestHandler):

@@ -16,11 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.clock import ManualClock
 from autoscaler.controller import Outcome
-from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets import Action
 from autoscaler.telemetry import Telemetry, serve
 from policies import Decision, Reason
-from tests.builders import config, model
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -91,13 +89,6 @@ def test_metrics_count_decisions_by_reason_replicas_errors_and_tick_time(served)
     assert got[("llm_autoscaler_prometheus_errors_total", (("kind", "timeout"), ("signal", "waiting")))] == 1
     assert got[("llm_autoscaler_tick_duration_seconds_count", ())] == 1
     assert got[("llm_autoscaler_leader", ())] == 1
-
-
-def test_the_prometheus_adapter_reports_an_unreachable_server_once_a_tick():
-    errors = []
-    cfg = config(model("chat"), prometheus={"url": "http://127.0.0.1:9", "timeout_s": 1})
-    PrometheusSource(cfg, on_error=lambda signal, kind: errors.append((signal, kind))).fetch_signals(now=time.time())
-    assert errors == [("waiting", "connection")]  # the first query; the others were not sent
 
 
 def free_port() -> int:

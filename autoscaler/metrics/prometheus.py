@@ -84,9 +84,9 @@ class PrometheusSource:
     def _ask_all(self, now: float) -> list[tuple[list[dict], Exception | None]]:
         """Every query at once, each answer with its error (None: answered). Prometheus
         evaluates each query on one core, so one after another the tick waited for their sum:
-        at 1,000 models, observing took 237-274 ms a tick that way and 203-217 at once (README,
-        Scale). A server that is down or slow costs one timeout, not one per query. A failed
-        query costs its signal, never the others."""
+        at 1,000 models, observing took 237-274 ms a tick that way and 203-241 at once (README,
+        Scale). A server that is down or slow costs one timeout, not one per query; one that is
+        overloaded gets them all at once. A failed query costs its signal, never the others."""
 
         def ask(query: SignalQuery) -> tuple[list[dict], Exception | None]:
             try:
@@ -94,18 +94,19 @@ class PrometheusSource:
             except (requests.RequestException, PrometheusApiClientException) as err:
                 return [], err
 
-        with ThreadPoolExecutor(max_workers=len(self._queries) or 1, thread_name_prefix="promql") as pool:
+        # One client from several threads: a query only reads its state (its headers are set
+        # before), and requests' Session and urllib3's pool (10 connections) serve threads.
+        with ThreadPoolExecutor(max_workers=len(self._queries), thread_name_prefix="promql") as pool:
             answers = list(pool.map(ask, self._queries))
         # A server down fails every query the same way: one line says so, not one per query.
-        failures: dict[tuple[str, str], list[tuple[str, Exception]]] = {}
+        failures: dict[tuple[str, str], list[str]] = {}
         for query, (_, err) in zip(self._queries, answers):
             if err is not None:
                 kind = _error_kind(err)
                 self._on_error(query.signal, kind)
-                failures.setdefault((kind, _short(err) if kind == "http" else ""), []).append((query.signal, err))
-        for group in failures.values():
-            log.warning("prometheus query failed; its readings are missing this tick",
-                        signals=[signal for signal, _ in group], error=_short(group[0][1]))
+                failures.setdefault((kind, _short(err)), []).append(query.signal)
+        for (_, error), signals in failures.items():
+            log.warning("prometheus query failed; its readings are missing this tick", signals=signals, error=error)
         return answers
 
     def _pod_readings(self, query: SignalQuery, result: list[dict], *, now: float) -> dict[str, Reading]:
