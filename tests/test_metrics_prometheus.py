@@ -252,7 +252,7 @@ def test_a_server_slower_than_timeout_s_costs_one_timeout_a_tick_and_one_log_lin
         signals = source.fetch_signals(now=time.time())
         took_s = time.monotonic() - started
     assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
-    assert 0.5 <= took_s < 1.0, took_s  # one after another: 2.5 s
+    assert 0.5 <= took_s < 1.5, took_s  # one after another: 2.5 s
     signals_asked = [q.signal for q in source.queries]
     assert errors == [(signal, "timeout") for signal in signals_asked]
     [failed] = [e for e in logs if e["event"] == "prometheus query failed; its readings are missing this tick"]
