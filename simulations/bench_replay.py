@@ -2,7 +2,8 @@
 in-memory target) beside the bare policy function on the same observations, so the cost of
 everything around the policy is visible, and the controller replay with its models shared out
 to one worker process per core (simulations.replay.replay_sharded).
-Run: ./dev bench  (or python -m simulations.bench_replay)
+Run: ./dev bench  (or python -m simulations.bench_replay); ./dev bench --by-kind: each bundled model
+alone, in microseconds a model-tick, and what the objects a hot model-tick builds cost.
 
 The bundled trace (2 models, 12,070 s at 10 s ticks) is replayed with its models copied to
 make larger fleets.
@@ -11,9 +12,11 @@ make larger fleets.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
+import timeit
 
 from autoscaler.cli import _bundled
 from autoscaler.config import Config, load_config
@@ -21,7 +24,7 @@ from autoscaler.controller import observe
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import RecordedSource, RecordedTrace, load_trace
 from autoscaler.targets import TargetState
-from policies import PolicyState, decide
+from policies import Decision, Observation, PolicyState, Reading, Reason, decide
 from simulations.replay import replay, replay_sharded
 
 
@@ -73,15 +76,44 @@ def bench_policy(config: Config, trace: RecordedTrace, step_s: float, *, ticks: 
     return len(ticks) * len(config.models), time.perf_counter() - started
 
 
+def by_kind(config: Config, trace: RecordedTrace, step_s: float, *, copies: int, repeat: int) -> str:
+    """Each bundled model alone, copied: what one of its model-ticks costs in the controller and
+    in the policy, and what the objects a hot model-tick builds cost each."""
+    lines = [f"{'model':<16} {'kind':<10} {'controller us':>14} {'policy us':>10}   (a model-tick, {copies} copies, median of {repeat})"]
+    for m in config.models:
+        cfg, tr = fleet(config.model_copy(update={"models": (m,)}), trace, copies)
+        controller = statistics.median(s / n for n, s in (bench_controller(cfg, tr, step_s) for _ in range(repeat)))
+        policy = statistics.median(s / n for n, s in (bench_policy(cfg, tr, step_s) for _ in range(repeat)))
+        lines.append(f"{m.name:<16} {m.policy.kind:<10} {controller * 1e6:>14.1f} {policy * 1e6:>10.1f}")
+    reading = Reading.of(3.0)
+    state = PolicyState()
+    built = {
+        "PolicyState (dataclasses.replace, 9 fields, as advance)": lambda: dataclasses.replace(
+            state, starting_since=None, service_rate_per_replica=2.0, service_rate_estimate=2.0, ready_history=(),
+            saturated_since=None, burst_headroom=None, first_seen=None, recommendations=(), last_scale_up_at=1.0),
+        "Observation": lambda: Observation(spec_replicas=2, ready_replicas=2, waiting=reading, running=reading,
+                                           kv_cache_usage=reading, gpu_utilization=reading, completion_rate=reading, wake=reading),
+        "Decision": lambda: Decision(current_replicas=2, desired_replicas=3, floor=1, cap=8, reasons=(), needed_replicas=3),
+        "Reason with 5 formatted numbers": lambda: Reason("Recommendation", f"{4.5:.2f} req/s at {2.72:.2f} x {0.8:g} -> {2.1:.1f}; +{0.0:.1f}"),
+    }
+    for name, build in built.items():
+        lines.append(f"  {name:<58} {min(timeit.repeat(build, number=20_000, repeat=5)) / 20_000 * 1e6:>5.1f} us")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Replay speed: controller vs bare policy.")
     parser.add_argument("--copies", type=int, nargs="+", default=[1, 10, 50], help="copies of the bundled 2 models")
     parser.add_argument("--step-s", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each figure; the median is printed")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="worker processes of the sharded column (default: one per core)")
+    parser.add_argument("--by-kind", action="store_true", help="instead: each bundled model alone (50 copies), microseconds a model-tick")
     args = parser.parse_args()
     configure_logging(level="warning")
     config, trace = load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz"))
+    if args.by_kind:
+        print(by_kind(config, trace, args.step_s, copies=50, repeat=args.repeat))
+        return
     print(f"bundled BurstGPT trace, {trace.end_s - trace.start_s:.0f} s at {args.step_s:g} s ticks; figures in model-ticks/s")
     sharded = f"on {args.processes} processes"
     print(f"{'models':>7} {'model-ticks':>12} {'controller replay':>18} {sharded:>15} {'policy alone':>13} {'policy share':>13}")

@@ -9,7 +9,7 @@ from autoscaler.config import load_config
 from autoscaler.metrics.recorded import RecordedSource, load_trace
 from autoscaler.targets.recording import InMemoryTargets
 from policies import Decision, Reason
-from simulations.bench_replay import fleet
+from simulations.bench_replay import by_kind, fleet
 from simulations.replay import format_summary, replay, replay_sharded, shares
 from tests.builders import config, model
 
@@ -80,3 +80,15 @@ def test_models_sharing_a_gpu_pool_are_replayed_in_the_same_process():
     assert sorted(map(sorted, shares(cfg, 2))) == [["a", "c", "e"], ["b", "d"]]
     assert sorted(map(sorted, shares(cfg, 8))) == [["a", "c", "e"], ["b"], ["d"]]
     assert shares(cfg, 1) == [{"a", "b", "c", "d", "e"}]
+
+
+def test_the_benchmark_by_kind_times_each_bundled_model_and_what_a_model_tick_builds():
+    cfg, trace = load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz"))
+    lines = by_kind(cfg, trace, 60.0, copies=1, repeat=1).splitlines()
+    rows = {name: (kind, float(controller_us), float(policy_us)) for name, kind, controller_us, policy_us in
+            (line.split() for line in lines[1:3])}
+    assert {name: kind for name, (kind, _, _) in rows.items()} == {m.name: m.policy.kind for m in cfg.models}
+    assert all(controller_us > 0 and policy_us > 0 for _, controller_us, policy_us in rows.values())
+    built = [line.strip() for line in lines[3:]]
+    assert [line.split()[0] for line in built] == ["PolicyState", "Observation", "Decision", "Reason"]
+    assert all(line.endswith(" us") and float(line.split()[-2]) > 0 for line in built)
