@@ -17,10 +17,10 @@ from policies.spec import BatchSpec, HotSpec, LongTailSpec
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
 # them safe to place inside PromQL strings (see autoscaler.metrics.promql).
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_PROM_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class ConfigError(Exception):
@@ -70,7 +70,7 @@ class MetricNames(_Frozen):
     @field_validator("*")
     @classmethod
     def _metric_name(cls, name: str) -> str:
-        if not _PROM_NAME.match(name):
+        if not _PROM_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
         return name
 
@@ -88,7 +88,7 @@ class LabelNames(_Frozen):
     @field_validator("*")
     @classmethod
     def _label_name(cls, name: str) -> str:
-        if not _PROM_LABEL.match(name):
+        if not _PROM_LABEL.fullmatch(name):
             raise ValueError(f"{name!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
         return name
 
@@ -116,7 +116,7 @@ class TargetConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
             raise ValueError(f"{name!r} is not a Kubernetes object name (lower-case RFC 1123 subdomain)")
         return name
 
@@ -311,7 +311,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _dns_label(field: str, value: str) -> str:
-    if not _DNS_LABEL.match(value) or len(value) > 63:
+    if not _DNS_LABEL.fullmatch(value) or len(value) > 63:
         raise ValueError(f"{field} {value!r} must be a lower-case RFC 1123 label (a-z, 0-9, '-', at most 63 characters)")
     return value
 

@@ -114,9 +114,15 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve(telemetry: Telemetry, *, port: int, host: str = "0.0.0.0") -> ThreadingWSGIServer:
+def serve(telemetry: Telemetry, *, port: int, host: str = "0.0.0.0", read_timeout_s: float = 5.0) -> ThreadingWSGIServer:
     """Serve /metrics, /healthz and /readyz from a daemon thread; `server.server_port` is the
-    port bound (useful with port 0). Stop with server.shutdown()."""
-    server = make_server(host, port, wsgi_app(telemetry), ThreadingWSGIServer, handler_class=_QuietHandler)
+    port bound (useful with port 0). Stop with server.shutdown().
+
+    Each connection gets `read_timeout_s` for every read of its request: the server starts a
+    thread per connection, and without a timeout a client that sends half a request holds its
+    thread for good (200 such clients held 200 threads for as long as they stayed). A probe or a
+    scrape sends its whole request at once, so 5 s is far above what a real one needs."""
+    handler = type("_TimedHandler", (_QuietHandler,), {"timeout": read_timeout_s})
+    server = make_server(host, port, wsgi_app(telemetry), ThreadingWSGIServer, handler_class=handler)
     threading.Thread(target=server.serve_forever, name="telemetry-http", daemon=True).start()
     return server

@@ -45,6 +45,11 @@ def errors_of(data) -> str:
         (lambda m: m["policy"].update(min_replicas=0), "models[0].policy.min_replicas: Input should be greater than or equal to 1 (got 0)"),
         (lambda m: m.update(namespace="ML_Prod"), "namespace 'ML_Prod' must be a lower-case RFC 1123 label"),
         (lambda m: m.update(name='x"}) or vector(1'), "must be a lower-case RFC 1123 label"),
+        # `$` in a Python regex also matches before a trailing newline: "prod\n" passed, and no
+        # namespace by that name exists, so every model in it held for good.
+        (lambda m: m.update(namespace="prod\n"), "namespace 'prod\\n' must be a lower-case RFC 1123 label"),
+        (lambda m: m.update(name="chat\n"), "name 'chat\\n' must be a lower-case RFC 1123 label"),
+        (lambda m: m.update(target={"kind": "Deployment", "name": "chat\n"}), "target.name"),
         (lambda m: m.update(replicas=3), "models[0].replicas: unknown field"),
         (lambda m: m["policy"].update(scale_down_stabilisation_s=60), "models[0].policy.scale_down_stabilisation_s: unknown field"),
         (lambda m: m.update(target={"kind": "ScaledObject", "name": "x"}), "a ScaledObject target needs mode: bounds or pin"),

@@ -125,3 +125,26 @@ def test_the_running_daemon_serves_its_metrics(daemon_files):
     assert got[("llm_autoscaler_desired_replicas", (("model", "chat"),))] == 5
     assert got[("llm_autoscaler_decisions_total", (("direction", "up"), ("model", "chat"), ("reason", "Recommendation")))] >= 1
     assert json.dumps(text).count("llm_autoscaler_tick_duration_seconds_bucket") > 3
+
+
+def test_a_client_that_sends_half_a_request_is_cut_off_at_the_read_timeout():
+    """The server starts a thread per connection; 50 clients that send half a request line and
+    stop must not hold their threads: each is closed after read_timeout_s, and probes are
+    answered meanwhile."""
+    telemetry = Telemetry(clock=ManualClock(1000.0), interval_s=10.0)
+    server = serve(telemetry, port=0, host="127.0.0.1", read_timeout_s=0.5)
+    try:
+        stalled = []
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)
+            sock.sendall(b"GET /metr")
+            stalled.append(sock)
+        assert get(server.server_port, "/metrics")[0] == 200
+        started = time.monotonic()
+        for sock in stalled:
+            assert sock.recv(1024) == b""  # closed by the server, not answered
+        assert time.monotonic() - started < 4
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.shutdown()
