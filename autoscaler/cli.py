@@ -4,6 +4,9 @@
     autoscaler replay [--trace FILE] [--config FILE] [--output table|json] [--all] [--processes N]
     autoscaler check-config FILE
 
+The closed-loop simulator is lab code (simulations/, run from a checkout), not part of this
+package: `autoscaler simulate` only says how to run it.
+
 A user's mistake (a bad config, trace or flag) prints what is wrong and exits 2, never a
 traceback.
 """
@@ -18,11 +21,11 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from autoscaler.bundled import bundled_config_path, bundled_trace_path
 from autoscaler.config import Config, ConfigError, load_config
 from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
@@ -36,10 +39,10 @@ EVENTS_FLUSH_S = 10.0
 # As the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs: a first tick at 1,000
 # models writes about 120 counts, which one at a time take longer than the tick may.
 WRITE_WORKERS = 5
-
-
-def _bundled(name: str) -> Path:
-    return Path(str(resources.files("autoscaler") / "data" / name))
+# What `autoscaler simulate` prints: the simulator left the product for the lab, and a user who
+# types the old command learns where it went in one line.
+SIMULATE_MOVED = ("simulate: the closed-loop simulator is lab code, not part of the installed autoscaler; "
+                  "from a checkout: pip install -e '.[lab]', then python -m simulations simulate --help")
 
 
 def _positive(text: str) -> float:
@@ -136,26 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config and print every model's effective settings")
     check.add_argument("config", type=Path)
 
-    simulate = commands.add_parser("simulate", help="closed-loop simulation: GPU-hours and latency per policy on request traces")
-    simulate.add_argument("--trace", action="append", required=True, metavar="SPEC[@KIND]",
-                          help="azure-conv, azure-code, mooncake, servegen:MODEL:client=ID|top=N|sum[:start=S][:end=S][:scale=F], "
-                               "or a .csv/.jsonl file; @long-tail for a long-tail model (default @hot); repeat for several models")
-    simulate.add_argument("--policies", default="ours,keda,hpa,kpa,ray,oracle", help="comma-separated: ours,keda,hpa,kpa,ray,oracle")
-    simulate.add_argument("--tuned", action="store_true", help="also run each peer with its main target swept to the cheapest that meets the SLO")
-    simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (ANCHORS.md) or burstgpt-1b (fitted)")
-    simulate.add_argument("--slo-wait-s", type=_positive, default=2.0, help="queue wait a request may have")
-    simulate.add_argument("--slo-ttft-s", type=_positive, default=5.0, help="time to first token a request may have")
-    simulate.add_argument("--slo-target", type=_positive, default=0.95, help="share of requests in SLO that tuning aims for")
-    simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--out", type=Path, default=Path("simulation-report"), help="directory for report.json, report.txt and PNGs")
+    # Not listed in --help: the command is gone from the product, and this entry only answers a
+    # user who still types it (every argument is left to main(), which prints SIMULATE_MOVED).
+    commands.add_parser("simulate", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # parse_args() is parse_known_args() that rejects what is left over; `simulate` takes any
+    # arguments (the old command's flags) to answer them all with the same line.
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "simulate":
+        print(f"error: {SIMULATE_MOVED}", file=sys.stderr)
+        return EXIT_USAGE
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(level=args.log_level)
     try:
-        return {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "simulate": cmd_simulate}[args.command](args)
+        return {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config}[args.command](args)
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -177,24 +179,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulations.suite import simulate_and_report
-    from simulations.simulate import Slo
-
-    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    slo = Slo(queue_wait_s=args.slo_wait_s, ttft_s=args.slo_ttft_s)
-    simulate_and_report(args.trace, policies, profile_name=args.profile, seed=args.seed, slo=slo,
-                        tuned=args.tuned, slo_target=args.slo_target, out=args.out)
-    return 0
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     from autoscaler.metrics.prometheus import PrometheusSource
     from autoscaler.metrics.recorded import RecordedSource, load_trace
     from autoscaler.output import DecisionPrinter
-    from simulations.replay import format_summary, replay, replay_sharded
+    from autoscaler.replay import format_summary, replay, replay_sharded
 
-    config = load_config(args.config or _bundled("replay.yaml"))
+    config = load_config(args.config or bundled_config_path())
     step_s = args.step_s or config.tick_interval_s
     trace = None
     if args.prometheus:
@@ -208,7 +199,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         source = PrometheusSource(config.model_copy(update={"prometheus": settings}))
         start_s, end_s = args.start, args.end
     else:
-        trace = load_trace(args.trace or _bundled("burstgpt.csv.gz"), config)
+        trace = load_trace(args.trace or bundled_trace_path(), config)
         unknown = {m.name for m in config.models} - trace.names
         if unknown == {m.name for m in config.models}:
             raise TraceError(f"the trace names none of the configured models ({', '.join(sorted(unknown))}); it has: {', '.join(sorted(trace.names))}")

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.metrics import MetricsSource, Signals
+from autoscaler.outcome import Outcome  # also importable from here, where it was defined before
 from autoscaler.pools import NoNodes, PoolCapacity, PoolKeeper, arbitrate_outcomes
-from autoscaler.targets import Action, ScaleTarget, TargetState
-from policies import Decision, Dependency, Observation, PolicyState, decide
+from autoscaler.targets import ScaleTarget, TargetState
+from policies import Dependency, Observation, PolicyState, decide
 
 _FRESH = PolicyState()  # frozen: one instance starts every model
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One model at one tick: the decision and what acting on it did, or why it was skipped."""
-
-    now: float
-    model: str
-    observation: Observation | None
-    decision: Decision | None
-    action: Action | None
-    skipped: str | None = None
 
 
 class Controller:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from autoscaler.config import Config, ModelConfig
+from autoscaler.outcome import Outcome
 from autoscaler.targets import TargetState
 from policies.arbitration import Claim, arbitrate
 from policies.decision import Reason
-
-if TYPE_CHECKING:
-    from autoscaler.controller import Outcome
 
 
 class PoolCapacity(Protocol):

@@ -11,10 +11,8 @@ import argparse
 import statistics
 
 import policies.steps as steps
-from autoscaler.cli import _bundled
-from autoscaler.config import load_config
+from autoscaler.bundled import load_bundled
 from autoscaler.logs import configure_logging
-from autoscaler.metrics.recorded import load_trace
 from simulations.bench_replay import bench_controller, fleet
 
 
@@ -29,7 +27,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()
     configure_logging(level="warning")
-    config, trace = fleet(load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz")), args.copies)
+    config, trace = fleet(*load_bundled(), args.copies)
     variants = {"whole history": whole_history, "pruned": steps.record}
     rates: dict[str, list[float]] = {name: [] for name in variants}
     try:

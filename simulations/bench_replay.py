@@ -1,7 +1,7 @@
 """Replay speed, in model-ticks per second: the whole controller (recorded source, policy,
 in-memory target) beside the bare policy function on the same observations, so the cost of
 everything around the policy is visible, and the controller replay with its models shared out
-to one worker process per core (simulations.replay.replay_sharded).
+to one worker process per core (autoscaler.replay.replay_sharded).
 Run: ./dev bench  (or python -m simulations.bench_replay); ./dev bench --by-kind: each bundled model
 alone, in microseconds a model-tick, and what the objects a hot model-tick builds cost.
 
@@ -18,14 +18,14 @@ import statistics
 import time
 import timeit
 
-from autoscaler.cli import _bundled
-from autoscaler.config import Config, load_config
+from autoscaler.bundled import load_bundled
+from autoscaler.config import Config
 from autoscaler.controller import observe
 from autoscaler.logs import configure_logging
-from autoscaler.metrics.recorded import RecordedSource, RecordedTrace, load_trace
+from autoscaler.metrics.recorded import RecordedSource, RecordedTrace
+from autoscaler.replay import replay, replay_sharded
 from autoscaler.targets import TargetState
 from policies import Decision, Observation, PolicyState, Reading, Reason, decide
-from simulations.replay import replay, replay_sharded
 
 
 def fleet(config: Config, trace: RecordedTrace, copies: int) -> tuple[Config, RecordedTrace]:
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--by-kind", action="store_true", help="instead: each bundled model alone (50 copies), microseconds a model-tick")
     args = parser.parse_args()
     configure_logging(level="warning")
-    config, trace = load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz"))
+    config, trace = load_bundled()
     if args.by_kind:
         print(by_kind(config, trace, args.step_s, copies=50, repeat=args.repeat))
         return

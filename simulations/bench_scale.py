@@ -21,11 +21,16 @@ waits for this process, which meanwhile counts what the tick asked of the server
 - API requests on kmock's side, by verb; a watch (GET ?watch=true) counts as WATCH.
 
 kmock takes longer over every request for each request it has logged (it filters its whole log
-to pick a reaction: simulations/harness/kmock.py), so the 1,000-model fleet's first tick would
+to pick a reaction: tests/support/kmock_harness.py), so the 1,000-model fleet's first tick would
 pay for the 10- and 100-model runs before it, and for its own earlier writes. By default the
 harness takes answered requests out of kmock's log (`--kmock-log forget`), and watches once they
 stream; what a watch still costs kmock is waking on every write of its kind. `--kmock-log keep`
 measures as before.
+
+Lab code, run from a checkout (`pip install -e ".[test,lab]"`, which ./dev setup does, and the
+repository root on sys.path, as `python -m` from the root gives): the Prometheus and kmock
+harnesses it runs against are test code and come from `tests.support` (prom_harness.py,
+kmock_harness.py), shared with the adapter tests; nothing shipped imports them.
 """
 
 from __future__ import annotations
@@ -438,12 +443,10 @@ def steady_ticks(m: Measurement) -> list[dict]:
 def replay_speed(models: int, ticks: int) -> tuple[float, float]:
     """Model-ticks per second of open-loop replay (the whole controller) and of the policy
     alone, on the bundled trace's two models copied to `models`."""
-    from autoscaler.cli import _bundled
-    from autoscaler.config import load_config
-    from autoscaler.metrics.recorded import load_trace
+    from autoscaler.bundled import load_bundled
     from simulations.bench_replay import bench_controller, bench_policy, fleet as copies
 
-    config, trace = load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz"))
+    config, trace = load_bundled()
     cfg, tr = copies(config, trace, max(models // 2, 1))
     n, replay_s = bench_controller(cfg, tr, 10.0, ticks=ticks)
     m, policy_s = bench_policy(cfg, tr, 10.0, ticks=ticks)
@@ -507,7 +510,7 @@ def main() -> None:
     parser.add_argument("--scrape-interval", default="2s")
     parser.add_argument("--kmock-log", choices=["forget", "keep"], default="forget",
                         help="keep: kmock keeps every request it served, and each request then costs it time in "
-                             "proportion to them (simulations/harness/kmock.py); forget: answered requests leave its log")
+                             "proportion to them (tests/support/kmock_harness.py); forget: answered requests leave its log")
     parser.add_argument("--write-workers", type=int, default=5, help="the daemon's --write-workers")
     parser.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
                         help="the daemon's --watch-scope: a watch per namespace and kind, or one per kind")
@@ -517,8 +520,8 @@ def main() -> None:
         return
 
     from autoscaler.logs import configure_logging
-    from simulations.harness.kmock import KmockCluster
-    from simulations.harness.prometheus import MetricsExporter, run_prometheus
+    from tests.support.kmock_harness import KmockCluster
+    from tests.support.prom_harness import MetricsExporter, run_prometheus
 
     configure_logging(level="error")
     fleets = [fleet(size, prefix=f"s{size}", namespaces=args.namespaces) for size in args.sizes]
@@ -543,7 +546,7 @@ def main() -> None:
 
 
 def _prometheus_version() -> str:
-    from simulations.harness.prometheus import find_binary
+    from tests.support.prom_harness import find_binary
 
     out = subprocess.run([find_binary("prometheus"), "--version"], capture_output=True, text=True).stdout
     return out.split()[2] if len(out.split()) > 2 else "?"

@@ -1,4 +1,4 @@
-"""The standard suite, and `autoscaler simulate` for one run.
+"""The standard suite, and `python -m simulations simulate` for one run.
 
     ./dev suite                 # the full suite: every shared trace alone, and a hot + long-tail mix
     ./dev suite --slice-s 300   # the same on a 5-minute slice of each (what the tests run)
@@ -119,8 +119,7 @@ def simulate_and_report(
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the standard simulation suite and write its report.")
+def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("simulation-report"))
     parser.add_argument("--slice-s", type=float, help="simulate only the first SLICE_S seconds of each trace")
     parser.add_argument("--no-tuned", action="store_true", help="skip the tuned sweeps of the peers")
@@ -128,7 +127,9 @@ def main() -> None:
     parser.add_argument("--profile", default="a100-8b")
     parser.add_argument("--entries", default=",".join(ENTRIES),
                         help=f"comma-separated entries (default {','.join(ENTRIES)}; also held-out: the mix with the held-out clients)")
-    args = parser.parse_args()
+
+
+def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
     try:
         suite = standard_suite(args.entries.split(","))
     except ValueError as err:
@@ -146,6 +147,13 @@ def main() -> None:
         simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
                             tuned=not args.no_tuned, slo_target=0.95, out=args.out / name, slice_s=args.slice_s)
     print(f"\nsuite took {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the standard simulation suite and write its report.")
+    add_suite_arguments(parser)
+    run_suite(parser.parse_args(argv), parser=parser)
 
 
 if __name__ == "__main__":

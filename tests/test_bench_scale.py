@@ -10,7 +10,7 @@ from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 
 from simulations.bench_scale import counters_advancing, fleet, measure_in_process, publish, steady_ticks, wait_until_scraped
-from simulations.harness.kmock import KmockCluster
+from tests.support.kmock_harness import KmockCluster
 from tests.builders import deployment
 from tests.support.prom_harness import unique_name
 
@@ -42,7 +42,7 @@ def test_queries_per_tick_stay_flat_and_a_steady_tick_writes_nothing(prometheus_
 def test_an_open_watch_leaves_kmocks_request_log_while_it_streams():
     # kmock filters its request log once per reaction it tries, for every request: the scale
     # benchmark's 100 open watches, left in it, made each PATCH of /scale cost it 3 ms instead
-    # of 1 (simulations/harness/kmock.py). Out of the log, the watch must still see the writes.
+    # of 1 (tests/support/kmock_harness.py). Out of the log, the watch must still see the writes.
     with KmockCluster(forget_served=True) as cluster:
         cluster.put(deployment("chat", replicas=1))
         apps = k8s.AppsV1Api(cluster.api_client)

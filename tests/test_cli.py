@@ -47,6 +47,20 @@ def test_replay_json_lines_carry_time_model_current_desired_reasons():
     assert any(r["desired"] == 0 and r["reasons"][0]["code"] == "IdleTimeout" for r in records)
 
 
+@pytest.mark.parametrize("args", [(), ("--trace", "azure-conv", "--policies", "ours,keda"), ("--help",)])
+def test_simulate_in_the_product_names_the_lab_in_one_line(args):
+    """The simulator is lab code: the product's `simulate`, with or without the old flags,
+    exits 2 with one line that says how to run it, and never imports the lab to say so."""
+    probe = ("import sys; from autoscaler.cli import main; code = main(sys.argv[1:]); "
+             "assert not [m for m in sys.modules if m.split('.')[0] == 'simulations'], 'imported the lab'; "
+             "sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe, "simulate", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "python -m simulations" in lines[0] and "'.[lab]'" in lines[0], lines
+
+
 def test_check_config_prints_effective_settings(tmp_path):
     import yaml
 

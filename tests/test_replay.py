@@ -4,13 +4,12 @@ import json
 import os
 from pathlib import Path
 
-from autoscaler.cli import _bundled
-from autoscaler.config import load_config
-from autoscaler.metrics.recorded import RecordedSource, load_trace
+from autoscaler.bundled import load_bundled
+from autoscaler.metrics.recorded import RecordedSource
+from autoscaler.replay import format_summary, replay, replay_sharded, shares
 from autoscaler.targets.recording import InMemoryTargets
 from policies import Decision, Reason
 from simulations.bench_replay import by_kind, fleet
-from simulations.replay import format_summary, replay, replay_sharded, shares
 from tests.builders import config, model
 
 GOLDEN = Path(__file__).parent / "golden" / "burstgpt_decisions.json"
@@ -19,8 +18,7 @@ GOLDEN = Path(__file__).parent / "golden" / "burstgpt_decisions.json"
 def test_bundled_replay_matches_the_golden_decision_sequence():
     """Every count change the controller makes over the bundled trace, pinned. A policy change
     that moves one is a behaviour change: regenerate with UPDATE_GOLDEN=1 and review the diff."""
-    cfg = load_config(_bundled("replay.yaml"))
-    trace = load_trace(_bundled("burstgpt.csv.gz"))
+    cfg, trace = load_bundled()
     changes = []
 
     def keep(outcome) -> None:
@@ -59,7 +57,7 @@ def test_scale_down_removes_starting_replicas_first():
 
 
 def test_sharded_replay_gives_the_result_and_decisions_of_one_process():
-    cfg, trace = fleet(load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz")), 3)
+    cfg, trace = fleet(*load_bundled(), 3)
     span = dict(start_s=trace.start_s, end_s=trace.start_s + 3000.0, step_s=10.0, initial={m.name: 1 for m in cfg.models})
     every = []
     whole = replay(cfg, RecordedSource(trace, cfg), trace=trace, on_outcome=every.append, **span)
@@ -83,7 +81,7 @@ def test_models_sharing_a_gpu_pool_are_replayed_in_the_same_process():
 
 
 def test_the_benchmark_by_kind_times_each_bundled_model_and_what_a_model_tick_builds():
-    cfg, trace = load_config(_bundled("replay.yaml")), load_trace(_bundled("burstgpt.csv.gz"))
+    cfg, trace = load_bundled()
     lines = by_kind(cfg, trace, 60.0, copies=1, repeat=1).splitlines()
     rows = {name: (kind, float(controller_us), float(policy_us)) for name, kind, controller_us, policy_us in
             (line.split() for line in lines[1:3])}

@@ -1,6 +1,7 @@
 """The policies package is purely computational (its docstring's contract): no I/O, no
 clock, no logging, no randomness. Checked on the source with ast, so an import hidden in a
-function body or behind `if TYPE_CHECKING` is caught too."""
+function body or behind `if TYPE_CHECKING` is caught too. That the policies import nothing of
+the project's packages is one of the import contracts (pyproject.toml, tests/test_import_contracts.py)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,6 @@ FORBIDDEN = {
     "random",
 }
 
-# Imports point one way: the daemon and the simulations use the policies, never the reverse.
-OUTER_PACKAGES = {"autoscaler", "simulations"}
-
-
 def imported_roots(source: Path) -> list[tuple[int, str]]:
     """(line, top-level module) for every import in the file; relative imports stay inside."""
     tree = ast.parse(source.read_text(), filename=str(source))
@@ -59,12 +56,6 @@ def test_the_package_has_sources():
 def test_no_io_imports(source):
     offending = [f"line {line}: {root}" for line, root in imported_roots(source) if root in FORBIDDEN]
     assert not offending, f"{source.name} imports I/O, clock or randomness: {', '.join(offending)}"
-
-
-@pytest.mark.parametrize("source", SOURCES, ids=lambda path: str(path.relative_to(PACKAGE_DIR)))
-def test_no_imports_from_the_outer_packages(source):
-    offending = [f"line {line}: {root}" for line, root in imported_roots(source) if root in OUTER_PACKAGES]
-    assert not offending, f"{source.name} imports outward: {', '.join(offending)}"
 
 
 def test_the_checker_catches_what_it_should(tmp_path):

@@ -151,7 +151,7 @@ def test_simulate_cli_writes_the_report(tmp_path):
     write_requests(steady(2.0, 600), trace)
     out = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "autoscaler.cli", "simulate", "--trace", str(trace), "--trace", f"{trace}@long-tail",
+        [sys.executable, "-m", "simulations", "simulate", "--trace", str(trace), "--trace", f"{trace}@long-tail",
          "--policies", "ours,keda,oracle", "--out", str(out), "--seed", "3"],
         capture_output=True, text=True, timeout=300,
     )
@@ -175,7 +175,7 @@ def test_simulate_cli_writes_the_report(tmp_path):
     ],
 )
 def test_simulate_cli_rejects_bad_input_without_a_traceback(args, expected, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "autoscaler.cli", "simulate", *args, "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "simulations", "simulate", *args, "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
