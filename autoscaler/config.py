@@ -38,7 +38,19 @@ class PrometheusAuth(_Frozen):
 
 class PrometheusConfig(_Frozen):
     url: str = Field("http://prometheus-operated.monitoring:9090", description="Base URL of the Prometheus HTTP API.")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="Timeout of one query.")
+    timeout_s: float = Field(
+        5.0, gt=0, le=120,
+        description="Deadline of one query, whole: connecting, Prometheus's evaluation and reading the answer.",
+    )
+    max_answer_bytes: int = Field(
+        4 * 2**20,
+        ge=64 * 2**10,
+        description=(
+            "Largest answer read for one query; past it the query fails (kind too_large) and its signal "
+            "has no data. An answer at 1,000 models is about 170 KiB, so 4 MiB serves some 20,000 models, "
+            "and the seven queries of a tick then hold at most 28 MiB of text against the pod's 256 MiB."
+        ),
+    )
     stale_after_s: float = Field(
         90.0,
         gt=0,
@@ -246,6 +258,17 @@ class Config(_Frozen):
     @property
     def namespaces(self) -> tuple[str, ...]:
         return tuple(sorted({m.namespace for m in self.models}))
+
+
+def redacted_url(url: str) -> str:
+    """The URL without the secret of its `user:password@` part, for output and logs: the user
+    stays where a password follows it; a lone user part, often a token, goes whole."""
+
+    def hide(match: re.Match) -> str:
+        user, colon, _ = match[2].partition(":")
+        return f"{match[1]}{user}:***@" if colon else f"{match[1]}***@"
+
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@", hide, url)
 
 
 def load_config(path: Path | str) -> Config:

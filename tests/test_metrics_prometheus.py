@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from prometheus_api_client import PrometheusConnect
+import requests
 from structlog.testing import capture_logs
 
 from autoscaler.metrics.prometheus import PrometheusSource
@@ -22,19 +22,19 @@ from tests.support.prom_harness import dcgm_labels, unique_name, vllm_labels
 WAITING, RUNNING, KV, GPU = "vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "DCGM_FI_DEV_GPU_UTIL"
 
 
-class CountingClient(PrometheusConnect):
-    """The real client, counting the queries it sends."""
+class CountingSession(requests.Session):
+    """A real session, counting the queries it sends."""
 
     queries = 0
 
-    def custom_query(self, query, params=None, timeout=None):
+    def get(self, *args, **kwargs):
         self.queries += 1
-        return super().custom_query(query, params=params, timeout=timeout)
+        return super().get(*args, **kwargs)
 
 
-def source_for(prometheus, cfg, client_class=PrometheusConnect):
+def source_for(prometheus, cfg, **kwargs):
     cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"url": prometheus.url})})
-    return PrometheusSource(cfg, client=client_class(url=prometheus.url, timeout=5))
+    return PrometheusSource(cfg, session=CountingSession(), **kwargs)
 
 
 def export_model(exporter, namespace, model_name, *, pods, waiting, running, kv, gpu):
@@ -63,7 +63,7 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     )
     prometheus.wait_for(f'vdb_saturation{{instance_name="{ns}"}}')
     prometheus.wait_for(f'{GPU}{{exported_namespace="{ns}"}}', lambda r: len(r) == 4)
-    source = source_for(prometheus, cfg, CountingClient)
+    source = source_for(prometheus, cfg)
     signals = source.fetch_signals(now=time.time())
 
     chat, code = signals.for_model("chat"), signals.for_model("code")
@@ -76,7 +76,7 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     assert signals.for_dependency("vector-db").value == pytest.approx(0.93)
     assert "unmanaged" not in signals.models
     assert all(r.freshness is Freshness.OK for r in (chat.waiting, chat.running, chat.kv_cache_usage, chat.gpu_utilization))
-    assert source._client.queries == len(source.queries) == 7
+    assert source._session.queries == len(source.queries) == 7
 
 
 def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(prometheus_stack):
@@ -102,7 +102,7 @@ def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(promet
         "g": f'max(gw_waiting{{model="{ns}-axb"}})',  # not a family: a term of its own
     }
     cfg = config(*[model(name, namespace=ns, kind="long-tail", wake_query=query) for name, query in wake.items()])
-    source = source_for(prometheus, cfg, CountingClient)
+    source = source_for(prometheus, cfg)
     [wake_query] = [q for q in source.queries if q.signal == "wake"]
     assert wake_query.promql.count("gw_waiting{") == 2  # the family's one selector, and g's
 
@@ -116,7 +116,7 @@ def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(promet
         else:
             assert not reading.usable, name
     assert [signals.for_model(name).wake.value for name in "abefg"] == [4, 1, 5, 5, 7]
-    assert source._client.queries == len(source.queries)
+    assert source._session.queries == len(source.queries)
 
 
 def test_completion_rate_is_the_rate_of_the_success_counter(prometheus_stack):
