@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autoscaler.metrics.syntax import VECTOR, PromQLError, check
 from policies.spec import BatchSpec, HotSpec, LongTailSpec
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
@@ -112,6 +113,11 @@ class DependencyConfig(_Frozen):
 
     _key = field_validator("name")(lambda cls, v: _dns_label("name", v))
 
+    @model_validator(mode="after")
+    def _query_parses(self) -> DependencyConfig:
+        _check_promql(f"dependency {self.name!r}", "saturation_query", self.saturation_query)
+        return self
+
 
 class TargetConfig(_Frozen):
     kind: Literal["Deployment", "ScaledObject"] = "Deployment"
@@ -201,6 +207,12 @@ class ModelConfig(_Frozen):
     @classmethod
     def _dns(cls, value: str, info: Any) -> str:
         return _dns_label(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _wake_query_parses(self) -> ModelConfig:
+        if self.wake_query is not None:
+            _check_promql(f"model {self.name!r}", "wake_query", self.wake_query)
+        return self
 
     @model_validator(mode="after")
     def _can_wake(self) -> ModelConfig:
@@ -331,6 +343,21 @@ def _location(loc: tuple[Any, ...]) -> str:
         else:
             where += f".{part}" if where else str(part)
     return where or "(top level)"
+
+
+def _check_promql(owner: str, field: str, expression: str) -> None:
+    """Refuse an expression Prometheus would refuse (autoscaler/metrics/syntax.py says how it is
+    checked without a server), or one that does not give an instant vector: the daemon sums
+    each to one value, `sum(<expression>)`, and a scalar or a range cannot be summed. Checked
+    at check-config and at every reload, so one model's bad query never reaches the query
+    that all models' wake queries share."""
+    try:
+        kind = check(expression)
+    except PromQLError as err:
+        raise ValueError(f"{owner}: {field} {expression!r} is not valid PromQL: {err}") from None
+    if kind != VECTOR:
+        hint = f" (e.g. vector({expression}))" if kind == "scalar" else ""
+        raise ValueError(f"{owner}: {field} {expression!r} gives a {kind}; it must give an instant vector{hint}")
 
 
 def _dns_label(field: str, value: str) -> str:
