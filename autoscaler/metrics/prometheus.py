@@ -202,6 +202,8 @@ class PrometheusSource:
                 f"{settings.url}/api/v1/query",
                 params={"query": promql, "time": f"{now:.3f}"},
                 headers=headers,
+                # Said again here: requests lets REQUESTS_CA_BUNDLE override the session's own.
+                verify=self._session.verify,
                 timeout=remaining,  # for each wait on the socket; the deadline bounds their sum
                 stream=True,
             ) as response:
