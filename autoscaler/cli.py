@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from autoscaler.bundled import bundled_config_path, bundled_trace_path
-from autoscaler.config import Config, ConfigError, load_config
+from autoscaler.config import Config, ConfigError, load_config, redacted_url
 from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     effective = config.model_dump(mode="json")
+    effective["prometheus"]["url"] = redacted_url(config.prometheus.url)
     for model, dumped in zip(config.models, effective["models"]):
         if model.policy.kind == "long-tail":
             dumped["policy"]["effective_idle_timeout_s"] = model.policy.effective_idle_timeout_s

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autoscaler.metrics.syntax import VECTOR, PromQLError, check
 from policies.spec import BatchSpec, HotSpec, LongTailSpec
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
@@ -38,7 +39,20 @@ class PrometheusAuth(_Frozen):
 
 class PrometheusConfig(_Frozen):
     url: str = Field("http://prometheus-operated.monitoring:9090", description="Base URL of the Prometheus HTTP API.")
-    timeout_s: float = Field(5.0, gt=0, le=120, description="Timeout of one query.")
+    timeout_s: float = Field(
+        5.0, gt=0, le=120,
+        description="Deadline of one query, whole: connecting, Prometheus's evaluation and reading the answer.",
+    )
+    max_answer_bytes: int = Field(
+        4 * 2**20,
+        ge=64 * 2**10,
+        description=(
+            "Largest answer read for one query; past it the query fails (kind too_large) and its signal "
+            "has no data. An answer holds two series a model, about 250 bytes (249,062 bytes at 1,000 models "
+            "named like model-0001), so 4 MiB serves some 16,000 models, and the seven queries of a tick then "
+            "hold at most 28 MiB of text against the pod's 256 MiB."
+        ),
+    )
     stale_after_s: float = Field(
         90.0,
         gt=0,
@@ -99,6 +113,11 @@ class DependencyConfig(_Frozen):
     saturated_at: float = Field(ge=0, description="Saturation at or above which the models using it do not scale up.")
 
     _key = field_validator("name")(lambda cls, v: _dns_label("name", v))
+
+    @model_validator(mode="after")
+    def _query_parses(self) -> DependencyConfig:
+        _check_promql(f"dependency {self.name!r}", "saturation_query", self.saturation_query)
+        return self
 
 
 class TargetConfig(_Frozen):
@@ -191,6 +210,12 @@ class ModelConfig(_Frozen):
         return _dns_label(info.field_name, value)
 
     @model_validator(mode="after")
+    def _wake_query_parses(self) -> ModelConfig:
+        if self.wake_query is not None:
+            _check_promql(f"model {self.name!r}", "wake_query", self.wake_query)
+        return self
+
+    @model_validator(mode="after")
     def _can_wake(self) -> ModelConfig:
         if self.policy.min_replicas == 0 and not self.wake_query:
             raise ValueError(
@@ -246,6 +271,17 @@ class Config(_Frozen):
     @property
     def namespaces(self) -> tuple[str, ...]:
         return tuple(sorted({m.namespace for m in self.models}))
+
+
+def redacted_url(url: str) -> str:
+    """The URL without the secret of its `user:password@` part, for output and logs: the user
+    stays where a password follows it; a lone user part, often a token, goes whole."""
+
+    def hide(match: re.Match) -> str:
+        user, colon, _ = match[2].partition(":")
+        return f"{match[1]}{user}:***@" if colon else f"{match[1]}***@"
+
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@", hide, url)
 
 
 def load_config(path: Path | str) -> Config:
@@ -308,6 +344,21 @@ def _location(loc: tuple[Any, ...]) -> str:
         else:
             where += f".{part}" if where else str(part)
     return where or "(top level)"
+
+
+def _check_promql(owner: str, field: str, expression: str) -> None:
+    """Refuse an expression Prometheus would refuse (autoscaler/metrics/syntax.py says how it is
+    checked without a server), or one that does not give an instant vector: the daemon sums
+    each to one value, `sum(<expression>)`, and a scalar or a range cannot be summed. Checked
+    at check-config and at every reload, so one model's bad query never reaches the query
+    that all models' wake queries share."""
+    try:
+        kind = check(expression)
+    except PromQLError as err:
+        raise ValueError(f"{owner}: {field} {expression!r} is not valid PromQL: {err}") from None
+    if kind != VECTOR:
+        hint = f" (e.g. vector({expression}))" if kind == "scalar" else ""
+        raise ValueError(f"{owner}: {field} {expression!r} gives a {kind}; it must give an instant vector{hint}")
 
 
 def _dns_label(field: str, value: str) -> str:

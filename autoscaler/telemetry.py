@@ -4,7 +4,8 @@
   llm_autoscaler_decisions_total{model,direction,reason}  every reason of every decision
   llm_autoscaler_desired_replicas{model}, llm_autoscaler_current_replicas{model}
   llm_autoscaler_tick_duration_seconds                     histogram of one tick
-  llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries (tls, timeout, connection, http) and rejected
+  llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries (tls, timeout, connection, http, malformed,
+                                                           too_large; a refused keyed query once, then each failing term) and rejected
                                                            samples; an unreachable server once a tick, under the first query
   llm_autoscaler_kubernetes_errors_total{kind}             missing, forbidden, failed, refused, unreadable
   llm_autoscaler_config_rejections_total                   changed config files rejected as invalid

@@ -24,7 +24,10 @@ class _Sized(BaseModel):
     completion_window_s: float = Field(
         60.0,
         gt=0,
-        description="Range of the completion-rate query, rate(vllm:request_success_total[1m]): 60 s.",
+        description=(
+            "Range of the completion-rate query, rate(vllm:request_success_total[<this>s]): 60 s is four "
+            "samples at a 15 s scrape, enough for rate(), short enough to follow load."
+        ),
     )
 
     @model_validator(mode="after")

@@ -257,9 +257,6 @@ def run_daemon(
     figures)` is called once the cache has synced ("synced") and after each tick ("tick"); the
     benchmark counts the servers' requests there."""
     from kubernetes import client as k8s
-    from prometheus_api_client import PrometheusConnect
-    from urllib3.util.retry import Retry
-
     from autoscaler.config import parse_config
     from autoscaler.controller import Controller
     from autoscaler.metrics.prometheus import PrometheusSource
@@ -277,15 +274,13 @@ def run_daemon(
 
     session = requests.Session()
     session.hooks["response"].append(count)
-    # As autoscaler.metrics.prometheus.connect builds it, with the counting session.
-    client = PrometheusConnect(url=config.prometheus.url, session=session, retry=Retry(total=0), timeout=config.prometheus.timeout_s)
     api_client = k8s.ApiClient(k8s.Configuration(host=kube_url))
     cache = WatchCache(api_client, scope=watch_scope)
     started = time.perf_counter()
     cache.follow(config.namespaces)
     synced = cache.wait_synced(timeout_s=120)
     seconds: Counter = Counter()
-    metrics = _Timed(PrometheusSource(config, client=client), seconds)
+    metrics = _Timed(PrometheusSource(config, session=session), seconds)
     events = EventSender(api_client)
     targets = _Timed(KubernetesTargets(config, api_client, cache=cache, events=events), seconds)
     controller = Controller(config, metrics=metrics, targets=targets, write_workers=write_workers)

@@ -147,3 +147,48 @@ def test_replay_on_two_processes_prints_what_one_process_does(flags):
     one, two = autoscaler("replay", *flags), autoscaler("replay", "--processes", "2", *flags)
     assert one.returncode == two.returncode == 0, two.stderr
     assert two.stdout == one.stdout
+
+
+@pytest.mark.parametrize(
+    "wake_query, why",
+    [
+        ('sum(gw_queue{model="b"}) # the gateway', "a '#' comment"),
+        ('sum(gw_queue{model="b"}', "expected ')'"),
+        ("rate(gw_requests_total)", "expected type range vector in call to function 'rate'"),
+        ("scalar(gw_queue)", "gives a scalar; it must give an instant vector"),
+    ],
+)
+def test_check_config_refuses_a_wake_query_prometheus_would_refuse_naming_model_field_and_expression(tmp_path, wake_query, why):
+    """Issue 19, item 4: check-config passed these, and at run time b's made every model's
+    wake query fail."""
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    models = [model("a", kind="long-tail", wake_query='sum(gw_queue{model="a"})'), model("b", kind="long-tail", wake_query=wake_query)]
+    path.write_text(yaml.safe_dump({"models": models}))
+    result = autoscaler("check-config", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"models[1]: model 'b': wake_query {wake_query!r}" in result.stderr and why in result.stderr, result.stderr
+
+
+def test_check_config_refuses_a_saturation_query_prometheus_would_refuse(tmp_path):
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "models": [model("a", dependencies=["db"])],
+        "dependencies": [{"name": "db", "saturation_query": "max(db_load{", "saturated_at": 0.9}],
+    }))
+    result = autoscaler("check-config", str(path))
+    assert result.returncode == 2 and "dependency 'db': saturation_query 'max(db_load{'" in result.stderr, result.stderr
+
+
+def test_check_config_never_prints_the_password_of_the_prometheus_url(tmp_path):
+    """Issue 19, item 12."""
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"prometheus": {"url": "https://admin:hunter2@prom.example:9090"}, "models": [model("a")]}))
+    result = autoscaler("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr and "https://admin:***@prom.example:9090" in result.stdout

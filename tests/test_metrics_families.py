@@ -50,6 +50,7 @@ def test_every_family_is_promql_that_prometheus_evaluates(prometheus_stack):
         ('sum(x{{model="{v}", route="{v}-r"}})', "two values a member"),
         ("sum(x{{model='{v}'}})", "a single-quoted string"),
         ('histogram_quantile(0.9, sum(rate(x{{model="{v}"}}[1m])))', "a function across series"),
+        ('sum(rate({{__name__="{v}", route="r"}}[1m]))', "the metric's name: rate() drops it, and the series collide"),
     ],
 )
 def test_anything_else_keeps_a_term_of_its_own(template, why):

@@ -8,9 +8,10 @@ import json
 import math
 import threading
 import time
+import urllib.parse
 
 import pytest
-from prometheus_api_client import PrometheusConnect
+import requests
 from structlog.testing import capture_logs
 
 from autoscaler.metrics.prometheus import PrometheusSource
@@ -22,19 +23,19 @@ from tests.support.prom_harness import dcgm_labels, unique_name, vllm_labels
 WAITING, RUNNING, KV, GPU = "vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc", "DCGM_FI_DEV_GPU_UTIL"
 
 
-class CountingClient(PrometheusConnect):
-    """The real client, counting the queries it sends."""
+class CountingSession(requests.Session):
+    """A real session, counting the queries it sends."""
 
     queries = 0
 
-    def custom_query(self, query, params=None, timeout=None):
+    def get(self, *args, **kwargs):
         self.queries += 1
-        return super().custom_query(query, params=params, timeout=timeout)
+        return super().get(*args, **kwargs)
 
 
-def source_for(prometheus, cfg, client_class=PrometheusConnect):
+def source_for(prometheus, cfg, **kwargs):
     cfg = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"url": prometheus.url})})
-    return PrometheusSource(cfg, client=client_class(url=prometheus.url, timeout=5))
+    return PrometheusSource(cfg, session=CountingSession(), **kwargs)
 
 
 def export_model(exporter, namespace, model_name, *, pods, waiting, running, kv, gpu):
@@ -63,7 +64,7 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     )
     prometheus.wait_for(f'vdb_saturation{{instance_name="{ns}"}}')
     prometheus.wait_for(f'{GPU}{{exported_namespace="{ns}"}}', lambda r: len(r) == 4)
-    source = source_for(prometheus, cfg, CountingClient)
+    source = source_for(prometheus, cfg)
     signals = source.fetch_signals(now=time.time())
 
     chat, code = signals.for_model("chat"), signals.for_model("code")
@@ -76,7 +77,7 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     assert signals.for_dependency("vector-db").value == pytest.approx(0.93)
     assert "unmanaged" not in signals.models
     assert all(r.freshness is Freshness.OK for r in (chat.waiting, chat.running, chat.kv_cache_usage, chat.gpu_utilization))
-    assert source._client.queries == len(source.queries) == 7
+    assert source._session.queries == len(source.queries) == 7
 
 
 def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(prometheus_stack):
@@ -102,7 +103,7 @@ def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(promet
         "g": f'max(gw_waiting{{model="{ns}-axb"}})',  # not a family: a term of its own
     }
     cfg = config(*[model(name, namespace=ns, kind="long-tail", wake_query=query) for name, query in wake.items()])
-    source = source_for(prometheus, cfg, CountingClient)
+    source = source_for(prometheus, cfg)
     [wake_query] = [q for q in source.queries if q.signal == "wake"]
     assert wake_query.promql.count("gw_waiting{") == 2  # the family's one selector, and g's
 
@@ -116,7 +117,7 @@ def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(promet
         else:
             assert not reading.usable, name
     assert [signals.for_model(name).wake.value for name in "abefg"] == [4, 1, 5, 5, 7]
-    assert source._client.queries == len(source.queries)
+    assert source._session.queries == len(source.queries)
 
 
 def test_completion_rate_is_the_rate_of_the_success_counter(prometheus_stack):
@@ -291,3 +292,200 @@ def test_bearer_token_is_read_from_its_file_every_tick(tmp_path):
     assert _RecordingPrometheus.seen[:5] == ["Bearer first"] * 5
     assert _RecordingPrometheus.seen[5:] == ["Bearer rotated"] * 5
     assert all("rotated" not in json.dumps(e) for e in logs)
+
+
+def _is_query_of(path: str, metric: str) -> bool:
+    return metric in urllib.parse.unquote_plus(path)
+
+
+def _exported_chat(exporter, prometheus) -> str:
+    ns = unique_name("ns")
+    exporter.set(WAITING, vllm_labels("chat", ns), 6)
+    exporter.set(RUNNING, vllm_labels("chat", ns), 2)
+    prometheus.wait_for(f'{WAITING}{{namespace="{ns}"}}')
+    prometheus.wait_for(f'{RUNNING}{{namespace="{ns}"}}')
+    return ns
+
+
+def test_a_malformed_answer_costs_its_signal_only_and_is_counted(prometheus_stack):
+    """Issue 19, item 7: a scalar where a vector should be raised out of fetch_signals, and
+    every tick failed with no error counted."""
+    exporter, prometheus = prometheus_stack
+    ns = _exported_chat(exporter, prometheus)
+    scalar = b'{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}'
+    errors = []
+    with FaultyProxy(prometheus.url) as proxy:
+        proxy.rewrite = lambda path, body: scalar if _is_query_of(path, WAITING) else None
+        source = PrometheusSource(config(model("chat", namespace=ns), prometheus={"url": proxy.url}),
+                                  on_error=lambda signal, kind: errors.append((signal, kind)))
+        signals = source.fetch_signals(now=time.time())
+    chat = signals.for_model("chat")
+    assert chat.waiting.freshness is Freshness.MISSING and chat.waiting.value is None  # no data, not zero
+    assert chat.running.value == 2
+    assert errors == [("waiting", "malformed")]
+
+
+def test_an_answer_past_max_answer_bytes_is_dropped_as_it_streams_in(prometheus_stack):
+    """Issue 19, item 11: answers were read whole. A 256 MiB answer without Content-Length
+    (streamed until the connection closes) against a 1 MiB cap: the adapter stops reading
+    past the cap, so the proxy gets to send little more than that before the socket closes."""
+    exporter, prometheus = prometheus_stack
+    ns = _exported_chat(exporter, prometheus)
+    huge = 256 * 2**20
+
+    def endless(path, body):
+        if not _is_query_of(path, WAITING):
+            return None
+        return (b" " * 2**20 for _ in range(huge // 2**20))  # JSON allows the whitespace
+
+    errors = []
+    with FaultyProxy(prometheus.url) as proxy, capture_logs() as logs:
+        proxy.rewrite = endless
+        cfg = config(model("chat", namespace=ns), prometheus={"url": proxy.url, "max_answer_bytes": 2**20})
+        source = PrometheusSource(cfg, on_error=lambda signal, kind: errors.append((signal, kind)))
+        signals = source.fetch_signals(now=time.time())
+        sent = proxy.sent_bytes
+    assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
+    assert signals.for_model("chat").running.value == 2
+    assert errors == [("waiting", "too_large")]
+    assert sent < 64 * 2**20, sent  # a quarter of it at most: socket buffers hold a few MiB
+    [line] = [e for e in logs if e["event"].startswith("prometheus query failed")]
+    assert "max_answer_bytes (1048576 bytes)" in line["error"]
+
+
+def test_timeout_s_bounds_the_whole_query_not_each_read(prometheus_stack):
+    """Issue 19, item 9: an answer trickled one byte every 0.4 s held a tick for as long as
+    it trickled at timeout_s 0.5, since each read arrived within it. Sixteen bytes trickled
+    take 6.4 s; the query must give up at its deadline."""
+    exporter, prometheus = prometheus_stack
+    ns = _exported_chat(exporter, prometheus)
+    errors = []
+    with FaultyProxy(prometheus.url) as proxy:
+        proxy.trickle_s, proxy.trickle_bytes = 0.4, 16
+        cfg = config(model("chat", namespace=ns), prometheus={"url": proxy.url, "timeout_s": 0.5})
+        source = PrometheusSource(cfg, on_error=lambda signal, kind: errors.append((signal, kind)))
+        started = time.monotonic()
+        signals = source.fetch_signals(now=time.time())
+        took_s = time.monotonic() - started
+    assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
+    assert 0.45 <= took_s < 1.0, took_s
+    assert errors == [(q.signal, "timeout") for q in source.queries]
+
+
+def test_a_wake_query_that_fails_at_run_time_costs_only_its_model(prometheus_stack):
+    """Issue 19, item 4: all wake queries go out as one, so b's failing expression kept a (demand
+    5) at zero. b's parses, and fails only once a second gateway pod appears (many-to-many
+    matching, Prometheus's 422). The combined query fails; its terms are then asked one by
+    one, once each: a and c read their values, b none."""
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.set("gw_queue", {"model": f"{ns}-a"}, 5)
+    exporter.set("gw_queue", {"model": f"{ns}-b"}, 7)
+    exporter.set("gw_total", {"fleet": ns}, 3)
+    for pod in ("p1", "p2"):
+        exporter.set("gw_ready", {"model": f"{ns}-b", "pod": pod}, 1)
+    prometheus.wait_for(f'gw_ready{{model="{ns}-b"}}', lambda r: len(r) == 2)
+    prometheus.wait_for(f'gw_queue{{model="{ns}-a"}}')
+    prometheus.wait_for(f'gw_total{{fleet="{ns}"}}')
+    wake = {
+        "a": f'sum(gw_queue{{model="{ns}-a"}})',
+        "b": f'gw_queue{{model="{ns}-b"}} / on (model) gw_ready{{model="{ns}-b"}}',
+        "c": f'sum(gw_total{{fleet="{ns}"}})',
+    }
+    with pytest.raises(Exception, match="422|many-to-many|many-to-one"):
+        prometheus.query(wake["b"])
+    cfg = config(*[model(name, namespace=ns, kind="long-tail", wake_query=query) for name, query in wake.items()])
+    errors = []
+    source = source_for(prometheus, cfg, on_error=lambda signal, kind: errors.append((signal, kind)))
+    with capture_logs() as logs:
+        signals = source.fetch_signals(now=time.time())
+    assert signals.for_model("a").wake.value == 5
+    assert signals.for_model("c").wake.value == 3
+    assert signals.for_model("b").wake.freshness is Freshness.MISSING
+    [wake_query] = [q for q in source.queries if q.signal == "wake"]
+    # The usual queries, then one per distinct term of the failed one: no more.
+    assert source._session.queries == len(source.queries) + len(wake_query.terms) == 5 + 1 + 3
+    assert errors == [("wake", "http"), ("wake", "http")]  # the combined query, then b's term
+    [term] = [e for e in logs if e["event"].startswith("a term of the combined query failed")]
+    assert term["names"] == ["b"] and "422" in term["error"]
+
+
+def test_wake_queries_that_differ_only_in_the_metric_name_are_not_merged(prometheus_stack):
+    """Issue 19, item 4: `{__name__="a_total", ...}` and `{__name__="b_total", ...}` made one
+    family, `rate({__name__=~"a_total|b_total"}[1m])`, which Prometheus refuses (two series
+    with one label set once rate() drops the name)."""
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    names = {"a": f"{ns.replace('-', '_')}_a_total", "b": f"{ns.replace('-', '_')}_b_total"}
+    for metric in names.values():
+        exporter.declare(metric, type="counter")
+        exporter.set(metric, {"route": "r"}, 0.0)
+    prometheus.wait_for(f'{names["a"]}{{route="r"}}')
+    prometheus.wait_for(f'{names["b"]}{{route="r"}}')
+    prometheus.wait_for(f'rate({names["b"]}{{route="r"}}[1m])')
+    wake = {m: f'sum(rate({{__name__="{metric}", route="r"}}[1m]))' for m, metric in names.items()}
+    source = source_for(prometheus, config(*[model(m, namespace=ns, kind="long-tail", wake_query=q) for m, q in wake.items()]))
+    signals = source.fetch_signals(now=time.time())
+    assert signals.for_model("a").wake.value == 0 and signals.for_model("b").wake.value == 0
+    assert source._session.queries == len(source.queries)  # the combined query answered
+
+
+def test_completion_window_s_is_the_range_of_the_completion_rate(prometheus_stack):
+    """Issue 15: the query said [1m] whatever completion_window_s was. One query per distinct
+    window, each model read from its own: both equal Prometheus's own answer for that range."""
+    exporter, prometheus = prometheus_stack
+    ns = unique_name("ns")
+    exporter.declare("vllm:request_success_total", type="counter")
+    started = time.monotonic()
+    for name in ("short", "long"):
+        exporter.set("vllm:request_success_total", vllm_labels(name, ns), 0.0)
+    prometheus.wait_for(f'vllm:request_success_total{{namespace="{ns}"}}', lambda r: len(r) == 2)
+    while time.monotonic() - started < 5:
+        for name, per_s in (("short", 10.0), ("long", 4.0)):
+            exporter.set("vllm:request_success_total", vllm_labels(name, ns), per_s * (time.monotonic() - started))
+        time.sleep(0.1)
+    cfg = config(model("short", namespace=ns, policy={"completion_window_s": 3}),
+                 model("long", namespace=ns, policy={"completion_window_s": 90}))
+    source = source_for(prometheus, cfg)
+    completion = [q for q in source.queries if q.signal == "completion_rate"]
+    assert len(completion) == 2 and {"[3s]" in q.promql for q in completion} == {True, False}
+    assert any("[1m30s]" in q.promql or "[90s]" in q.promql for q in completion)
+    now = time.time()
+    signals = source.fetch_signals(now=now)
+    for name, window in (("short", "3s"), ("long", "90s")):
+        [own] = prometheus.query(f'sum(rate(vllm:request_success_total{{namespace="{ns}", model_name="{name}"}}[{window}]))', at=now)
+        assert signals.for_model(name).completion_rate.value == pytest.approx(float(own["value"][1])), name
+
+
+def test_a_token_file_with_an_inner_newline_is_never_logged_nor_sent(tmp_path):
+    """Issue 19, item 12: requests refused the header and its error, which quotes the header's
+    value, went to the log."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("s3cr3tPartOne\ns3cr3tPartTwo\n")
+    cfg = config(model("chat"), prometheus={"url": f"http://127.0.0.1:{server.server_port}", "auth": {"bearer_token_file": str(token)}})
+    _RecordingPrometheus.seen = []
+    try:
+        with capture_logs() as logs:
+            PrometheusSource(cfg).fetch_signals(now=time.time())
+    finally:
+        server.shutdown()
+    assert logs and all("s3cr3t" not in json.dumps(e, default=str) for e in logs)
+    assert any(e["event"] == "the Prometheus bearer token file does not hold one token; sending none" for e in logs)
+    assert _RecordingPrometheus.seen == [None] * 5
+
+
+def test_a_token_over_plain_http_is_warned_of_once(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("abc")
+    url = f"http://user:pw@{unique_name('prom')}.invalid:9090"
+    cfg = config(model("chat"), prometheus={"url": url, "auth": {"bearer_token_file": str(token)}})
+    with capture_logs() as logs:
+        PrometheusSource(cfg), PrometheusSource(cfg)  # a reload builds a second one
+    warned = [e for e in logs if "plain http://" in e["event"]]
+    assert len(warned) == 1 and "pw" not in warned[0]["url"]
+    https = cfg.model_copy(update={"prometheus": cfg.prometheus.model_copy(update={"url": "https://prom.invalid"})})
+    with capture_logs() as logs:
+        PrometheusSource(https)
+    assert not [e for e in logs if "plain http://" in e["event"]]

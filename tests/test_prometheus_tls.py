@@ -21,7 +21,12 @@ class _Prometheus(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         result = []
         if "num_requests_waiting" in self.path:
-            result = [{"metric": {"namespace": "ml", "model_name": "chat", "autoscaler_stat": "value"}, "value": [0, "7"]}]
+            # The value and its sample's timestamp, as the adapter's query gives them both.
+            labels = {"namespace": "ml", "model_name": "chat"}
+            result = [
+                {"metric": {**labels, "autoscaler_stat": "value"}, "value": [0, "7"]},
+                {"metric": {**labels, "autoscaler_stat": "timestamp"}, "value": [0, f"{time.time():.3f}"]},
+            ]
         body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

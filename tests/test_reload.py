@@ -73,3 +73,17 @@ def test_an_unreadable_file_mid_swap_is_tried_again(tmp_path):
     write(path, 4)
     reloading.tick(now=10.0)
     assert reloading.config.models[0].policy.max_replicas == 4
+
+
+def test_a_reload_with_a_wake_query_prometheus_cannot_parse_is_rejected(tmp_path):
+    """Issue 19, item 4: the reload took a wake query that Prometheus refuses, and with it the
+    one query every model's wake signal shares."""
+    path, build = setup(tmp_path)
+    reloading = ReloadingController(path, build)
+    reloading.tick(now=0.0)
+    write(path, 3, wake_query='sum(gateway_queue{model="chat"}) # the queue at the gateway')
+    with capture_logs() as logs:
+        reloading.tick(now=10.0)
+    assert reloading.config.models[0].policy.max_replicas == 10  # nothing of the new file applied
+    (error,) = [e for e in logs if e["event"] == "new config rejected; keeping the running one"]
+    assert "model 'chat': wake_query" in error["errors"] and "comment" in error["errors"]

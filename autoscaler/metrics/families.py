@@ -98,6 +98,12 @@ def _family(members: list[tuple[str, list[str]]]) -> Family | None:
     if not all(i >= 2 and first[i - 1] == "=" for i in varying) or len({first[i - 2] for i in varying}) != 1:
         return None
     label = first[varying[0] - 2]
+    if label == "__name__":
+        # Members that differ in the metric's name are different series families: a function
+        # drops the name, so `rate({__name__=~"a|b"}[1m])` gives two series with one label
+        # set, which Prometheus refuses ("vector cannot contain metrics with the same
+        # labelset"), and `sum by (__name__)` of the result has no name left to key by.
+        return None
     values: dict[str, list[str]] = defaultdict(list)
     for key, tokens in members:
         own = {tokens[i] for i in varying}

@@ -14,14 +14,22 @@ enter PromQL: results are grouped by them and matched in Python.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from autoscaler.config import Config
 from autoscaler.metrics import families
 
 STAT = "autoscaler_stat"
 KEY = "autoscaler_key"
-RATE_WINDOW = "1m"  # four samples at a 15 s scrape: enough for rate(), short enough to follow load
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One part of a keyed query, a valid query alone: asked alone when the whole fails, so
+    one model's failing expression costs that model's reading, not every model's."""
+
+    promql: str
+    keys: Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,10 @@ class SignalQuery:
     keyed: bool  # True: one value per KEY label; False: per (namespace, model_name)
     # Keyed only: a KEY value -> the models (or dependencies) whose reading it is.
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    terms: tuple[Term, ...] = ()  # keyed only: the parts `promql` joins with `or`
+    # Pod-level only: the models whose reading this query gives; None: every model. The
+    # completion rate is one query per distinct completion_window_s, each for its models.
+    models: frozenset[str] | None = None
 
 
 def build_queries(config: Config) -> list[SignalQuery]:
@@ -38,16 +50,27 @@ def build_queries(config: Config) -> list[SignalQuery]:
     selector = "{" + f'{labels.namespace}=~"{"|".join(config.namespaces)}"' + "}"
     by = f"{labels.namespace}, {labels.model}"
 
-    def pod_signal(signal: str, metric: str, aggregation: str, *, rate: bool = False) -> SignalQuery:
+    def pod_signal(signal: str, metric: str, aggregation: str, *, window_s: float | None = None) -> SignalQuery:
         series = f"{metric}{selector}"
-        value = f"rate({series}[{RATE_WINDOW}])" if rate else series
+        value = f"rate({series}[{_duration(window_s)}])" if window_s is not None else series
         return SignalQuery(signal, _with_age(f"{aggregation} by ({by}) ({value})", f"min by ({by}) (timestamp({series}))"), False)
 
+    # completion_window_s is the range of each model's completion rate. Models almost always
+    # share one (the default 60 s: four samples at a 15 s scrape, enough for rate(), short
+    # enough to follow load), so one query serves them all; each other window adds one.
+    windows: dict[float, list[str]] = {}
+    for m in config.models:
+        windows.setdefault(m.policy.completion_window_s, []).append(m.name)
+    completion = [
+        replace(pod_signal("completion_rate", names.completions, "sum", window_s=window_s),
+                models=None if len(windows) == 1 else frozenset(models))
+        for window_s, models in windows.items()
+    ]
     queries = [
         pod_signal("waiting", names.waiting, "sum"),
         pod_signal("running", names.running, "sum"),
         pod_signal("kv_cache_usage", names.kv_cache_usage, "max"),
-        pod_signal("completion_rate", names.completions, "sum", rate=True),
+        *completion,
         SignalQuery("gpu_utilization", _gpu_utilization(config, selector, by), False),
     ]
     wake = {m.name: m.wake_query for m in config.models if m.wake_query}
@@ -57,6 +80,13 @@ def build_queries(config: Config) -> list[SignalQuery]:
     if saturation:
         queries.append(_keyed("dependencies", saturation))
     return queries
+
+
+def _duration(seconds: float) -> str:
+    """A PromQL range: whole seconds where they are ("60s"), else milliseconds ("1500ms"), as
+    PromQL durations are integers of one unit."""
+    millis = max(round(seconds * 1000), 1)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
 def _with_age(value: str, timestamp: str) -> str:
@@ -91,14 +121,14 @@ def _keyed(signal: str, expressions: dict[str, str]) -> SignalQuery:
     that label and keyed "<family>/<value>" (families.py says when and why); an expression
     that several names share is one term, keyed by the first name."""
     grouped, singles = families.group(expressions)
-    terms, keys = [], {}
+    terms = []
     for index, family in enumerate(grouped):
-        terms.append(f'label_replace({family.promql}, "{KEY}", "{index}/$1", "{family.label}", "(.*)")')
-        keys.update({f"{index}/{value}": names for value, names in family.members.items()})
+        promql = f'label_replace({family.promql}, "{KEY}", "{index}/$1", "{family.label}", "(.*)")'
+        terms.append(Term(promql, {f"{index}/{value}": names for value, names in family.members.items()}))
     for expr, names in singles.items():
-        terms.append(f'label_replace(sum({expr}), "{KEY}", "{names[0]}", "", "")')
-        keys[names[0]] = names
-    return SignalQuery(signal, _any_of(terms), True, keys)
+        terms.append(Term(f'label_replace(sum({expr}), "{KEY}", "{names[0]}", "", "")', {names[0]: names}))
+    keys = {key: names for term in terms for key, names in term.keys.items()}
+    return SignalQuery(signal, _any_of([term.promql for term in terms]), True, keys, tuple(terms))
 
 
 def _any_of(terms: list[str]) -> str:

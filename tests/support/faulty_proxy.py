@@ -7,6 +7,9 @@ putting the proxy back to pass-through.
         proxy.down()            # connection refused until proxy.up()
         proxy.delay_s = 2.0     # every answer 2 s late
         proxy.status = 503      # every request answered 503 without reaching the server
+        proxy.rewrite = f       # answer f(path, body) instead: bytes, or chunks sent with no
+                                #   Content-Length (streamed until closed); None: as it came
+        proxy.trickle_s = 0.4   # the first trickle_bytes of each answer one byte every 0.4 s
         proxy.heal()            # pass-through again, same port
 """
 
@@ -16,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # accept-encoding too: the answer is passed on without its Content-Encoding, so ask for it plain.
@@ -27,6 +31,10 @@ class FaultyProxy:
         self.upstream = upstream.rstrip("/")
         self.delay_s = 0.0
         self.status: int | None = None
+        self.rewrite: Callable[[str, bytes], bytes | Iterable[bytes] | None] | None = None
+        self.trickle_s = 0.0
+        self.trickle_bytes = 16
+        self.sent_bytes = 0  # body bytes written, over every answer
         self._server: ThreadingHTTPServer | None = None
         self._port = 0
 
@@ -57,17 +65,33 @@ class FaultyProxy:
                 request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method=self.command)
                 try:
                     with urllib.request.urlopen(request, timeout=30) as answer:
-                        self._answer(answer.status, answer.read(), answer.headers.get("Content-Type", ""))
+                        body = answer.read()
+                        rewritten = proxy.rewrite(self.path, body) if proxy.rewrite else None
+                        self._answer(answer.status, body if rewritten is None else rewritten, answer.headers.get("Content-Type", ""))
                 except urllib.error.HTTPError as err:
                     self._answer(err.code, err.read(), err.headers.get("Content-Type", ""))
 
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            def _answer(self, status: int, body: bytes | Iterable[bytes], content_type: str) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
-                    self.send_header("Content-Length", str(len(body)))
+                    if isinstance(body, bytes):
+                        self.send_header("Content-Length", str(len(body)))
+                    else:
+                        self.send_header("Connection", "close")  # the body ends where the connection does
+                        self.close_connection = True
                     self.end_headers()
-                    self.wfile.write(body)
+                    self.wfile.flush()
+                    for chunk in [body] if isinstance(body, bytes) else body:
+                        if proxy.trickle_s:
+                            head, chunk = chunk[: proxy.trickle_bytes], chunk[proxy.trickle_bytes:]
+                            for byte in head:
+                                self.wfile.write(bytes([byte]))
+                                self.wfile.flush()
+                                proxy.sent_bytes += 1
+                                time.sleep(proxy.trickle_s)
+                        self.wfile.write(chunk)
+                        proxy.sent_bytes += len(chunk)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting: a timeout
                     pass
 
@@ -88,6 +112,6 @@ class FaultyProxy:
             self._server = None
 
     def heal(self) -> None:
-        self.delay_s, self.status = 0.0, None
+        self.delay_s, self.status, self.rewrite, self.trickle_s = 0.0, None, None, 0.0
         if self._server is None:
             self.up()
