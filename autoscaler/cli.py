@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from autoscaler.config import Config, ConfigError, load_config
+from autoscaler.config import Config, ConfigError, load_config, parse_config, read_config
 from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
@@ -167,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    data, source = read_config(args.config)
+    config = parse_config(data, source=source)
     effective = config.model_dump(mode="json")
     for model, dumped in zip(config.models, effective["models"]):
         if model.policy.kind == "long-tail":
             dumped["policy"]["effective_idle_timeout_s"] = model.policy.effective_idle_timeout_s
-    print(f"# {args.config}: valid, {len(config.models)} model(s); effective settings with every default filled in")
+    print(f"# {source}: valid, {len(config.models)} model(s); effective settings with every default filled in")
     print(yaml.safe_dump(effective, sort_keys=False), end="")
     return 0
 
