@@ -23,6 +23,10 @@ _PROM_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _PROM_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
+# Bounds of tick_interval_s, which replay's --step-s replaces: one definition for both.
+TICK_INTERVAL_MIN_S, TICK_INTERVAL_MAX_S = 1.0, 600.0
+
+
 class ConfigError(Exception):
     """A user's mistake in the config: the message lists every problem, one per line."""
 
@@ -211,7 +215,9 @@ class ModelConfig(_Frozen):
 
 class Config(_Frozen):
     prometheus: PrometheusConfig = PrometheusConfig()
-    tick_interval_s: float = Field(10.0, ge=1, le=600, description="Seconds between two ticks of the loop.")
+    tick_interval_s: float = Field(
+        10.0, ge=TICK_INTERVAL_MIN_S, le=TICK_INTERVAL_MAX_S, description="Seconds between two ticks of the loop."
+    )
     metrics: MetricNames = MetricNames()
     labels: LabelNames = LabelNames()
     dependencies: tuple[DependencyConfig, ...] = ()
