@@ -14,6 +14,8 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import os
 import signal
 import socket
@@ -26,7 +28,16 @@ from pathlib import Path
 import yaml
 
 from autoscaler.bundled import bundled_config_path, bundled_trace_path
-from autoscaler.config import Config, ConfigError, load_config, redacted_url
+from autoscaler.config import (
+    TICK_INTERVAL_MAX_S,
+    TICK_INTERVAL_MIN_S,
+    Config,
+    ConfigError,
+    load_config,
+    parse_config,
+    read_config,
+    redacted_url,
+)
 from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
@@ -72,16 +83,67 @@ _workers = _whole_from_1_to_64("one write at a time")
 _processes = _whole_from_1_to_64("this process alone")
 
 
+# The last instant a replay can print as a date: 9999-12-31T23:59:59Z.
+LAST_INSTANT_S = 253_402_300_799.0
+# Replay steps through every instant from start to end, holding them in memory at once: 10
+# million ticks is 116 days at 1 s or 3 years at 10 s. A trace spanning 1e12 s at 10 s would
+# be 1e11 ticks, 745 GiB of instants alone.
+MAX_REPLAY_TICKS = 10_000_000
+
+
 def _instant(text: str) -> float:
-    """An RFC 3339 time (2026-11-22T10:00:00Z) or seconds since the epoch."""
+    """An RFC 3339 time with its zone (2026-11-22T10:00:00Z) or seconds since the epoch."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither an RFC 3339 time nor seconds since the epoch") from None
+        if moment.tzinfo is None:
+            # Read as this machine's local time it would replay another window on a machine in
+            # another zone, without a word.
+            raise argparse.ArgumentTypeError(f"{text!r} has no zone; add one, such as {text}Z (UTC) or {text}+01:00")
+        return moment.timestamp()
+    if not 0 <= value <= LAST_INSTANT_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; seconds since the epoch from 0 to {LAST_INSTANT_S:.0f} (9999-12-31T23:59:59Z)"
+        )
+    return value
+
+
+def _step_s(text: str) -> float:
+    """Replay's tick interval, within the bounds of the config's tick_interval_s it replaces."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither an RFC 3339 time nor seconds since the epoch") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not TICK_INTERVAL_MIN_S <= value <= TICK_INTERVAL_MAX_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not allowed; seconds from {TICK_INTERVAL_MIN_S:g} to {TICK_INTERVAL_MAX_S:g}, as tick_interval_s"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; from 1 to 65535, or 0 to serve none")
+    return value
+
+
+def _replay_ticks(*, start_s: float, end_s: float, step_s: float, span: str) -> None:
+    """Refuses a replay of more than MAX_REPLAY_TICKS before it allocates them; `span` names
+    where the start and end came from."""
+    ticks = math.floor((end_s - start_s) / step_s) + 1
+    if ticks > MAX_REPLAY_TICKS:
+        raise ConfigError(
+            f"{span} spans {end_s - start_s:.6g} s: {ticks:,} ticks at --step-s {step_s:g}; "
+            f"at most {MAX_REPLAY_TICKS:,}: replay a shorter span or pass a larger --step-s"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of the in-cluster service account")
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--once", action="store_true", help="run one tick and exit")
-    run.add_argument("--metrics-port", type=int, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
+    run.add_argument("--metrics-port", type=_port, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
     run.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
                      help="namespaces: list and watch Deployments and ScaledObjects in each configured namespace "
                           "(a Role in each, deploy/rbac.yaml); cluster: once across all namespaces (a ClusterRole, "
@@ -125,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--prometheus", help="replay from this live Prometheus over --start..--end instead of a file")
     replay.add_argument("--start", type=_instant, help="with --prometheus: the first instant (RFC 3339 or epoch seconds)")
     replay.add_argument("--end", type=_instant, help="with --prometheus: the last instant")
-    replay.add_argument("--step-s", type=_positive, help="seconds between ticks; default: the config's tick_interval_s")
+    replay.add_argument("--step-s", type=_step_s, help="seconds between ticks; default: the config's tick_interval_s")
     replay.add_argument("--output", choices=["table", "json"], default="table")
     replay.add_argument("--all", action="store_true", help="print every decision, not only those that change a count")
     replay.add_argument(
@@ -161,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C outside the loop's own handler (start-up, a replay): one line, and the
+        # shell's convention for a SIGINT, 128 + 2.
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # The reader went away (`autoscaler replay | head`): stop quietly, as other tools do.
         # stdout now points nowhere, so the interpreter's last flush must not raise again.
@@ -169,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    data, source = read_config(args.config)
+    config = parse_config(data, source=source)
     effective = config.model_dump(mode="json")
     effective["prometheus"]["url"] = redacted_url(config.prometheus.url)
     for model, dumped in zip(config.models, effective["models"]):
         if model.policy.kind == "long-tail":
             dumped["policy"]["effective_idle_timeout_s"] = model.policy.effective_idle_timeout_s
-    print(f"# {args.config}: valid, {len(config.models)} model(s); effective settings with every default filled in")
+    print(f"# {source}: valid, {len(config.models)} model(s); effective settings with every default filled in")
     print(yaml.safe_dump(effective, sort_keys=False), end="")
     return 0
 
@@ -189,6 +257,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = load_config(args.config or bundled_config_path())
     step_s = args.step_s or config.tick_interval_s
     trace = None
+    if not args.prometheus and (args.start is not None or args.end is not None):
+        raise ConfigError("--start and --end apply only with --prometheus; a trace file is replayed from its first sample to its last")
     if args.prometheus:
         if args.trace:
             raise ConfigError("--trace and --prometheus are exclusive: replay reads one or the other")
@@ -206,6 +276,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise TraceError(f"the trace names none of the configured models ({', '.join(sorted(unknown))}); it has: {', '.join(sorted(trace.names))}")
         source = RecordedSource(trace, config)
         start_s, end_s = trace.start_s, trace.end_s
+    _replay_ticks(start_s=start_s, end_s=end_s, step_s=step_s,
+                  span="--start..--end" if args.prometheus else f"the trace {args.trace or 'bundled'}")
     initial = {m.name: _initial_replicas(m, trace, start_s) for m in config.models}
 
     printer = DecisionPrinter(sys.stdout, fmt=args.output, clock_format="relative" if trace else "iso")
@@ -250,17 +322,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
     from autoscaler.targets.watching import WatchCache
-    from autoscaler.telemetry import Telemetry, serve
+    from autoscaler.telemetry import Telemetry
 
     config = load_config(args.config)
     timings = _lease_timings(args)
     clock = SystemClock()
     telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
-    api_client = _api_client(args)
+    server = _serve(telemetry, args.metrics_port) if args.metrics_port else None  # a port taken fails before any API call
+    writes = not args.dry_run
+    try:
+        api_client = _api_client(args)
+        namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
+    except ConfigError:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        raise
     cache = WatchCache(api_client, clock=clock, scope=args.watch_scope)
     events = EventSender(api_client, on_dropped=telemetry.event_dropped)
-    writes = not args.dry_run
-    namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
     elector = None
     if writes and args.leader_elect:
         elector = LeaseElector(api_client, namespace=namespace, name=args.lease_name, identity=_identity(args),
@@ -287,7 +366,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store
     )
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
-    server = serve(telemetry, port=args.metrics_port) if args.metrics_port else None
 
     def after_tick(outcomes, duration_s: float) -> None:
         telemetry.record_tick(outcomes, duration_s=duration_s)
@@ -360,16 +438,43 @@ def _identity(args: argparse.Namespace) -> str:
     return args.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
 
 
+def _serve(telemetry, port: int):
+    from autoscaler.telemetry import serve
+
+    try:
+        return serve(telemetry, port=port)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(f"--metrics-port {port}: already in use on this machine; pass a free port, or 0 to serve none") from None
+        if err.errno == errno.EACCES:
+            raise ConfigError(f"--metrics-port {port}: not allowed for this user (ports below 1024 need privileges); pass 1024 or above") from None
+        raise ConfigError(f"--metrics-port {port}: cannot serve there: {err.strerror}") from None
+
+
 def _api_client(args: argparse.Namespace):
     from kubernetes import client, config as kube_config
 
+    if args.kubeconfig:
+        try:
+            # Parsed here, so that a kubeconfig that is not YAML is named as such: the client
+            # library lets the parser's exception through.
+            yaml.safe_load(args.kubeconfig.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"--kubeconfig {args.kubeconfig}: cannot read it: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--kubeconfig {args.kubeconfig}: not a text file; a kubeconfig is YAML") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"--kubeconfig {args.kubeconfig}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
     try:
         if args.kubeconfig:
             return kube_config.new_client_from_config(config_file=str(args.kubeconfig), context=args.context)
         kube_config.load_incluster_config()
         return client.ApiClient()
     except (kube_config.ConfigException, OSError) as err:
-        raise ConfigError(f"cannot reach the cluster: {err} (outside a cluster, pass --kubeconfig)") from None
+        hint = "" if args.kubeconfig else " (outside a cluster, pass --kubeconfig)"
+        raise ConfigError(f"cannot reach the cluster: {err}{hint}") from None
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from autoscaler.metrics.syntax import VECTOR, PromQLError, check
-from policies.spec import BatchSpec, HotSpec, LongTailSpec
+from policies.spec import STRICT_MODEL, BatchSpec, HotSpec, LongTailSpec, LooseNumber, exact_numbers
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
 # them safe to place inside PromQL strings (see autoscaler.metrics.promql).
@@ -24,12 +24,21 @@ _PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
+# Bounds of tick_interval_s, which replay's --step-s replaces: one definition for both.
+TICK_INTERVAL_MIN_S, TICK_INTERVAL_MAX_S = 1.0, 600.0
+
+
 class ConfigError(Exception):
     """A user's mistake in the config: the message lists every problem, one per line."""
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT_MODEL
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_numbers(cls, data: Any) -> Any:
+        return exact_numbers(cls, data)
 
 
 class PrometheusAuth(_Frozen):
@@ -231,7 +240,9 @@ class ModelConfig(_Frozen):
 
 class Config(_Frozen):
     prometheus: PrometheusConfig = PrometheusConfig()
-    tick_interval_s: float = Field(10.0, ge=1, le=600, description="Seconds between two ticks of the loop.")
+    tick_interval_s: float = Field(
+        10.0, ge=TICK_INTERVAL_MIN_S, le=TICK_INTERVAL_MAX_S, description="Seconds between two ticks of the loop."
+    )
     metrics: MetricNames = MetricNames()
     labels: LabelNames = LabelNames()
     dependencies: tuple[DependencyConfig, ...] = ()
@@ -284,19 +295,96 @@ def redacted_url(url: str) -> str:
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@", hide, url)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: plain
+    YAML keeps the last one, so a second `max_replicas:` further down a model would silently
+    replace the first."""
+
+
+def _mapping_without_duplicates(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults` merges keys, which may then be overridden on purpose
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first at line {first[key] + 1})", key_node.start_mark
+                )
+        except TypeError:
+            continue  # an unhashable key: construct_mapping below reports it
+        first[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+# The key of a ConfigMap's data that holds the config, as deploy/configmap.yaml mounts it.
+CONFIGMAP_KEY = "config.yaml"
+
+
 def load_config(path: Path | str) -> Config:
+    data, source = read_config(path)
+    return parse_config(data, source=source)
+
+
+def read_config(path: Path | str) -> tuple[Any, str]:
+    """The config document of a YAML file, and how to name it in errors. The file is either the
+    config itself or a ConfigMap manifest holding it (deploy/configmap.yaml), whose key
+    `config.yaml` (or only key) is the config: then errors name that key, and YAML errors the
+    line of the manifest."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file (byte {err.start} is not UTF-8); the config is YAML") from None
+    data = _yaml(text, source=str(path))
+    if not (isinstance(data, dict) and data.get("kind") == "ConfigMap" and "models" not in data):
+        return data, str(path)
+    entries = data.get("data") or {}
+    name = (data.get("metadata") or {}).get("name", "")
+    keys = sorted(entries) if isinstance(entries, dict) else []
+    key = CONFIGMAP_KEY if CONFIGMAP_KEY in keys else keys[0] if len(keys) == 1 else None
+    if key is None or not isinstance(entries[key], str):
+        found = ", ".join(keys) or "no keys"
+        raise ConfigError(
+            f"{path}: a ConfigMap ({name}) whose data has no config to read: expected the key {CONFIGMAP_KEY} "
+            f"(or a single key) holding the config as text; found {found}"
+        )
+    source = f"{path} data.{key}"
+    return _yaml(entries[key], source=source, first_line=_block_start(text, key)), source
+
+
+def _yaml(text: str, *, source: str, first_line: int | None = None) -> Any:
+    """`first_line`: the file's line (1-based) where `text` begins, when it is a block inside a
+    manifest, so that an error points at the line the user sees in their editor."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_config(data, source=str(path))
+        where = ""
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+            if first_line is not None:
+                where += f" (line {first_line + mark.line} of the file)"
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+
+
+def _block_start(text: str, key: str) -> int | None:
+    """The line (1-based) where a ConfigMap's `key: |` block begins, if it is a block scalar."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    for section_key, section in getattr(root, "value", []):
+        if section_key.value == "data" and isinstance(section, yaml.MappingNode):
+            for entry_key, entry in section.value:
+                if entry_key.value == key and isinstance(entry, yaml.ScalarNode) and entry.style in ("|", ">"):
+                    return entry.start_mark.line + 2
+    return None
 
 
 def parse_config(data: Any, *, source: str = "config") -> Config:
@@ -318,7 +406,9 @@ def describe_errors(err: ValidationError) -> list[str]:
         where = _location(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
-        if error["type"] == "extra_forbidden":
+        if isinstance(given, LooseNumber):
+            lines.append(f"{where}: must be {given.wanted} (got {given.value!r})")
+        elif error["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown field (value {given!r}); check the spelling against the reference in README")
         elif error["type"] == "missing":
             lines.append(f"{where}: required field is missing")

@@ -6,15 +6,59 @@ Every field carries its unit in its name and the reason for its default in its d
 
 from __future__ import annotations
 
-from typing import Literal
+import types
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Frozen, no unknown fields, and no infinities: `cold_start_s: .inf` is a typo, not a setting.
+STRICT_MODEL = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+@dataclass(frozen=True)
+class LooseNumber:
+    """A value given where a number belongs that pydantic's lax mode would quietly convert.
+    `exact_numbers` puts it in the value's place, so the field's own validation fails on it,
+    beside every other error of the config, and autoscaler.config.describe_errors says why."""
+
+    value: Any
+    wanted: str
+
+    def __repr__(self) -> str:
+        return f"{self.value!r} (must be {self.wanted})"
+
+
+def exact_numbers(model: type[BaseModel], data: Any) -> Any:
+    """A number field takes numbers only. Pydantic's lax mode reads YAML's `true` as 1, "3" as
+    3 and 3.0 as 3, so `max_replicas: true` would become one replica without a word. Every
+    model of the config runs its input through this first (a model validator, mode="before":
+    a field validator on "*" would also wrap `kind`, which pydantic forbids on a discriminator)."""
+    if not isinstance(data, dict):
+        return data
+    checked = dict(data)
+    for name, value in data.items():
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        kinds = set(get_args(field.annotation)) if get_origin(field.annotation) in (Union, types.UnionType) else {field.annotation}
+        if not kinds & {int, float} or bool in kinds or str in kinds:
+            continue
+        wanted = "a number" if float in kinds else "a whole number"
+        if isinstance(value, (bool, str)) or (wanted == "a whole number" and isinstance(value, float)):
+            checked[name] = LooseNumber(value, wanted)
+    return checked
 
 
 class _Sized(BaseModel):
     """What every policy kind has: bounds, and the service rate it measures from completions."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT_MODEL
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_numbers(cls, data: Any) -> Any:
+        return exact_numbers(cls, data)
 
     min_replicas: int = Field(0, ge=0, description="Lower bound on replicas.")
     max_replicas: int = Field(10, ge=1, le=10_000, description="Upper bound on replicas.")

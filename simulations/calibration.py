@@ -31,9 +31,15 @@ from simulations.workload import resolve_traces_dir
 SCALES = (100, 500, 1000, 2000)
 
 
+RECORDING_FILES = tuple(
+    f"vllm-burstgpt/{kind}_scale{scale}.{ext}" for scale in SCALES for kind, ext in (("vllm_log", "csv"), ("detail_log", "json"))
+)
+"""What fitting and checking the replica model read, relative to the traces directory."""
+
+
 def burstgpt_dir(traces: Path | None = None) -> Path:
-    """The vllm-burstgpt recording: `traces` if given, else under the shared traces directory
-    ($AUTOSCALER_TRACES, or ../shared/traces beside the repository)."""
+    """The vllm-burstgpt recording: `traces` if given, else under the traces directory
+    ($AUTOSCALER_TRACES, or the traces shipped in simulations/traces)."""
     return traces if traces is not None else resolve_traces_dir() / "vllm-burstgpt"
 
 

@@ -1,4 +1,4 @@
-"""Convert ../shared/traces/vllm-burstgpt into the bundled replay trace.
+"""Convert simulations/traces/vllm-burstgpt into the bundled replay trace.
 
     python -m simulations.convert_burstgpt [--traces DIR] [--out autoscaler/data/burstgpt.csv.gz]
 
@@ -38,6 +38,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from simulations.workload import resolve_traces_dir
 
 SCALES = (100, 500, 1000, 2000)
 MODELS = ("llama-1b-hot", "llama-1b-tail")
@@ -101,7 +103,7 @@ def write(rows: list[tuple[float, str, float]], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=Path, default=Path(__file__).resolve().parents[2] / "shared/traces/vllm-burstgpt")
+    parser.add_argument("--traces", type=Path, default=resolve_traces_dir() / "vllm-burstgpt")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "autoscaler/data/burstgpt.csv.gz")
     args = parser.parse_args()
     rows = convert(args.traces)

@@ -24,6 +24,7 @@ from simulations.compare import TraceSpec, setups_for
 from simulations.contenders import driver_for
 from simulations.simulate import ModelResult, Slo, run
 from simulations.suite import ENTRIES, standard_suite
+from simulations.workload import WorkloadError
 
 KINDS = ("hot", "long-tail", "batch")
 
@@ -106,6 +107,8 @@ def _seeds(text: str) -> list[int]:
 def _entries(names: list[str], *, held_out: bool) -> dict[str, tuple[list[str], Slo]]:
     try:
         return standard_suite(names + (["held-out"] if held_out else []))
+    except WorkloadError as err:
+        raise ConfigError(str(err)) from None
     except ValueError as err:
         raise ConfigError(f"--entries: {err}") from None
 

@@ -1,6 +1,6 @@
 """The standard suite, and `python -m simulations simulate` for one run.
 
-    ./dev suite                 # the full suite: every shared trace alone, and a hot + long-tail mix
+    ./dev suite                 # the full suite: every bundled trace alone, and a hot + long-tail mix
     ./dev suite --slice-s 300   # the same on a 5-minute slice of each (what the tests run)
     ./dev suite --entries mix,held-out   # some entries; held-out is the mix with the clients kept aside
 
@@ -26,12 +26,22 @@ import numpy as np
 
 from autoscaler.config import ConfigError
 from autoscaler.logs import configure_logging
-from simulations.calibration import burstgpt_profile, profile_named, validate
+from simulations.calibration import RECORDING_FILES, burstgpt_profile, profile_named, validate
 from simulations.compare import TraceSpec, compare, setups_for
 from simulations.contenders import POLICIES
 from simulations.report import format_table, write_json, write_plots
 from simulations.simulate import Slo
-from simulations.workload import WorkloadError, list_servegen_clients, load_servegen, resolve_traces_dir
+from simulations.workload import (
+    AZURE_CODE,
+    AZURE_CONV,
+    MOONCAKE,
+    SERVEGEN_ARCHIVE,
+    WorkloadError,
+    list_servegen_clients,
+    load_servegen,
+    require_traces,
+    resolve_traces_dir,
+)
 
 HOT_SUM = "servegen:m-large:sum"
 
@@ -41,7 +51,7 @@ def long_tail_clients(count: int = 3, *, held_out: bool = False, window_s: float
     0.2 req/s over the 14 days, and within [0, window_s) at least 20 requests with at least
     half of the 10-minute windows idle. The first `count` by client id are the suite's; the
     next `count` are held out."""
-    archive = resolve_traces_dir() / "servegen" / "servegen_clients_m-large_m-mid.tar.xz"
+    archive = resolve_traces_dir() / SERVEGEN_ARCHIVE
     quiet = [c.client for c in list_servegen_clients(archive, "m-large") if 0 < c.mean_rate_rps < 0.2]
     chosen: list[str] = []
     for client in sorted(quiet, key=lambda c: (len(c), c)):
@@ -64,6 +74,26 @@ LONG_CONTEXT = Slo(queue_wait_s=2.0, ttft_s=15.0)
 
 ENTRIES = ("azure-code", "azure-conv", "mooncake", "servegen-hot", "mix")
 
+# The files each entry reads, relative to the traces directory. ServeGen has no token counts:
+# they are sampled from the Azure conv trace (workload.load_servegen), so its entries need both.
+ENTRY_FILES = {
+    "azure-code": (AZURE_CODE,),
+    "azure-conv": (AZURE_CONV,),
+    "mooncake": (MOONCAKE,),
+    "servegen-hot": (SERVEGEN_ARCHIVE, AZURE_CONV),
+    "mix": (SERVEGEN_ARCHIVE, AZURE_CONV),
+    "held-out": (SERVEGEN_ARCHIVE, AZURE_CONV),
+}
+
+
+def suite_files(names: Iterable[str]) -> list[str]:
+    """The trace files the entries `names` read; a ValueError for an unknown entry."""
+    names = list(names)
+    unknown = [name for name in names if name not in ENTRY_FILES]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} unknown; choose from {', '.join(ENTRY_FILES)}")
+    return [relative for name in names for relative in ENTRY_FILES[name]]
+
 
 def standard_suite(names: Iterable[str] = ENTRIES) -> dict[str, tuple[list[str], Slo]]:
     """The suite's entries by name, in the order asked; "held-out" is the mix's hot load beside
@@ -77,9 +107,8 @@ def standard_suite(names: Iterable[str] = ENTRIES) -> dict[str, tuple[list[str],
         "mix": lambda: (_mix(long_tail_clients()), INTERACTIVE),
         "held-out": lambda: (_mix(long_tail_clients(held_out=True)), INTERACTIVE),
     }
-    unknown = [name for name in names if name not in built]
-    if unknown:
-        raise ValueError(f"{', '.join(unknown)} unknown; choose from {', '.join(built)}")
+    names = list(names)
+    require_traces(suite_files(names))
     return {name: built[name]() for name in names}
 
 
@@ -130,8 +159,15 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
+    names = args.entries.split(",")
     try:
-        suite = standard_suite(args.entries.split(","))
+        # Every file the run reads, checked at once: the replica model is fitted on the
+        # vllm-burstgpt recording whatever the entries.
+        require_traces(list(RECORDING_FILES) + suite_files(names))
+        suite = standard_suite(names)
+    except WorkloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ValueError as err:
         parser.error(f"--entries: {err}")
     configure_logging(level="warning")
@@ -150,11 +186,11 @@ def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the standard simulation suite and write its report.")
     add_suite_arguments(parser)
-    run_suite(parser.parse_args(argv), parser=parser)
+    return run_suite(parser.parse_args(argv), parser=parser)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,8 +14,9 @@ Every loader returns a `Requests`: three sorted numpy arrays and a citation. Sou
 
 Contract: a trace that cannot be used raises `WorkloadError` naming the file, the line (or row)
 and the field, and what is allowed; numpy and csv exceptions never escape. Synthesis is
-deterministic: the same arguments and seed give identical arrays. The real trace files live in
-`../shared/traces` (see its SOURCES.md), overridable with `AUTOSCALER_TRACES`.
+deterministic: the same arguments and seed give identical arrays. The real trace files ship in
+`simulations/traces/` (see its SOURCES.md for each file's source, commit and licence), overridable
+with `AUTOSCALER_TRACES`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 WINDOW_S = 600.0
 """Length of a ServeGen rate window."""
 
-DEFAULT_TRACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "traces"
+DEFAULT_TRACES_DIR = Path(__file__).resolve().parent / "traces"
 TRACES_ENV = "AUTOSCALER_TRACES"
 
 AZURE_CONV = "azure-2023/AzureLLMInferenceTrace_conv.csv"
@@ -736,12 +737,33 @@ def _synthesize_chunk(rng, code, start_s, k, scale, budget) -> list[np.ndarray]:
 
 
 def resolve_traces_dir(traces_dir: str | Path | None = None) -> Path:
-    """`traces_dir` if given, else $AUTOSCALER_TRACES, else ../shared/traces beside the repo."""
+    """`traces_dir` if given, else $AUTOSCALER_TRACES, else the traces shipped in simulations/traces."""
     if traces_dir is not None:
         return Path(traces_dir)
     if os.environ.get(TRACES_ENV):
         return Path(os.environ[TRACES_ENV])
     return DEFAULT_TRACES_DIR
+
+
+def require_traces(relatives: Sequence[str], traces_dir: str | Path | None = None) -> Path:
+    """The traces directory (`resolve_traces_dir`), once it is known to hold every file of
+    `relatives`; otherwise a WorkloadError naming the directory, where that directory came from
+    and every file missing, so a run that needs several files fails before it starts, on the
+    directory rather than on whichever flag happened to read the first one."""
+    directory = resolve_traces_dir(traces_dir)
+    missing = [relative for relative in dict.fromkeys(relatives) if not (directory / relative).is_file()]
+    if missing:
+        if traces_dir is not None:
+            origin = "as passed"
+        elif os.environ.get(TRACES_ENV):
+            origin = f"from ${TRACES_ENV}"
+        else:
+            origin = f"the default, shipped with the repository; set ${TRACES_ENV} to use another"
+        raise WorkloadError(
+            f"traces directory {directory} ({origin}) lacks {', '.join(missing)}; "
+            "it must hold the files simulations/traces/SOURCES.md lists"
+        )
+    return directory
 
 
 SPEC_FORMS = (

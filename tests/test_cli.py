@@ -77,7 +77,7 @@ def test_check_config_prints_effective_settings(tmp_path):
     [
         (["check-config", "/nonexistent.yaml"], "cannot read the config"),
         (["replay", "--trace", "/nonexistent.csv"], "cannot read the trace"),
-        (["replay", "--step-s", "0"], "argument --step-s: '0' must be greater than 0"),
+        (["replay", "--step-s", "0"], "argument --step-s: '0' is not allowed; seconds from 1 to 600, as tick_interval_s"),
         (["replay", "--step-s", "fast"], "argument --step-s: 'fast' is not a number"),
         (["replay", "--prometheus", "http://127.0.0.1:9", "--start", "yesterday"], "argument --start: 'yesterday' is neither"),
         (["replay", "--prometheus", "http://127.0.0.1:9"], "--prometheus needs --start and --end"),

@@ -159,3 +159,114 @@ def test_pools_load_and_models_without_one_stay_valid():
     })
     assert [m.pool for m in cfg.models] == ["a100", None]
     assert [p.name for p in cfg.node_pools] == ["h100"]
+
+
+# -- what YAML would accept without a word --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where, value, expected",
+    [
+        # Lax pydantic read each of these as a number: `true` as one replica.
+        ("policy.max_replicas", True, "models[0].policy.max_replicas: must be a whole number (got True)"),
+        ("policy.max_replicas", "3", "models[0].policy.max_replicas: must be a whole number (got '3')"),
+        ("policy.min_replicas", 2.0, "models[0].policy.min_replicas: must be a whole number (got 2.0)"),
+        ("policy.cold_start_s", False, "models[0].policy.cold_start_s: must be a number (got False)"),
+        ("policy.cold_start_s", float("inf"), "models[0].policy.cold_start_s: Input should be a finite number (got inf)"),
+        ("tick_interval_s", "10", "tick_interval_s: must be a number (got '10')"),
+        ("prometheus.timeout_s", True, "prometheus.timeout_s: must be a number (got True)"),
+    ],
+)
+def test_a_number_field_takes_numbers_only(where, value, expected):
+    data = {"models": [model("chat")]}
+    target = data["models"][0] if where.startswith("policy.") else data
+    *parents, field = where.split(".")
+    for parent in parents:
+        target = target.setdefault(parent, {})
+    target[field] = value
+    assert errors_of(data).splitlines() == [f"c.yaml: {expected}"]
+
+
+def test_loose_numbers_are_reported_beside_every_other_error():
+    bad = model("chat", policy={"max_replicas": True, "tolerance": 2})
+    lines = errors_of({"models": [bad], "tick_interval_s": "10"}).splitlines()
+    assert len(lines) == 3 and any("max_replicas" in line for line in lines) and any("tolerance" in line for line in lines)
+    # Numbers as numbers still load: an int where a float belongs too.
+    cfg = parse_config({"models": [model("chat", policy={"cold_start_s": 90, "tolerance": 0.1})], "tick_interval_s": 5})
+    assert cfg.models[0].policy.cold_start_s == 90.0 and cfg.tick_interval_s == 5.0
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  - name: chat\n    namespace: ml\n    namespace: prod\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: not valid YAML at line 4, column 5: key 'namespace' appears twice in one mapping (first at line 3)"
+    )
+    # A merge key (`<<: *anchor`) and a key overriding what it merged are not duplicates.
+    path.write_text(
+        "models:\n  - name: chat\n    namespace: ml\n    target: {kind: Deployment, name: chat}\n"
+        "    policy: {<<: {kind: hot, max_replicas: 4, target_waiting_per_replica: 4}, max_replicas: 6}\n"
+    )
+    assert load_config(path).models[0].policy.max_replicas == 6
+
+
+def test_a_binary_file_is_named_as_such(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: not a text file (byte 8 is not UTF-8); the config is YAML"
+
+
+# -- a ConfigMap manifest holding the config --------------------------------------------------
+
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: llm-autoscaler-config
+data:
+  config.yaml: |
+    tick_interval_s: 20
+    models:
+      - name: chat
+        namespace: ml
+        target: {kind: Deployment, name: chat}
+        policy: {kind: hot, max_replicas: 4, target_waiting_per_replica: 4}
+"""
+
+
+def test_a_configmap_manifest_is_read_through_its_config_key(tmp_path):
+    path = tmp_path / "configmap.yaml"
+    path.write_text(CONFIGMAP)
+    cfg = load_config(path)
+    assert cfg.tick_interval_s == 20 and [m.name for m in cfg.models] == ["chat"]
+
+
+def test_errors_inside_a_configmap_name_its_key_and_the_files_line(tmp_path):
+    path = tmp_path / "configmap.yaml"
+    path.write_text(CONFIGMAP.replace("max_replicas: 4", "max_replicas: 0"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).splitlines() == [
+        f"{path} data.config.yaml: models[0].policy.max_replicas: Input should be greater than or equal to 1 (got 0)"
+    ]
+    path.write_text(CONFIGMAP.replace("        namespace: ml\n", "        namespace: [ml\n"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path} data.config.yaml: not valid YAML at line ")
+    assert "(line 11 of the file)" in str(err.value)  # where `target:` sits in the manifest
+
+
+def test_a_configmap_without_a_config_key_lists_what_it_has(tmp_path):
+    path = tmp_path / "configmap.yaml"
+    path.write_text(CONFIGMAP.replace("  config.yaml: |", "  other.yaml: |\n    x: 1\n  settings.yaml: |"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: a ConfigMap (llm-autoscaler-config) whose data has no config to read: expected the key config.yaml "
+        "(or a single key) holding the config as text; found other.yaml, settings.yaml"
+    )

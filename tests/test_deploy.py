@@ -8,6 +8,7 @@ calls autoscaler/targets/kubernetes.py makes, in exactly the configured namespac
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ from tests.support.prom_harness import find_binary
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 EXAMPLES = DEPLOY / "examples"
+DASHBOARD = DEPLOY / "dashboards" / "llm-autoscaler.json"
+# Manifests of deploy/ that `kubectl apply -k deploy/` leaves out on purpose (kustomization.yaml
+# says why): the cluster-wide watch RBAC, only for --watch-scope cluster, and the examples.
+OPT_IN = {"rbac-cluster-watch.yaml"}
 
 # The Kubernetes minor whose schemas the built-in objects must satisfy. kubernetes-validate
 # ships one schema set per minor (1.37.0 of the package: up to 1.37); 1.34 is a recent release
@@ -99,7 +104,10 @@ class Document:
 
 
 def _yaml_files() -> list[Path]:
-    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    """Every manifest under deploy/: the YAML files but kustomize's own."""
+    return sorted(
+        p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != "kustomization.yaml"
+    )
 
 
 def _documents() -> list[Document]:
@@ -408,7 +416,7 @@ def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports() -> None
     from autoscaler.clock import ManualClock
     from autoscaler.telemetry import Telemetry
 
-    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    dashboard = json.loads(DASHBOARD.read_text())
     expressions = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     expressions += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
     queried = {name for expr in expressions for name in re.findall(r"llm_autoscaler_\w+", expr)}
@@ -417,3 +425,77 @@ def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports() -> None
     exported = {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
     assert queried and queried <= exported, f"not exported: {sorted(queried - exported)}"
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+# -- kubectl apply -k deploy/ -----------------------------------------------------------------
+
+
+def _kustomization(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
+
+
+def test_the_kustomization_lists_every_manifest_of_deploy_but_the_opt_in_ones() -> None:
+    """`kubectl apply -k deploy/` installs the daemon: each listed file exists, and each manifest
+    beside it is listed or named in OPT_IN, so a new manifest cannot be left out unnoticed."""
+    kustomization = _kustomization(DEPLOY)
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and kustomization["kind"] == "Kustomization"
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed))
+    assert all((DEPLOY / name).is_file() for name in listed), [name for name in listed if not (DEPLOY / name).is_file()]
+    beside = {str(p.relative_to(DEPLOY)) for p in _yaml_files() if p.parent == DEPLOY}
+    assert set(listed) == beside - OPT_IN
+    assert OPT_IN <= beside
+    # Nothing that is not a manifest in the folder kustomize reads: a JSON file there once made
+    # `kubectl apply -f deploy/` fail.
+    assert {p.name for p in DEPLOY.iterdir() if p.is_file()} == beside | {"kustomization.yaml", "Dockerfile"}
+
+
+def _kubectl() -> str:
+    import shutil
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RuntimeError("kubectl not found on PATH; ./dev test installs Debian's kubernetes-client when it is missing")
+    return kubectl
+
+
+def _kustomize(folder: Path) -> list[dict[str, Any]]:
+    built = subprocess.run([_kubectl(), "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    return [d for d in yaml.safe_load_all(built.stdout) if d is not None]
+
+
+def _key(body: dict[str, Any]) -> tuple[str, str | None, str]:
+    return body["kind"], body["metadata"].get("namespace"), body["metadata"]["name"]
+
+
+def test_kubectl_kustomize_renders_exactly_the_listed_manifests() -> None:
+    """kubectl's own kustomize (no cluster needed) builds deploy/ into the objects of the
+    listed files, unchanged, the Namespace first; so the tests above, which read the files,
+    check what `kubectl apply -k deploy/` sends."""
+    rendered = _kustomize(DEPLOY)
+    listed = [d.body for d in DOCUMENTS if d.path.parent == DEPLOY and d.path.name in _kustomization(DEPLOY)["resources"]]
+    assert sorted(map(_key, rendered)) == sorted(map(_key, listed))
+    assert {_key(d): d for d in rendered} == {_key(d): d for d in listed}
+    assert rendered[0]["kind"] == "Namespace"
+
+
+def test_the_dashboard_kustomization_wraps_the_dashboard_for_grafanas_sidecar() -> None:
+    (configmap,) = _kustomize(DASHBOARD.parent)
+    assert _key(configmap) == ("ConfigMap", "monitoring", "llm-autoscaler-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["data"] == {DASHBOARD.name: DASHBOARD.read_text()}
+
+
+def test_the_shipped_configmap_is_a_config_the_cli_reads_as_it_is(tmp_path: Path) -> None:
+    """The README's `run --config` and `check-config` examples use deploy/configmap.yaml: the
+    loader reads its data.config.yaml, the same config the daemon gets mounted."""
+    from autoscaler.config import load_config
+
+    configmap = _one("ConfigMap", CONFIGMAP_NAME, DAEMON_NAMESPACE, examples=False)
+    assert load_config(configmap.path) == parse_config(yaml.safe_load(configmap.body["data"][CONFIG_KEY]))
+    checked = subprocess.run(
+        [sys.executable, "-m", "autoscaler.cli", "check-config", str(configmap.path)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"# {configmap.path} data.{CONFIG_KEY}: valid, 3 model(s)")

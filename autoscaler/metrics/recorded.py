@@ -9,7 +9,7 @@ Native format (CSV, optionally gzipped), one sample per row, header required:
 
 - time_s: seconds (any origin; replay runs from the first to the last sample).
 - name: the model key from the config, or a dependency name for the `saturation` signal.
-- signal: waiting, running, kv_cache_usage (0..1), gpu_utilization (percent),
+- signal: waiting, running, kv_cache_usage (0..1), gpu_utilization (percent, 0..100),
   completion_rate (requests finished per second), wake, replicas (the recorded count, for
   comparison), or saturation.
 - value: a finite, non-negative number.
@@ -48,6 +48,10 @@ LOOKBACK_S = 300.0  # Prometheus's default --query.lookback-delta
 MODEL_SIGNALS = frozenset(SIGNALS)
 ALL_SIGNALS = MODEL_SIGNALS | {"replicas", "saturation"}
 COLUMNS = ("time_s", "name", "signal", "value")
+# The most a signal can be, beside the floor of 0 every signal has: a KV-cache use of 7 or a
+# GPU at 500% is a unit mistake (percent for a fraction, a sum over GPUs), and read as it is it
+# would hold every scale-down of that model.
+MAXIMA = {"kv_cache_usage": (1.0, "a fraction of the KV cache, 0 to 1"), "gpu_utilization": (100.0, "a percent, 0 to 100")}
 
 
 class TraceError(Exception):
@@ -124,7 +128,7 @@ def load_native_csv(path: Path) -> RecordedTrace:
             raise TraceError(f"{path}: line {line}: signal {signal!r} is not one of {', '.join(sorted(ALL_SIGNALS))}")
         if not name:
             raise TraceError(f"{path}: line {line}: name is empty; it must name a model or a dependency")
-        samples[(name, signal)].append((time_s, _number(path, f"line {line}", "value", value_text)))
+        samples[(name, signal)].append((time_s, _number(path, f"line {line}", "value", value_text, signal=signal)))
     if not samples:
         raise TraceError(f"{path}: the trace holds no samples")
     return RecordedTrace({key: _series(points) for key, points in samples.items()})
@@ -162,7 +166,10 @@ def load_query_range_json(path: Path, config: Config) -> RecordedTrace:
                 names = (name,)
             for index, point in enumerate(series.get("values", [])):
                 where = f"{signal} series {names[0]!r} point {index}"
-                sample = (_number(path, where, "time", point[0], allow_negative=True), _number(path, where, "value", point[1]))
+                sample = (
+                    _number(path, where, "time", point[0], allow_negative=True),
+                    _number(path, where, "value", point[1], signal=signal),
+                )
                 for name in names:
                     samples[(name, signal)].append(sample)
     if not samples:
@@ -170,7 +177,9 @@ def load_query_range_json(path: Path, config: Config) -> RecordedTrace:
     return RecordedTrace({key: _series(points) for key, points in samples.items()})
 
 
-def _number(path: Path, where: str, field: str, text: object, *, allow_negative: bool = False) -> float:
+def _number(
+    path: Path, where: str, field: str, text: object, *, allow_negative: bool = False, signal: str | None = None
+) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -178,6 +187,8 @@ def _number(path: Path, where: str, field: str, text: object, *, allow_negative:
     if not math.isfinite(value) or (value < 0 and not allow_negative):
         allowed = "a finite number" if allow_negative else "a finite, non-negative number"
         raise TraceError(f"{path}: {where}: {field} {text!r} is not allowed; it must be {allowed}")
+    if signal in MAXIMA and value > MAXIMA[signal][0]:
+        raise TraceError(f"{path}: {where}: {signal} {field} {text!r} is not allowed; it must be {MAXIMA[signal][1]}")
     return value
 
 

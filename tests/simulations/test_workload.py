@@ -1,4 +1,4 @@
-"""Workload traces: the real files load with the figures ../shared/traces/SOURCES.md states,
+"""Workload traces: the real files load with the figures simulations/traces/SOURCES.md states,
 ServeGen synthesis is deterministic and matches each window's rate, and a bad file fails with a
 WorkloadError naming the file, line and field.
 
@@ -37,7 +37,6 @@ from simulations.workload import (
 )
 
 TRACES = resolve_traces_dir()
-real_traces = pytest.mark.skipif(not (TRACES / SERVEGEN_ARCHIVE).is_file(), reason=f"no real traces under {TRACES}")
 
 LENGTHS = Requests(np.zeros(3), [100, 2000, 30], [10, 5, 700], name="three-pairs", source="test")
 
@@ -338,7 +337,7 @@ def test_not_an_archive(tmp_path):
 
 @pytest.fixture
 def traces(tmp_path, archive):
-    """A traces directory laid out like ../shared/traces with tiny files."""
+    """A traces directory laid out like simulations/traces with tiny files."""
     root = tmp_path / "traces"
     (root / "azure-2023").mkdir(parents=True)
     (root / "servegen").mkdir()
@@ -425,7 +424,6 @@ def real_archive():
     return TRACES / SERVEGEN_ARCHIVE
 
 
-@real_traces
 @pytest.mark.parametrize(
     ("spec", "count", "minutes", "rate_rps", "median_prompt", "median_output"),
     [
@@ -444,7 +442,6 @@ def test_real_traces_match_sources_md(spec, count, minutes, rate_rps, median_pro
     assert requests.arrival_s[0] == 0.0
 
 
-@real_traces
 @pytest.mark.parametrize(("model", "clients", "mean_rps"), [("m-large", 162, 196), ("m-mid", 109, 1_790)])
 def test_real_servegen_clients_add_up_to_the_per_model_rates(real_archive, model, clients, mean_rps):
     summaries = list_servegen_clients(real_archive, model)
@@ -460,7 +457,6 @@ def test_real_servegen_clients_add_up_to_the_per_model_rates(real_archive, model
     assert np.abs(sum(w.rate_rps for w in table.values()) - published).max() < 1e-4
 
 
-@real_traces
 def test_real_servegen_client_synthesis(real_archive, conv):
     from simulations.workload import _servegen_model
 
@@ -484,7 +480,6 @@ def test_real_servegen_client_synthesis(real_archive, conv):
     assert "alibaba/ServeGen @ f891d118" in requests.source and "client 144" in requests.source
 
 
-@real_traces
 def test_real_servegen_specs(real_archive):
     hot = load_workload("servegen:m-large:sum:end=600:scale=0.1", seed=0)
     # the first window's summed rate is 212.78 req/s (servegen_per_model_rate_10min.csv)
