@@ -163,7 +163,7 @@ class PoolConfig(_Frozen):
 
     name: str = Field(description="Name models use to join this pool (their `pool` field).")
     capacity_gpus: int | None = Field(
-        None, ge=0, description="GPUs the pool's models may hold together: a quota, or a pool whose nodes are not listed."
+        None, description="GPUs the pool's models may hold together: a quota, or a pool whose nodes are not listed."
     )
     node_selector: dict[str, str] | None = Field(
         None,
@@ -174,7 +174,29 @@ class PoolConfig(_Frozen):
         ),
     )
 
+    capacity_drop_stabilization_s: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "node_selector pools: the pool is arbitrated on the highest GPU count its nodes read over this "
+            "window, so a drop acts only once it has lasted this long. Default: Kubernetes' not-ready "
+            "toleration, after which a NotReady node's pods are evicted; before it, cutting them frees no GPU."
+        ),
+    )
+
     _key = field_validator("name")(lambda cls, v: _dns_label("name", v))
+
+    @field_validator("capacity_gpus")
+    @classmethod
+    def _some_gpus(cls, gpus: int | None) -> int | None:
+        # A pool of 0 GPUs can hold no replica: arbitration would hold every model at its floor
+        # for good. A pool without GPUs yet (a node group at zero) is a node_selector pool.
+        if gpus is not None and gpus < 1:
+            raise ValueError(
+                f"{gpus} is not allowed: a pool holds at least 1 GPU; for a pool whose nodes come and go, "
+                "set node_selector instead, or drop the pool"
+            )
+        return gpus
 
     @model_validator(mode="after")
     def _one_source(self) -> PoolConfig:

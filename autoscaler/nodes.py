@@ -6,6 +6,10 @@ being drained or upgraded, and its GPU pods will need room elsewhere; a NotReady
 are evicted after 300 s (the default not-ready toleration) and need room too. Counting
 either would leave the pool short by their GPUs exactly when those pods come back Pending.
 
+A pool whose nodes are all NotReady or cordoned reads 0 GPUs. That 0 is no data, not an empty
+pool (policies.arbitration.pool_capacity): the last reading stands, and nothing is cut on it.
+Likewise a drop acts only once the pool's capacity_drop_stabilization_s has passed.
+
 Allocatable, not capacity: allocatable is what the scheduler may place pods on (the device
 plugin leaves out unhealthy GPUs). GPUs that pods the daemon does not scale hold on those
 nodes are not subtracted: give such a pool a `capacity_gpus` instead, or label its nodes apart.
@@ -50,7 +54,14 @@ class NodeCapacity:
             # The API server filters by label_selector; filtering again here keeps the count
             # right where it does not (the kmock emulator the tests run ignores selectors).
             matching = [n for n in nodes if _matches(n, pool.node_selector)]
-            capacities[pool.name] = sum(_allocatable_gpus(node, pool=pool.name) for node in matching if _usable(node))
+            usable = [n for n in matching if _usable(n)]
+            capacities[pool.name] = sum(_allocatable_gpus(node, pool=pool.name) for node in usable)
+            if matching and not usable:
+                log.warning(
+                    "none of the pool's nodes is Ready and schedulable; its 0 GPUs are read as no data, not an empty pool",
+                    pool=pool.name,
+                    nodes=len(matching),
+                )
         return capacities
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from autoscaler.config import Config, ModelConfig
 from autoscaler.outcome import Outcome
 from autoscaler.targets import TargetState
-from policies.arbitration import Claim, arbitrate
+from policies.arbitration import Capacity, Claim, Stamped, arbitrate, pool_capacity
 from policies.decision import Reason
 
 
@@ -34,30 +34,32 @@ class NoNodes:
 
 
 class PoolKeeper:
-    """Each pool's capacity this tick, and the last one read for a node pool whose nodes
-    cannot be read now. Capacity changes when nodes join or leave, which takes minutes, so
-    the last read is a better guess than either zero (which would cut every model to its
-    minimum on an API blip) or no limit."""
+    """Each pool's capacity this tick. A `capacity_gpus` pool's is its config; a node pool's
+    comes from its readings through policies.arbitration.pool_capacity, which keeps a drop from
+    acting before it has lasted the pool's capacity_drop_stabilization_s and takes a reading
+    of 0 GPUs, or none, as no data: the last reading stands. Capacity changes when nodes join
+    or leave, which takes minutes, so the last read is a better guess than either zero (which
+    would cut every model to its floor on an API blip) or no limit. The readings are the
+    keeper's state, passed to the pure function and back, as Controller.states is for the
+    policies."""
 
     def __init__(self, source: PoolCapacity) -> None:
         self._source = source
-        self.last_read: dict[str, tuple[float, int]] = {}  # pool -> (when, GPUs)
+        self.readings: dict[str, tuple[Stamped, ...]] = {}  # pool -> readings still in play
 
-    def capacities(self, config: Config, *, now: float) -> dict[str, tuple[int | None, str]]:
-        """pool -> (GPUs or None when unknown, where the number comes from)."""
+    def capacities(self, config: Config, *, now: float) -> dict[str, Capacity]:
         read = self._source.read_capacities(now=now) if config.node_pools else {}
-        result: dict[str, tuple[int | None, str]] = {}
+        result: dict[str, Capacity] = {}
         for pool in config.pools:
             if pool.capacity_gpus is not None:
-                result[pool.name] = (pool.capacity_gpus, "capacity_gpus")
-            elif pool.name in read:
-                self.last_read[pool.name] = (now, read[pool.name])
-                result[pool.name] = (read[pool.name], "the nodes' allocatable nvidia.com/gpu")
-            elif pool.name in self.last_read:
-                when, gpus = self.last_read[pool.name]
-                result[pool.name] = (gpus, f"as last read {now - when:.0f} s ago; the nodes cannot be read now")
-            else:
-                result[pool.name] = (None, "the nodes could not be read and no earlier read is known")
+                result[pool.name] = Capacity(pool.capacity_gpus, "capacity_gpus")
+                continue
+            result[pool.name], self.readings[pool.name] = pool_capacity(
+                self.readings.get(pool.name, ()),
+                read.get(pool.name),
+                window_s=pool.capacity_drop_stabilization_s,
+                now=now,
+            )
         return result
 
 
@@ -66,7 +68,7 @@ def arbitrate_outcomes(
     outcomes: Sequence[Outcome],
     *,
     targets: Mapping[str, TargetState],
-    capacities: Mapping[str, tuple[int | None, str]],
+    capacities: Mapping[str, Capacity],
 ) -> list[Outcome]:
     """The outcomes with each pool's decisions arbitrated (same order). A model whose target
     could not be read this tick has no decision and is left out: it is absent (404) or the
@@ -77,8 +79,9 @@ def arbitrate_outcomes(
         members = [i for i, o in enumerate(outcomes) if o.decision is not None and by_name[o.model].pool == pool.name]
         if not members:
             continue
-        capacity, origin = capacities[pool.name]
-        if capacity is None:
+        capacity = capacities[pool.name]
+        origin = capacity.origin
+        if capacity.gpus is None:
             # Not arbitrated: the scheduler decides as it would without us (pods Pending when
             # the pool is full). Holding every scale-up instead would freeze the pool's hot
             # models for as long as the nodes cannot be read, e.g. for good without the RBAC rule.
@@ -88,13 +91,24 @@ def arbitrate_outcomes(
                 result[i] = dataclasses.replace(outcomes[i], decision=dataclasses.replace(decision, reasons=decision.reasons + (why,)))
             continue
         claims = [_claim(by_name[outcomes[i].model], outcomes[i], targets[outcomes[i].model]) for i in members]
-        decisions = arbitrate(claims, pool=pool.name, capacity_gpus=capacity)
+        decisions = arbitrate(claims, pool=pool.name, capacity_gpus=capacity.gpus)
+        # The nodes read less than the capacity arbitrated on (a drop not yet lasted, or 0 as no
+        # data), and the models want more than that reading: each decision says the reading was
+        # not acted on, cut or not. Example: 16 GPUs read a minute ago, 8 now, the models want 14.
+        held = None
+        if capacity.read_now is not None and sum(c.wanted_gpus for c in claims) > capacity.read_now:
+            held = Reason("PoolCapacityHeld", f"pool {pool.name}: arbitrated on {origin}")
         for i, decision in zip(members, decisions):
             if decision is not outcomes[i].decision and origin != "capacity_gpus":
-                last = decision.reasons[-1]
-                decision = dataclasses.replace(
-                    decision, reasons=decision.reasons[:-1] + (Reason(last.code, f"{last.message}; capacity from {origin}"),)
-                )
+                codes = decision.reason_codes
+                at = codes.index("PoolArbitration") if "PoolArbitration" in codes else None
+                if at is not None:
+                    cut = decision.reasons[at]
+                    reasons = list(decision.reasons)
+                    reasons[at] = Reason(cut.code, f"{cut.message}; capacity from {origin}")
+                    decision = dataclasses.replace(decision, reasons=tuple(reasons))
+            if held is not None:
+                decision = dataclasses.replace(decision, reasons=decision.reasons + (held,))
             result[i] = dataclasses.replace(outcomes[i], decision=decision)
     return result
 

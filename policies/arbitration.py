@@ -4,18 +4,24 @@ Each model's policy decides alone; when what they want together does not fit the
 cuts the decisions down to what does, and every cut decision says so (`PoolArbitration`).
 Pure: the tick's decisions and the pool's capacity in, adjusted decisions out.
 
-GPUs are handed out in stages, one replica at a time, and each stage only after the one
-before it is done:
+Every model first keeps its floor: its minimum (a hot model's is at least 1), whatever the
+pool holds. A floor is a promise of the config (min_replicas) or of the kind (a hot model is
+never at zero), and no shortfall breaks it: when the floors alone need more GPUs than the pool
+holds, the pool is over-committed, every decision in it says so (`PoolOverCommitted`), and the
+replicas that do not fit wait Pending for the scheduler, as they would without us. Cutting a
+hot model with 40 requests waiting to zero because its pool read 0 GPUs would serve nobody.
 
-  1. minimums: hot, then long-tail, then batch (a hot model's minimum is at least 1)
-  2. running replicas of hot models, then those of long-tail models that their load needs now
-  3. scale-ups of hot, then long-tail models with requests waiting
-  4. running replicas of long-tail models that their load no longer needs, kept only by a
+The rest of the GPUs are handed out in stages, one replica at a time, and each stage only
+after the one before it is done:
+
+  1. running replicas of hot models, then those of long-tail models that their load needs now
+  2. scale-ups of hot, then long-tail models with requests waiting
+  3. running replicas of long-tail models that their load no longer needs, kept only by a
      scale-down stabilization window (Decision.needed_replicas)
-  5. running replicas of batch models above their minimum
-  6. scale-ups of hot, then long-tail models with nothing waiting (or no data)
-  7. replicas hot models keep ahead of bursts (Decision.headroom_replicas)
-  8. scale-ups of batch models
+  4. running replicas of batch models above their minimum
+  5. scale-ups of hot, then long-tail models with nothing waiting (or no data)
+  6. replicas hot models keep ahead of bursts (Decision.headroom_replicas)
+  7. scale-ups of batch models
 
 So arbitration limits growth first: a scale-up only competes for GPUs nobody holds, or that
 a lower kind holds without a load that needs them. Two kinds of running replica are taken
@@ -37,6 +43,11 @@ has been granted so far (a model with none granted comes first), which spreads a
 so that queue pressure per GPU evens out. Waiting, not in flight: a queue is what a missing
 replica causes, while running requests only show the replicas at work. A model with no load data ranks after those with
 data; ties go by model name, so the result never depends on input order.
+
+What a node pool holds comes from `pool_capacity`: its highest reading of the last `window_s`
+(as the HPA's scale-down stabilization takes the highest recommendation of its window), so a
+sudden drop does not act at once as a cut; and a reading of 0 GPUs is no data, not an empty
+pool.
 
 The pool is counted in GPUs, not packed onto nodes: a 4-GPU replica needs 4 free GPUs on
 one node, so the scheduler may still leave it Pending when the free GPUs are spread out.
@@ -93,9 +104,6 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
     needed = lambda c: max(min(running(c), c.decision.needed), minimum(c))  # noqa: E731
     growth = lambda c: desired(c) if desired(c) > c.decision.current_replicas else needed(c)  # noqa: E731
     return [
-        ("minimum", of(("hot",), minimum)),
-        ("minimum", of(("long-tail",), minimum)),
-        ("minimum", of(("batch",), minimum)),
         ("running", of(("hot",), running)),
         ("running", of(("long-tail",), needed)),
         ("scale-up", of(("hot",), load, queued=True)),
@@ -110,17 +118,36 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
     ]
 
 
+def floor_of(claim: Claim) -> int:
+    """The count arbitration never cuts below: the model's minimum, or what it asks for when
+    that is less (a long-tail model going to zero after its idle timeout asks for nothing)."""
+    return min(claim.minimum, claim.decision.desired_replicas)
+
+
 def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tuple[Decision, ...]:
-    """The claims' decisions, cut where the pool cannot hold them all (same order as given)."""
+    """The claims' decisions, cut where the pool cannot hold them all (same order as given),
+    never below a model's floor (floor_of)."""
     wanted = sum(c.wanted_gpus for c in claims)
     if wanted <= capacity_gpus:
         return tuple(c.decision for c in claims)
 
-    granted = {c.model: 0 for c in claims}
+    granted = {c.model: floor_of(c) for c in claims}
+    floors_gpus = sum(granted[c.model] * c.gpus_per_replica for c in claims)
     stopped_in: dict[str, str] = {}  # the stage in which a model stopped short
-    free = capacity_gpus
+    # Over-committed by floors: nothing is left to hand out, and the floors stand. Example: a
+    # pool that reads 8 GPUs under hot models with minimums of 6 and 4 at 1 GPU each grants
+    # them 6 and 4, and 2 of those 10 pods wait Pending.
+    free = max(capacity_gpus - floors_gpus, 0)
     for stage, targets in _stages(claims):
         free = _fill(targets, granted, free, stopped_in, stage)
+    over = None
+    if floors_gpus > capacity_gpus:
+        floors = ", ".join(f"{c.model} {floor_of(c)}x{c.gpus_per_replica}" for c in _ranked(claims) if floor_of(c) and c.gpus_per_replica)
+        over = Reason(
+            "PoolOverCommitted",
+            f"pool {pool}: {capacity_gpus} GPUs, its models' floors alone need {floors_gpus} ({floors}); every floor is "
+            f"kept (min_replicas, and a hot model's at least 1), and the replicas that do not fit wait for the scheduler",
+        )
 
     summary = ", ".join(f"{c.model} {granted[c.model]}x{c.gpus_per_replica}" for c in _ranked(claims))
     decisions = []
@@ -128,7 +155,7 @@ def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tupl
         decision = claim.decision
         got = granted[claim.model]
         if got >= decision.desired_replicas:
-            decisions.append(decision)
+            decisions.append(decision if over is None else dataclasses.replace(decision, reasons=decision.reasons + (over,)))
             continue
         change = f"cut {decision.current_replicas}->{got}" if got < decision.current_replicas else f"held at {got}"
         message = (
@@ -142,7 +169,7 @@ def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tupl
                 desired_replicas=got,
                 floor=min(decision.floor, got),
                 cap=min(decision.cap, got),
-                reasons=decision.reasons + (Reason("PoolArbitration", message),),
+                reasons=decision.reasons + (Reason("PoolArbitration", message),) + ((over,) if over else ()),
             )
         )
     return tuple(decisions)
@@ -189,8 +216,6 @@ def _ranked(claims: Sequence[Claim]) -> list[Claim]:
 
 
 def _why(claim: Claim, stage: str) -> str:
-    if stage == "minimum":
-        return f"the pool does not hold its minimum of {min(claim.minimum, claim.decision.desired_replicas)} beside the minimums ranked ahead (hot, then long-tail, then batch)"
     if stage == "unneeded":
         return (
             f"its load needs {claim.decision.needed} now; the replicas above that, kept by its scale-down "
@@ -210,3 +235,73 @@ def _why(claim: Claim, stage: str) -> str:
     if not _queued(claim):
         return "nothing waiting, so its scale-up grows only into free GPUs and takes none from running batch replicas"
     return "no free GPUs left for its scale-up after the models ranked ahead (hot, then long-tail, then by requests waiting per GPU)"
+
+
+# -- what a pool holds ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A pool's reading: `gpus` read from its nodes at `at` (seconds, the caller's clock)."""
+
+    at: float
+    gpus: int
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """The GPUs to arbitrate a pool on this tick (None: unknown, not arbitrated), and why."""
+
+    gpus: int | None
+    origin: str
+    # Set when the capacity stands above what the nodes read now (a drop being stabilized, or
+    # a reading of 0 taken as no data): what they read, for the reason the decisions carry.
+    read_now: int | None = None
+
+
+def pool_capacity(
+    readings: tuple[Stamped, ...], read: int | None, *, window_s: float, now: float
+) -> tuple[Capacity, tuple[Stamped, ...]]:
+    """The capacity of a node pool this tick, and the readings to keep for the next.
+
+    `read` is what the nodes read now (None: they could not be listed). A drop acts only once
+    no reading of the last `window_s` is higher: the capacity is the highest reading in the
+    window, as the HPA's scale-down stabilization takes the highest recommendation of its
+    window. Rises act at once. Example, window 300 s: 16 GPUs read at t=0, 8 from t=100 (a node
+    NotReady, or cordoned for a drain): arbitrated on 16 until t=300, on 8 from then. Its pods are not evicted before the
+    node has been NotReady for 300 s (the default not-ready toleration), and a drain moves them
+    one eviction at a time: cutting their Deployments at once frees no GPU and throws away warm
+    replicas that the node's return, or the rest of the pool, would have kept.
+
+    A reading of 0 is no data, not an empty pool: every node NotReady or cordoned at once is
+    an outage or an upgrade, and a pool that truly went to zero nodes (a node group scaled
+    down) needs Pending pods to be scaled back up. The last reading then stands, however old,
+    as it does when the nodes cannot be read; with none, the pool is unknown."""
+    if read is not None and read > 0:
+        kept = [r for r in readings if now - r.at <= window_s and r.gpus > read]
+        # Only a reading higher than every later one can be a window's highest: 16, 12, 8 is
+        # kept whole while in the window, 8, 12, 16 is just 16.
+        readings = (*kept, Stamped(now, read))
+        highest = max(readings, key=lambda r: r.gpus)
+        if highest.gpus == read:
+            return Capacity(read, "the nodes' allocatable nvidia.com/gpu"), readings
+        return Capacity(
+            highest.gpus,
+            f"{highest.gpus} as read {now - highest.at:.0f} s ago: the nodes read {read} now, and a pool's capacity "
+            f"is the highest it read in the last {window_s:g} s",
+            read_now=read,
+        ), readings
+    if not readings:
+        why = "the nodes could not be read" if read is None else "the nodes read 0 GPUs (none Ready and schedulable), which is no data"
+        return Capacity(None, f"{why} and no earlier read is known"), readings
+    # Within the window the highest reading stands; past it, the last one.
+    recent = [r for r in readings if now - r.at <= window_s]
+    standing = max(recent, key=lambda r: r.gpus) if recent else readings[-1]
+    if read is None:
+        origin = f"{standing.gpus} as last read {now - standing.at:.0f} s ago; the nodes cannot be read now"
+    else:
+        origin = (
+            f"{standing.gpus} as last read {now - standing.at:.0f} s ago: the nodes read 0 GPUs now (none Ready and "
+            "schedulable), which is no data, not an empty pool"
+        )
+    return Capacity(standing.gpus, origin, read_now=read), readings

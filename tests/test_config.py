@@ -135,7 +135,13 @@ POOL_ERRORS = {
                      "pools[0]: pool 'a100': set exactly one of capacity_gpus (a fixed count of GPUs) or node_selector"),
     "neither source": ([{"name": "a100"}], None, "got neither"),
     "negative capacity": ([{"name": "a100", "capacity_gpus": -1}], None,
-                          "pools[0].capacity_gpus: Input should be greater than or equal to 0 (got -1)"),
+                          "pools[0].capacity_gpus: -1 is not allowed: a pool holds at least 1 GPU"),
+    # Issue 19, item 1: a pool of 0 GPUs held every model at its floor, or cut it to zero.
+    "zero capacity": ([{"name": "a100", "capacity_gpus": 0}], None,
+                      "pools[0].capacity_gpus: 0 is not allowed: a pool holds at least 1 GPU; for a pool whose nodes come "
+                      "and go, set node_selector instead, or drop the pool"),
+    "negative drop window": ([{"name": "a100", "node_selector": {"gpu": "a100"}, "capacity_drop_stabilization_s": -1}], None,
+                             "pools[0].capacity_drop_stabilization_s: Input should be greater than or equal to 0 (got -1)"),
     "empty selector": ([{"name": "a100", "node_selector": {}}], None, "pools[0].node_selector"),
     "bad name": ([{"name": "A100", "capacity_gpus": 8}], None, "name 'A100' must be a lower-case RFC 1123 label"),
     "duplicate pools": ([{"name": "a100", "capacity_gpus": 8}, {"name": "a100", "capacity_gpus": 4}], None,

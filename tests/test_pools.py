@@ -18,8 +18,8 @@ from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from policies import Reading
-from tests.builders import config, deployment, model, node
-from tests.support.kmock_harness import DEPLOYMENTS, status_body
+from tests.builders import config, deployment, model, node, scaled_object
+from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
 
 A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -221,7 +221,7 @@ def test_an_unreadable_pool_uses_the_last_capacity_read_and_says_so(kmock_cluste
     _, embed = controller.tick(now=1010.0)
     assert embed.decision.desired_replicas == 2
     assert embed.decision.reasons[-1].message.endswith(
-        "capacity from as last read 10 s ago; the nodes cannot be read now"
+        "capacity from 8 as last read 10 s ago; the nodes cannot be read now"
     )
 
 
@@ -275,3 +275,92 @@ def test_a_long_tail_wake_counts_its_gateway_demand_as_pressure_and_takes_a_batc
     assert tail.decision.desired_replicas == 1
     assert embed.decision.desired_replicas == 3
     assert "cut 4->3: batch yields its GPUs to interactive models first" in embed.decision.reasons[-1].message
+
+
+# -- the pool's nodes going NotReady or cordoned (issue 19, item 1) ----------------------------
+
+
+def notready_pool(kmock_cluster):
+    """Two 8-GPU A100 nodes. chat (hot, min_replicas 2) runs 8 with 40 waiting; code (hot,
+    min_replicas 2) runs 4 through a ScaledObject in bounds mode. Together they want 16 of 16."""
+    kmock_cluster.put(node("a1", gpus=8, labels=A100))
+    kmock_cluster.put(node("a2", gpus=8, labels=A100))
+    kmock_cluster.put(deployment("chat", replicas=8))
+    kmock_cluster.put(deployment("code", replicas=4))
+    kmock_cluster.put(scaled_object("code-so", deployment="code"))
+    cfg = pooled_config(
+        model("chat", pool="a100", policy={"min_replicas": 2, "max_replicas": 12, "burst_headroom_step": 0}),
+        model("code", pool="a100", policy={"min_replicas": 2}, target={"kind": "ScaledObject", "name": "code-so", "mode": "bounds"}),
+    )
+    # chat: 40 waiting / 4 -> 10, 168 in flight / 16 -> 11; code: 64 in flight / 16 -> 4.
+    signals = FixedSignals(chat=(40, 128), code=(0, 64))
+    return cfg, controller_for(kmock_cluster, cfg, signals)
+
+
+def scaled_object_bounds(kmock_cluster) -> tuple[int, int]:
+    spec = kmock_cluster.get(SCALEDOBJECTS, "ml", "code-so")["spec"]
+    return spec["minReplicaCount"], spec["maxReplicaCount"]
+
+
+@pytest.mark.parametrize("fault", ["NotReady", "cordoned"])
+def test_a_pool_whose_nodes_all_go_notready_or_cordoned_cuts_nothing(kmock_cluster, fault):
+    """Both nodes of the pool go NotReady (or are cordoned before a drain): they read 0 GPUs,
+    which is no data, so the pool stays arbitrated on the 16 last read and nothing is cut;
+    before the fix chat went 11 -> 0 in one tick and code's ScaledObject was patched to 0..0.
+    Rests on kmock for: serving the Node objects' Ready condition and spec.unschedulable as
+    the API server would, and storing the Deployment scale and ScaledObject patches."""
+    cfg, controller = notready_pool(kmock_cluster)
+    chat, code = controller.tick(now=1000.0)
+    assert (chat.decision.desired_replicas, code.decision.desired_replicas) == (11, 4)
+    for name in ("a1", "a2"):
+        kmock_cluster.put(node(name, gpus=8, labels=A100, ready=fault != "NotReady", unschedulable=fault == "cordoned"))
+
+    with capture_logs() as logs:
+        controller.tick(now=1005.0)
+    assert {"event": "none of the pool's nodes is Ready and schedulable; its 0 GPUs are read as no data, not an empty pool",
+            "pool": "a100", "nodes": 2, "log_level": "warning"} in logs
+    for now in (1010.0, 1400.0, 5000.0):  # however long: 0 GPUs is never an empty pool
+        chat, code = controller.tick(now=now)
+        assert chat.decision.desired_replicas == 11, chat.decision.explain()
+        assert code.decision.desired_replicas == 4, code.decision.explain()
+        assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 11
+        assert scaled_object_bounds(kmock_cluster) == (2, 10)
+        for outcome in (chat, code):
+            assert outcome.decision.reason_codes[-1] == "PoolCapacityHeld"
+            assert "the nodes read 0 GPUs now (none Ready and schedulable), which is no data, not an empty pool" in (
+                outcome.decision.reasons[-1].message
+            )
+
+
+def test_a_daemon_started_while_the_pool_reads_0_does_not_arbitrate_it(kmock_cluster):
+    """No earlier reading to stand: the pool is unknown, as when its nodes cannot be listed,
+    and the scheduler decides (Pending pods are also what brings a node group back)."""
+    kmock_cluster.put(node("a1", gpus=8, labels=A100, ready=False))
+    kmock_cluster.put(deployment("chat", replicas=8))
+    cfg = pooled_config(model("chat", pool="a100", policy={"min_replicas": 2, "max_replicas": 12, "burst_headroom_step": 0}))
+    (chat,) = controller_for(kmock_cluster, cfg, FixedSignals(chat=(40, 128))).tick(now=1000.0)
+    assert chat.decision.desired_replicas == 11
+    assert chat.decision.reason_codes[-1] == "PoolCapacityUnknown"
+    assert "the nodes read 0 GPUs (none Ready and schedulable), which is no data and no earlier read is known" in chat.decision.explain()
+
+
+def test_half_the_pool_going_notready_cuts_only_after_the_window_and_never_below_a_floor(kmock_cluster):
+    """One node of two goes NotReady: the pool reads 8 of 16. For capacity_drop_stabilization_s
+    (300 s) nothing is cut; then the 8 GPUs are arbitrated, chat cut 11 -> 6 and code 4 -> 2,
+    code's floor, which its ScaledObject keeps as minReplicaCount. Rests on kmock for the Node
+    objects and for storing the scale and ScaledObject patches."""
+    cfg, controller = notready_pool(kmock_cluster)
+    controller.tick(now=1000.0)
+    kmock_cluster.put(node("a2", gpus=8, labels=A100, ready=False))
+    chat, code = controller.tick(now=1010.0)
+    assert (chat.decision.desired_replicas, code.decision.desired_replicas) == (11, 4)
+    assert "16 as read 10 s ago: the nodes read 8 now, and a pool's capacity is the highest it read in the last 300 s" in (
+        chat.decision.reasons[-1].message
+    )
+    chat, code = controller.tick(now=1299.0)
+    assert (chat.decision.desired_replicas, code.decision.desired_replicas) == (11, 4)
+    chat, code = controller.tick(now=1301.0)
+    assert (chat.decision.desired_replicas, code.decision.desired_replicas) == (6, 2)
+    assert "cut 4->2" in code.decision.explain() and "PoolCapacityHeld" not in code.decision.reason_codes
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 6
+    assert scaled_object_bounds(kmock_cluster) == (2, 2)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies import Decision, Reason
-from policies.arbitration import Claim, arbitrate
+from policies.arbitration import Claim, Stamped, arbitrate, pool_capacity
 
 
 def claim(model: str, kind: str, current: int, desired: int, *, gpus: int = 1, minimum: int | None = None,
@@ -49,9 +49,16 @@ CASES = {
         {"chat": 6, "tail": 4, "code": 2}),
     "a shrunken pool cuts long-tail before hot": (
         [claim("chat", "hot", 6, 6), claim("tail", "long-tail", 4, 4)], 8, {"chat": 6, "tail": 2}),
-    "hot minimums come first when not even they fit": (
+    # The floors need 20 GPUs of 12: every floor stands (the pool is over-committed and says so).
+    "every minimum holds even when the pool cannot hold them all": (
         [claim("chat", "hot", 2, 2, minimum=2, gpus=4, pressure=30), claim("code", "hot", 2, 2, minimum=2, gpus=4, pressure=10),
-         claim("embed", "batch", 1, 1, minimum=1, gpus=4)], 12, {"chat": 2, "code": 1, "embed": 0}),
+         claim("embed", "batch", 1, 1, minimum=1, gpus=4)], 12, {"chat": 2, "code": 2, "embed": 1}),
+    # Issue 19, item 1: a pool that reads 0 GPUs (both nodes NotReady) took chat from 8 to 0.
+    "a hot model keeps its floor in a pool of no GPUs": (
+        [claim("chat", "hot", 8, 10, minimum=2, pressure=40), claim("tail", "long-tail", 2, 2), claim("embed", "batch", 4, 4)], 0,
+        {"chat": 2, "tail": 0, "embed": 0}),
+    "two hot models keep their floor of 1 in a pool that holds one of them": (
+        [claim("chat", "hot", 4, 4, minimum=1, gpus=8), claim("code", "hot", 4, 4, minimum=1, gpus=8)], 8, {"chat": 1, "code": 1}),
     "a scale-down frees GPUs for another model's scale-up": (
         [claim("chat", "hot", 8, 4), claim("code", "hot", 2, 10)], 12, {"chat": 4, "code": 8}),
     # chat needs 4 GPUs a replica and only 2 are left: batch may use those 2.
@@ -132,6 +139,26 @@ def test_floor_and_cap_follow_the_cut():
     assert (chat.desired_replicas, chat.floor, chat.cap) == (10, 1, 100)
 
 
+def test_an_over_committed_pool_keeps_every_floor_and_each_decision_says_so():
+    """Issue 19, item 1: the KEDA bounds written from this decision were 0..0. The floor and the
+    cap a bounds-mode target writes stay at the hot model's minimum of 2."""
+    chat, embed = arbitrate([claim("chat", "hot", 8, 10, minimum=2, gpus=2, pressure=40), claim("embed", "batch", 3, 3, minimum=1, gpus=2)],
+                            pool="a100", capacity_gpus=4)
+    assert (chat.desired_replicas, chat.floor, chat.cap) == (2, 2, 2)
+    assert (embed.desired_replicas, embed.floor, embed.cap) == (1, 1, 1)
+    for decision in (chat, embed):
+        assert decision.reason_codes[-2:] == ("PoolArbitration", "PoolOverCommitted")
+        assert decision.reasons[-1].message == (
+            "pool a100: 4 GPUs, its models' floors alone need 6 (chat 2x2, embed 1x2); every floor is kept "
+            "(min_replicas, and a hot model's at least 1), and the replicas that do not fit wait for the scheduler"
+        )
+
+
+def test_a_pool_that_holds_its_floors_is_not_over_committed():
+    decisions = arbitrate([claim("chat", "hot", 6, 10, minimum=2), claim("embed", "batch", 6, 6)], pool="a100", capacity_gpus=8)
+    assert not any("PoolOverCommitted" in d.reason_codes for d in decisions)
+
+
 def test_an_unknown_kind_is_refused_with_its_name():
     with pytest.raises(ValueError, match="'interactive'"):
         claim("x", "interactive", 1, 1)
@@ -164,7 +191,15 @@ def test_properties(pool):
     used = sum(got[c.model] * c.gpus_per_replica for c in claims)
     # Never more than asked, and never more than the pool holds (unless nothing was cut).
     assert all(got[c.model] <= c.decision.desired_replicas for c in claims)
-    assert used <= capacity or got == {c.model: c.decision.desired_replicas for c in claims}
+    # Never below a floor (a hot model's minimum is at least 1: never at zero), whatever the pool
+    # holds; above the pool only by the floors, and then every decision says it is over-committed.
+    floors = {c.model: min(c.minimum, c.decision.desired_replicas) for c in claims}
+    assert all(got[c.model] >= floors[c.model] for c in claims)
+    assert all(got[c.model] >= 1 for c in claims if c.kind == "hot")
+    floors_gpus = sum(floors[c.model] * c.gpus_per_replica for c in claims)
+    assert used <= max(capacity, floors_gpus) or got == {c.model: c.decision.desired_replicas for c in claims}
+    if floors_gpus > capacity and used > capacity:
+        assert all("PoolOverCommitted" in d.reason_codes for d in decisions)
     # Every cut says so.
     for c, d in zip(claims, decisions):
         assert (d.desired_replicas < c.decision.desired_replicas) == ("PoolArbitration" in d.reason_codes)
@@ -197,3 +232,77 @@ def test_headroom_for_bursts_comes_after_every_models_load():
     decisions = arbitrate([hot, tail], pool="a100", capacity_gpus=7)
     assert [d.desired_replicas for d in decisions] == [4, 3]
     assert "its load asks for 4; the 2 it keeps ahead of bursts come after every model's load" in decisions[0].explain()
+
+
+# -- what a pool holds: drops stabilized, 0 as no data ----------------------------------------
+
+
+def capacities(reads: list[tuple[float, int | None]], *, window_s: float = 300.0) -> list[int | None]:
+    readings, result = (), []
+    for now, read in reads:
+        capacity, readings = pool_capacity(readings, read, window_s=window_s, now=now)
+        result.append(capacity.gpus)
+    return result
+
+
+CAPACITY_CASES = {
+    "a rise acts at once": ([(0, 8), (10, 16)], [8, 16]),
+    "a drop acts once no reading of the window is higher": ([(0, 16), (100, 8), (300, 8), (301, 8)], [16, 16, 16, 8]),
+    "a drop that recovers within the window never acts": ([(0, 16), (100, 8), (200, 16), (450, 16)], [16, 16, 16, 16]),
+    "the highest reading of the window stands, step by step": ([(0, 16), (100, 12), (200, 8), (350, 8), (450, 8)], [16, 16, 16, 12, 8]),
+    # Issue 19, item 1: both nodes NotReady or cordoned read 0 GPUs.
+    "a reading of 0 is no data: the last reading stands, however old": ([(0, 16), (10, 0), (5000, 0)], [16, 16, 16]),
+    "so is an unreadable pool": ([(0, 16), (10, None), (5000, None)], [16, 16, 16]),
+    "a drop then 0: the drop acts after its window, 0 never": ([(0, 16), (100, 8), (200, 0), (401, 0)], [16, 16, 16, 8]),
+    "0 or nothing before any reading: unknown": ([(0, 0), (10, None), (20, 8)], [None, None, 8]),
+}
+
+
+@pytest.mark.parametrize(("reads", "expected"), CAPACITY_CASES.values(), ids=CAPACITY_CASES.keys())
+def test_pool_capacity(reads, expected):
+    assert capacities(reads) == expected
+
+
+def test_a_window_of_0_follows_every_positive_reading_and_still_takes_0_as_no_data():
+    assert capacities([(0, 16), (10, 8), (20, 0)], window_s=0.0) == [16, 8, 8]
+
+
+def test_a_held_drop_says_what_the_nodes_read_and_until_when():
+    readings = pool_capacity((), 16, window_s=300, now=0)[1]
+    held, _ = pool_capacity(readings, 8, window_s=300, now=40)
+    assert (held.gpus, held.read_now) == (16, 8)
+    assert held.origin == "16 as read 40 s ago: the nodes read 8 now, and a pool's capacity is the highest it read in the last 300 s"
+    zero, _ = pool_capacity(readings, 0, window_s=300, now=30)
+    assert (zero.gpus, zero.read_now) == (16, 0)
+    assert zero.origin == (
+        "16 as last read 30 s ago: the nodes read 0 GPUs now (none Ready and schedulable), which is no data, not an empty pool"
+    )
+    unknown, _ = pool_capacity((), 0, window_s=300, now=0)
+    assert unknown.gpus is None and "the nodes read 0 GPUs (none Ready and schedulable), which is no data" in unknown.origin
+
+
+def test_only_readings_that_can_still_be_a_windows_highest_are_kept():
+    readings = ()
+    for now, read in [(0, 8), (10, 12), (20, 16), (30, 10)]:
+        _, readings = pool_capacity(readings, read, window_s=300, now=now)
+    assert readings == (Stamped(20, 16), Stamped(30, 10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 400), st.one_of(st.none(), st.integers(0, 64))), min_size=1, max_size=30),
+       st.floats(0, 600))
+def test_pool_capacity_properties(steps, window_s):
+    """Once anything positive was read the pool is never unknown nor 0, and it is never below
+    a positive reading of the last window_s."""
+    readings, now, seen = (), 0.0, []
+    for step_s, read in steps:
+        now += step_s
+        capacity, readings = pool_capacity(readings, read, window_s=window_s, now=now)
+        if read:
+            seen.append((now, read))
+        if not seen:
+            assert capacity.gpus is None
+            continue
+        assert capacity.gpus is not None and capacity.gpus >= 1
+        assert capacity.gpus >= max((r for t, r in seen if now - t <= window_s), default=0)
+        assert capacity.gpus <= max(r for _, r in seen)

@@ -1,6 +1,7 @@
 """Invariants over random observation sequences (hypothesis shrinks any failure to a minimal
 sequence): bounds kept, no scale-down without data, a hot model never at zero, step limits
-kept except where bounds deliberately bypass them, and every decision explained."""
+kept except where bounds deliberately bypass them, and every decision explained. The floor
+holds through a shared pool's arbitration too, whatever the pool holds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies import HotSpec, LongTailSpec, Observation, PolicyState, Reading, decide
+from policies import Decision, HotSpec, LongTailSpec, Observation, PolicyState, Reading, Reason, decide
+from policies.arbitration import Claim, arbitrate
 
 readings = st.one_of(
     st.floats(min_value=0, max_value=500, allow_nan=False).map(Reading.of),
@@ -67,3 +69,31 @@ def test_invariants_hold_over_any_sequence(spec, sequence):
             assert current - desired <= step, f"scale-down step exceeded: {decision.explain()}"
         if desired == 0 < current:
             assert decision.reason_codes == ("IdleTimeout",) and spec.kind == "long-tail"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    spec=specs,
+    sequence=st.lists(ticks(), min_size=1, max_size=20),
+    capacities=st.lists(st.integers(0, 40), min_size=20, max_size=20),
+    rival=st.tuples(st.sampled_from(["hot", "long-tail", "batch"]), st.integers(0, 3), st.integers(0, 30), st.sampled_from([1, 2, 8])),
+)
+def test_the_floor_holds_through_arbitration(spec, sequence, capacities, rival):
+    """Each decision, arbitrated in a pool of any capacity (0 too: the pool read empty) beside
+    a rival model, keeps the policy's floor: a hot model never goes to zero, a min_replicas is
+    never cut. Before issue 19's fix a pool of 0 GPUs took any model to 0."""
+    state, now = PolicyState(), 0.0
+    kind, rival_minimum, rival_wants, rival_gpus = rival
+    other = Claim("rival", kind, rival_gpus, rival_minimum, 5.0,
+                  Decision(rival_wants, max(rival_wants, rival_minimum), rival_minimum, 40, (Reason("Recommendation", "rival"),)))
+    minimum = max(spec.min_replicas, 1) if spec.kind == "hot" else spec.min_replicas
+    for (step_s, observation), capacity in zip(sequence, capacities):
+        now += step_s
+        decision, state = decide(observation, state, spec, now=now)
+        mine = Claim("m", spec.kind, 1, minimum, observation.waiting.value if observation.waiting.usable else None, decision)
+        arbitrated, _ = arbitrate([mine, other], pool="p", capacity_gpus=capacity)
+        floor = min(minimum, decision.desired_replicas)
+        assert arbitrated.desired_replicas >= floor, arbitrated.explain()
+        assert arbitrated.floor >= min(decision.floor, floor), arbitrated.explain()
+        if spec.kind == "hot":
+            assert arbitrated.desired_replicas >= 1 and arbitrated.cap >= 1, arbitrated.explain()
