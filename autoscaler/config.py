@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from autoscaler.metrics.syntax import VECTOR, PromQLError, check
+from autoscaler.promql_syntax import VECTOR, PromQLError, check
 from policies.spec import STRICT_MODEL, BatchSpec, HotSpec, LongTailSpec, LooseNumber, exact_numbers
 
 # Kubernetes object and namespace names (RFC 1123). Model keys share the rule, which also keeps
@@ -459,7 +459,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _check_promql(owner: str, field: str, expression: str) -> None:
-    """Refuse an expression Prometheus would refuse (autoscaler/metrics/syntax.py says how it is
+    """Refuse an expression Prometheus would refuse (autoscaler/promql_syntax.py says how it is
     checked without a server), or one that does not give an instant vector: the daemon sums
     each to one value, `sum(<expression>)`, and a scalar or a range cannot be summed. Checked
     at check-config and at every reload, so one model's bad query never reaches the query

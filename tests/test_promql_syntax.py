@@ -1,4 +1,4 @@
-"""The pure-Python PromQL check (autoscaler/metrics/syntax.py) against Prometheus 2.42's own
+"""The pure-Python PromQL check (autoscaler/promql_syntax.py) against Prometheus 2.42's own
 parser: for every expression of the table, both accept it or both refuse it. Prometheus is
 asked through /api/v1/query; a parse error is its 400 with "parse error" in the text (an
 expression that parses but fails to evaluate is a 422, and counts as parsed)."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from autoscaler.metrics.syntax import VECTOR, PromQLError, check
+from autoscaler.promql_syntax import VECTOR, PromQLError, check
 
 VALID = [
     'gateway_queue{model="chat"}',
