@@ -267,7 +267,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.start is None or args.end is None or args.end <= args.start:
             raise ConfigError("--prometheus needs --start and --end, with --end after --start")
         settings = config.prometheus.model_copy(update={"url": args.prometheus.rstrip("/")})
-        source = PrometheusSource(config.model_copy(update={"prometheus": settings}))
+        source = PrometheusSource(config.model_copy(update={"prometheus": settings}), count_pods=False)
         start_s, end_s = args.start, args.end
     else:
         trace = load_trace(args.trace or bundled_trace_path(), config)

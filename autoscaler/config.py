@@ -58,8 +58,8 @@ class PrometheusConfig(_Frozen):
         description=(
             "Largest answer read for one query; past it the query fails (kind too_large) and its signal "
             "has no data. An answer holds two series a model, about 250 bytes (249,062 bytes at 1,000 models "
-            "named like model-0001), so 4 MiB serves some 16,000 models, and the seven queries of a tick then "
-            "hold at most 28 MiB of text against the pod's 256 MiB."
+            "named like model-0001), so 4 MiB serves some 16,000 models, and the eight queries of a tick then "
+            "hold at most 32 MiB of text against the pod's 256 MiB."
         ),
     )
     stale_after_s: float = Field(

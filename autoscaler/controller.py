@@ -130,6 +130,7 @@ def observe(
         gpu_utilization=readings.gpu_utilization,
         completion_rate=readings.completion_rate,
         wake=readings.wake,
+        reporting_pods=readings.reporting_pods,
         dependencies=tuple(
             Dependency(name, signals.for_dependency(name), dependency_levels[name]) for name in model.dependencies
         )

@@ -3,6 +3,13 @@
 The recorded load does not react to the replicas the controller chooses (that is what the
 closed-loop simulator is for), so replay answers "what would it have decided, and when",
 and how many replica-seconds that would have held against the recorded count.
+
+Replay runs without the partial-data guard (Observation.reporting_pods is None): the pods
+that reported were the recorded cluster's, while the ready replicas are the replay's own, so
+the two counts are not of the same pods. Compared, every replayed scale-up past the recorded
+count would read as "4 of 6 pods reported" and hold every later scale-down. The recorded sums
+are taken as the load, as the rest of replay takes them; the guard is exercised live and in
+the closed-loop simulator, where the pods counted are the replicas decided.
 """
 
 from __future__ import annotations

@@ -39,9 +39,13 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
         # ends a saturated run (what happened in it was not seen).
         return decision, advance(dataclasses.replace(state, idle_since=None, saturated_since=None), decision, now=now)
 
+    # Sums that miss a pod (Observation.unreported) are a floor of the backlog: they may size
+    # up, never down nor to the drain, and no service rate is learned from them.
+    unreported = observation.unreported()
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
+    steady = steady and unreported is None
     saturated_since = steps.track_saturated(state.saturated_since, observation, now=now)
     measured = steps.learn_service_rate(
         observation, spec, state.service_rate_per_replica, steady=steady, saturated_since=saturated_since, now=now
@@ -51,6 +55,12 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
     )
 
     backlog = observation.waiting.value + observation.running.value
+    if backlog == 0 and unreported is not None:
+        # Nothing seen, but not on every pod: no drain, and the grace starts again.
+        desired = min(max(current, spec.min_replicas), spec.max_replicas)
+        reason = Reason("PartialData", f"{unreported}: nothing waiting or running on those; holding at {desired}")
+        decision = _decided(observation, desired, spec, (reason,))
+        return decision, advance(dataclasses.replace(state, idle_since=None), decision, now=now)
     if backlog == 0:
         idle_since = now if state.idle_since is None else state.idle_since
         state = dataclasses.replace(state, idle_since=idle_since, backlog_since=None)
@@ -77,8 +87,11 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
     backlog_since = now if state.backlog_since is None else state.backlog_since
     state = dataclasses.replace(state, idle_since=None, backlog_since=backlog_since)
     desired, reason = size_for_deadline(backlog, spec, measured, backlog_since=backlog_since, now=now)
-    bounded = min(max(desired, spec.min_replicas), spec.max_replicas)
     reasons = [reason]
+    if unreported is not None and desired < current:
+        reasons.append(Reason("PartialData", f"{unreported}: the backlog seen is a floor of the job's; holding at {current} instead of {desired}"))
+        desired = current
+    bounded = min(max(desired, spec.min_replicas), spec.max_replicas)
     if bounded != desired:
         reasons.append(Reason("AboveCap" if desired > bounded else "BelowFloor", f"{desired} bounded to {bounded} by [{spec.min_replicas}, {spec.max_replicas}]"))
     decision = _decided(observation, bounded, spec, tuple(reasons))

@@ -18,7 +18,9 @@ def decide(
         return _at_zero(observation, state, spec, now=now)
 
     wake = observation.wake
-    load_known = observation.waiting.usable and observation.running.usable
+    # Sums that miss a pod (Observation.unreported) cannot show idleness: the lost pod may be
+    # the one serving. Like a gap in the data, they restart the idle count.
+    load_known = observation.waiting.usable and observation.running.usable and observation.unreported() is None
     idle = (
         load_known
         and observation.waiting.value == 0

@@ -62,6 +62,9 @@ def scale_on_load(
     ready_history, steady = steps.track_ready(
         state.ready_history, observation.ready_replicas, window_s=spec.completion_window_s, now=now
     )
+    # Sums over some of the pods, divided by all the ready ones, would read a replica slower
+    # than it is: no service-rate sample is taken from them.
+    steady = steady and observation.unreported() is None
     saturated_since = steps.track_saturated(state.saturated_since, observation, now=now)
     service_rate = steps.learn_service_rate(
         observation, spec, state.service_rate_per_replica, steady=steady, saturated_since=saturated_since, now=now

@@ -83,6 +83,13 @@ class Observation:
     `completion_rate` is requests finished per second over the last minute, summed over the
     pods (vLLM's request_success_total); `wake` is demand seen outside the pods (a gateway),
     the only signal that exists at zero.
+
+    `reporting_pods` is how many pods the sums were taken over. Fewer than `ready_replicas`
+    means the sums miss the load of the others (a pod whose scrape failed has no series), so
+    they are a floor of the load: good for a scale-up, never for a scale-down (the HPA's rule
+    for pods without metrics). None: the source does not count pods (replay, whose replicas
+    are not the pods that were recorded); no data: it does, and the count is unknown, which
+    holds like too few.
     """
 
     spec_replicas: int
@@ -94,6 +101,7 @@ class Observation:
     completion_rate: Reading = Reading()
     wake: Reading = Reading()
     dependencies: tuple[Dependency, ...] = field(default_factory=tuple)
+    reporting_pods: Reading | None = None
 
     def __post_init__(self) -> None:
         if self.spec_replicas < 0 or self.ready_replicas < 0:
@@ -104,3 +112,15 @@ class Observation:
     @property
     def starting_replicas(self) -> int:
         return max(self.spec_replicas - self.ready_replicas, 0)
+
+    def unreported(self) -> str | None:
+        """Why the load sums may miss ready pods ("3 of 4 pods reported"), or None when every
+        ready pod reported or the source does not count them."""
+        pods = self.reporting_pods
+        if pods is None or self.ready_replicas == 0:
+            return None  # not counted, or no ready pod whose load the sums could miss
+        if not pods.usable:
+            return f"the count of pods that reported is {pods.describe()}, of {self.ready_replicas} ready"
+        if pods.value < self.ready_replicas:
+            return f"{pods.value:g} of {self.ready_replicas} pods reported"
+        return None

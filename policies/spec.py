@@ -153,7 +153,9 @@ class PolicySpec(_Sized):
         le=1,
         description=(
             "KV-cache use (0..1) above which no scale-down happens: replicas that are out of "
-            "cache are about to queue even when the queue is empty now."
+            "cache are about to queue even when the queue is empty now. Without a KV reading "
+            "no scale-down happens either (GuardInputMissing); 1 turns the guard off, for "
+            "engines that export no KV-cache gauge."
         ),
     )
 

@@ -241,9 +241,30 @@ def _gpus_idle(observation: Observation, spec: PolicySpec) -> bool:
 
 
 def guard_scale_down(desired: int, observation: Observation, spec: PolicySpec) -> tuple[int, Reason | None]:
+    """Hold a scale-down that the data cannot vouch for. The first guard that holds gives the
+    reason; a held scale-down keeps the current count. A guard whose input is missing holds
+    too, as missing data does anywhere else. Example: 8 replicas at 97% KV cache with an empty
+    queue hold; were the guard off while the KV reading is lost, they would go to 4 at once."""
     current = observation.spec_replicas
+    if desired >= current:
+        return desired, None
+    unreported = observation.unreported()
+    if unreported is not None:
+        return current, Reason(
+            "PartialData",
+            f"{unreported}: the sums miss the load of the rest, so they can only scale up; "
+            f"holding at {current} instead of {desired}",
+        )
     kv = observation.kv_cache_usage
-    if desired < current and kv.usable and kv.value > spec.kv_cache_hold_down_above:
+    if spec.kv_cache_hold_down_above < 1 and not kv.usable:
+        # At 1 the guard can never hold (a fraction above 1 is refused at the adapter), so it
+        # needs no input: that is how a fleet without a KV-cache gauge turns it off.
+        return current, Reason(
+            "GuardInputMissing",
+            f"KV cache use {kv.describe()}: the KV-cache guard cannot tell whether replicas are about to queue; "
+            f"holding at {current} instead of {desired}",
+        )
+    if kv.usable and kv.value > spec.kv_cache_hold_down_above:
         return current, Reason(
             "KVCacheFull",
             f"KV cache {kv.value:.0%} used (> {spec.kv_cache_hold_down_above:.0%}): replicas are about to queue; "

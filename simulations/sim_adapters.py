@@ -18,7 +18,7 @@ WAKE_RATE_WINDOW_S = 60.0  # sum(rate(gateway_requests_total[1m])): the gateway'
 
 class SimulatedPrometheus:
     """Readings from the last scrape: per-pod series summed (queue, running), the fullest pod
-    (KV), the mean GPU duty cycle; none at all while no pod is ready. The wake signal is the
+    (KV), the mean GPU duty cycle, the pods scraped; none at all while no pod is ready. The wake signal is the
     gateway's request rate, which exists at zero replicas too."""
 
     def __init__(self, cluster: Cluster) -> None:
@@ -46,6 +46,7 @@ class SimulatedPrometheus:
             kv_cache_usage=Reading.of(max(scrape.kv_usage), age_s=age_s),
             gpu_utilization=Reading.of(sum(scrape.gpu_utilization) / len(scrape.gpu_utilization), age_s=age_s),
             wake=wake,
+            reporting_pods=Reading.of(float(len(scrape.running)), age_s=age_s),
         )
 
 

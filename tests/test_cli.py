@@ -117,7 +117,9 @@ def test_trace_that_names_no_configured_model_is_an_error(tmp_path):
 
 def test_replay_from_prometheus_history_backfilled_with_promtool(tmp_path):
     """A live Prometheus over a past range: history written into its TSDB by promtool,
-    then the same batched queries the daemon runs, evaluated at past instants."""
+    then the same batched queries the daemon runs, evaluated at past instants. The history
+    has one pod while the replay scales to several: replay counts no pods, or every later
+    scale-down would hold as "1 of N pods reported" (autoscaler/replay.py)."""
     import time as clock
 
     from tests.support.prom_harness import OpenMetricsHistory, run_prometheus
@@ -130,6 +132,8 @@ def test_replay_from_prometheus_history_backfilled_with_promtool(tmp_path):
     burst = [(start + t, 40.0 if 300 <= t < 900 else 0.0) for t in range(0, 1800, 15)]
     history.add_series("vllm:num_requests_waiting", labels, burst)
     history.add_series("vllm:num_requests_running", labels, [(t, 16.0 if v else 0.0) for t, v in burst])
+    # The scale-down guard's input: without it no scale-down happens (GuardInputMissing).
+    history.add_series("vllm:kv_cache_usage_perc", labels, [(t, 0.2 if v else 0.0) for t, v in burst])
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"models": [model("chat")]}))
     with run_prometheus([], backfill=history.render()) as prometheus:

@@ -128,7 +128,8 @@ class Load:
         zero = Reading.of(0.0)
         return Signals(models={
             name: ModelSignals(waiting=Reading.of(w), running=Reading.of(w), kv_cache_usage=zero,
-                               gpu_utilization=Reading.of(95.0 if w else 0.0), completion_rate=zero, wake=zero)
+                               gpu_utilization=Reading.of(95.0 if w else 0.0), completion_rate=zero, wake=zero,
+                               reporting_pods=None)  # pods not counted: this fake knows none
             for name, w in self.waiting.items()
         })
 

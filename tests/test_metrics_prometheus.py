@@ -77,7 +77,9 @@ def test_reads_every_signal_of_several_models_in_one_query_per_signal(prometheus
     assert signals.for_dependency("vector-db").value == pytest.approx(0.93)
     assert "unmanaged" not in signals.models
     assert all(r.freshness is Freshness.OK for r in (chat.waiting, chat.running, chat.kv_cache_usage, chat.gpu_utilization))
-    assert source._session.queries == len(source.queries) == 7
+    # Pods, not series: each pod exports one series per engine.
+    assert (chat.reporting_pods.value, code.reporting_pods.value) == (2, 1)
+    assert source._session.queries == len(source.queries) == 8
 
 
 def test_wake_queries_alike_read_as_one_family_with_each_models_own_value(prometheus_stack):
@@ -142,7 +144,7 @@ def test_query_count_does_not_grow_with_models(prometheus_stack):
     _, prometheus = prometheus_stack
     few = config(*[model(f"m{i}", namespace="a") for i in range(2)])
     many = config(*[model(f"m{i}", namespace=f"ns{i % 7}") for i in range(200)])
-    assert len(source_for(prometheus, few).queries) == len(source_for(prometheus, many).queries) == 5
+    assert len(source_for(prometheus, few).queries) == len(source_for(prometheus, many).queries) == 6
 
 
 def test_nan_is_rejected_with_a_logged_reason(prometheus_stack):
@@ -220,13 +222,13 @@ def test_prometheus_down_means_no_data_not_zero():
     assert signals.for_model("chat").waiting.freshness is Freshness.MISSING
     # Every query failed the same way, and one line says so; each counts as a failed query.
     [failed] = [e for e in logs if e["event"] == "prometheus query failed; its readings are missing this tick"]
-    assert failed["signals"] == [q.signal for q in PrometheusSource(cfg).queries] and len(failed["signals"]) == 5
+    assert failed["signals"] == [q.signal for q in PrometheusSource(cfg).queries] and len(failed["signals"]) == 6
     assert errors == [(signal, "connection") for signal in failed["signals"]]
 
 
 def test_the_queries_of_a_tick_go_out_together(prometheus_stack):
-    """Behind a proxy that answers each request 0.5 s late, five queries one after another
-    take 2.5 s."""
+    """Behind a proxy that answers each request 0.5 s late, six queries one after another
+    take 3 s."""
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     exporter.set(WAITING, vllm_labels("chat", ns), 3)
@@ -239,7 +241,7 @@ def test_the_queries_of_a_tick_go_out_together(prometheus_stack):
         signals = source.fetch_signals(now=time.time())
         took_s = time.monotonic() - started
     assert signals.for_model("chat").waiting.value == 3 and signals.for_model("chat").running.value == 1
-    assert len(source.queries) == 5 and 0.5 <= took_s < 1.5, took_s
+    assert len(source.queries) == 6 and 0.5 <= took_s < 1.5, took_s
 
 
 def test_a_server_slower_than_timeout_s_costs_one_timeout_a_tick_and_one_log_line(prometheus_stack):
@@ -289,8 +291,8 @@ def test_bearer_token_is_read_from_its_file_every_tick(tmp_path):
             source.fetch_signals(now=time.time())
     finally:
         server.shutdown()
-    assert _RecordingPrometheus.seen[:5] == ["Bearer first"] * 5
-    assert _RecordingPrometheus.seen[5:] == ["Bearer rotated"] * 5
+    assert _RecordingPrometheus.seen[:6] == ["Bearer first"] * 6
+    assert _RecordingPrometheus.seen[6:] == ["Bearer rotated"] * 6
     assert all("rotated" not in json.dumps(e) for e in logs)
 
 
@@ -404,7 +406,7 @@ def test_a_wake_query_that_fails_at_run_time_costs_only_its_model(prometheus_sta
     assert signals.for_model("b").wake.freshness is Freshness.MISSING
     [wake_query] = [q for q in source.queries if q.signal == "wake"]
     # The usual queries, then one per distinct term of the failed one: no more.
-    assert source._session.queries == len(source.queries) + len(wake_query.terms) == 5 + 1 + 3
+    assert source._session.queries == len(source.queries) + len(wake_query.terms) == 6 + 1 + 3
     assert errors == [("wake", "http"), ("wake", "http")]  # the combined query, then b's term
     [term] = [e for e in logs if e["event"].startswith("a term of the combined query failed")]
     assert term["names"] == ["b"] and "422" in term["error"]
@@ -473,7 +475,7 @@ def test_a_token_file_with_an_inner_newline_is_never_logged_nor_sent(tmp_path):
         server.shutdown()
     assert logs and all("s3cr3t" not in json.dumps(e, default=str) for e in logs)
     assert any(e["event"] == "the Prometheus bearer token file does not hold one token; sending none" for e in logs)
-    assert _RecordingPrometheus.seen == [None] * 5
+    assert _RecordingPrometheus.seen == [None] * 6
 
 
 def test_a_token_over_plain_http_is_warned_of_once(tmp_path):

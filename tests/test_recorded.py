@@ -30,6 +30,18 @@ def test_native_csv_holds_samples_until_stale_then_missing(tmp_path):
     assert source.fetch_signals(now=-1.0).for_model("chat").waiting.freshness is Freshness.MISSING  # before the trace
 
 
+def test_a_trace_replays_with_its_pods_uncounted(tmp_path):
+    """Replay compares no recorded pod count with its own replicas (autoscaler/replay.py says
+    why): every model reads None, the partial-data guard off, and a trace that names a pod
+    count is told the signal is not one of its own."""
+    path = write(tmp_path, "time_s,name,signal,value\n0,chat,waiting,3\n0,chat,running,7\n")
+    signals = RecordedSource(load_trace(path), CFG).fetch_signals(now=10.0)
+    assert signals.for_model("chat").reporting_pods is None
+    assert signals.for_model("chat").running.value == 7
+    with pytest.raises(TraceError, match="line 2: signal 'reporting_pods' is not one of"):
+        load_trace(write(tmp_path, "time_s,name,signal,value\n0,chat,reporting_pods,3\n"))
+
+
 def test_gzipped_csv_in_any_row_order(tmp_path):
     path = tmp_path / "t.csv.gz"
     path.write_bytes(gzip.compress(b"time_s,name,signal,value\n10,chat,waiting,5\n0,chat,waiting,1\n"))
@@ -95,8 +107,7 @@ def test_every_reading_is_the_last_sample_at_or_before_now(seed, prefetched):
     that are absent."""
     import numpy as np
 
-    from autoscaler.metrics import SIGNALS
-    from autoscaler.metrics.recorded import LOOKBACK_S, RecordedTrace, Series
+    from autoscaler.metrics.recorded import LOOKBACK_S, RECORDED, RecordedTrace, Series
 
     rng = np.random.default_rng(seed)
     cfg = config(model("a"), model("b"), model("c"), dependencies=[{"name": "vdb", "saturation_query": "x", "saturated_at": 1}])
@@ -106,8 +117,8 @@ def test_every_reading_is_the_last_sample_at_or_before_now(seed, prefetched):
         times = np.sort(start + rng.uniform(0, 2000, size=int(rng.integers(1, 40))).round(4))
         return Series(times=times, values=rng.uniform(0, 50, size=len(times)).round(2))
 
-    series = {("a", s): random_series() for s in SIGNALS if rng.random() < 0.8}
-    series.update({("b", s): random_series() for s in SIGNALS[:3]})
+    series = {("a", s): random_series() for s in RECORDED if rng.random() < 0.8}
+    series.update({("b", s): random_series() for s in RECORDED[:3]})
     series[("c", "waiting")] = series[("b", "waiting")]  # copied models share a Series
     series[("vdb", "saturation")] = random_series()
     trace = RecordedTrace(series)
@@ -119,7 +130,7 @@ def test_every_reading_is_the_last_sample_at_or_before_now(seed, prefetched):
 
     for now in instants.tolist():
         signals = source.fetch_signals(now=now)
-        got = {(m, s): getattr(signals.for_model(m), s) for m in "abc" for s in SIGNALS}
+        got = {(m, s): getattr(signals.for_model(m), s) for m in "abc" for s in RECORDED}
         got[("vdb", "saturation")] = signals.for_dependency("vdb")
         for key, reading in got.items():
             sample = series[key].at(now) if key in series else None

@@ -63,10 +63,14 @@ class RandomLoad:
             waiting = rng.choice([0, 0, 1, 4, 20, 80]) if busy else 0
             running = rng.randint(1, 64) if busy else 0
             make = (lambda v: Reading.stale(v, age_s=200.0)) if roll < 0.05 else Reading.of
+            # Pods: at random none of them reported (fewer than any ready count), the count is
+            # missing, or all did (8: the most replicas any model of the fleet may have).
+            pods = rng.choices([Reading.of(0.0), Reading.missing(), Reading.of(8.0)], weights=[3, 1, 96])[0]
+            kv = Reading.missing() if rng.random() < 0.02 else Reading.of(rng.random())
             models[name] = ModelSignals(
-                waiting=make(float(waiting)), running=make(float(running)), kv_cache_usage=Reading.of(rng.random()),
+                waiting=make(float(waiting)), running=make(float(running)), kv_cache_usage=kv,
                 gpu_utilization=Reading.of(rng.uniform(0, 100)), completion_rate=Reading.of(rng.uniform(0, 5)),
-                wake=Reading.of(float(busy)),
+                wake=Reading.of(float(busy)), reporting_pods=pods,
             )
         return Signals(models=models)
 
@@ -118,6 +122,12 @@ def check(outcomes, specs: Mapping[str, ModelConfig]) -> int:
             assert decision.desired_replicas >= max(policy.min_replicas, 1), f"hot model at {decision.desired_replicas}"
         if not (observation.waiting.usable and observation.running.usable) and observation.spec_replicas > 0:
             assert decision.direction != "down", f"{outcome.model} scaled down on missing data: {decision.explain()}"
+        if observation.unreported() is not None and observation.spec_replicas > 0:
+            assert decision.direction != "down", f"{outcome.model} scaled down on partial data: {decision.explain()}"
+        if not observation.kv_cache_usage.usable and "IdleTimeout" not in decision.reason_codes:
+            # The idle timeout needs no KV reading: it acts only once nothing has run on any
+            # pod for the whole timeout, and no request running holds no cache.
+            assert decision.direction != "down", f"{outcome.model} scaled down without its KV reading: {decision.explain()}"
         checked += 1
     return checked
 
@@ -144,7 +154,7 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
     daemon = start_daemon()
     saved = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    checked = restarts = standby_ticks = 0
+    checked = restarts = standby_ticks = downs = 0
     try:
         for tick in range(int(DAY_S / TICK_S)):
             now = 1_700_000_000.0 + tick * TICK_S
@@ -163,6 +173,7 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
             outcomes = daemon.tick(now=now)
             standby_ticks += not leadership.leading
             checked += check(outcomes, specs)
+            downs += sum(o.decision is not None and o.decision.direction == "down" for o in outcomes)
         retained = tracemalloc.get_traced_memory()[0] - retained_at_20h
     finally:
         tracemalloc.stop()
@@ -170,6 +181,7 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
 
     assert checked > 100 * int(DAY_S / TICK_S) * 0.8  # most model-ticks were decided (and checked)
     assert restarts >= 2 and standby_ticks > 0  # the faults that matter did happen
+    assert downs > 1000, "scale-downs happen between the faults, so the checks above could fail"
     assert targets.writes_while_standby == 0
     # Four hours of ticks (24,000 model-ticks) leave under 1 MiB more behind than before them.
     # What is live moves by a few hundred KiB with the load (longer or shorter stabilization

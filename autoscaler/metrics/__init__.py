@@ -8,17 +8,23 @@ from typing import Mapping, Protocol
 
 from policies.signals import Reading
 
-SIGNALS = ("waiting", "running", "kv_cache_usage", "gpu_utilization", "completion_rate", "wake")
+SIGNALS = ("waiting", "running", "kv_cache_usage", "gpu_utilization", "completion_rate", "wake", "reporting_pods")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSignals:
+    """`reporting_pods`: how many of the model's pods answered the scrape behind the sums
+    (policies.signals.Observation). It defaults to no data, which holds every scale-down: a
+    source that forgets to count is read as one whose count failed. None says that the source
+    counts none on purpose (replay: autoscaler/replay.py says why)."""
+
     waiting: Reading = Reading()
     running: Reading = Reading()
     kv_cache_usage: Reading = Reading()
     gpu_utilization: Reading = Reading()
     completion_rate: Reading = Reading()
     wake: Reading = Reading()
+    reporting_pods: Reading | None = Reading()
 
 
 @dataclass(frozen=True, slots=True)

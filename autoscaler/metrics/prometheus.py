@@ -69,7 +69,9 @@ def connect(settings: PrometheusConfig) -> requests.Session:
 class PrometheusSource:
     """`on_error(signal, kind)` is told of every failed query (kind: tls, timeout, connection,
     http, malformed, too_large) and rejected sample (kind: rejected), for the daemon's error
-    counters."""
+    counters. `count_pods=False` (replay over history, autoscaler/replay.py says why) asks no
+    pod count and says so (reporting_pods None); otherwise a count that fails is no data,
+    which holds every scale-down."""
 
     def __init__(
         self,
@@ -77,12 +79,14 @@ class PrometheusSource:
         *,
         session: requests.Session | None = None,
         on_error: Callable[[str, str], None] = lambda signal, kind: None,
+        count_pods: bool = True,
     ) -> None:
         self._config = config
         self._settings = config.prometheus
         self._on_error = on_error
         self._session = session or connect(config.prometheus)
-        self._queries = build_queries(config)
+        self._queries = [q for q in build_queries(config) if count_pods or q.signal != "reporting_pods"]
+        self._uncounted = {} if count_pods else {"reporting_pods": None}
         self._model_by_label = {(m.namespace, m.label_value): m.name for m in config.models}
         url = self._settings.url
         if self._settings.auth.bearer_token_file is not None and url.startswith("http://") and url not in _warned_plain_http:
@@ -116,7 +120,7 @@ class PrometheusSource:
                 for model, reading in self._pod_readings(query, answer.samples, now=now).items():
                     per_model[model][query.signal] = reading
         return Signals(
-            models={model: ModelSignals(**readings) for model, readings in per_model.items()},
+            models={model: ModelSignals(**readings, **self._uncounted) for model, readings in per_model.items()},
             dependencies=dependencies,
         )
 

@@ -66,9 +66,21 @@ def build_queries(config: Config) -> list[SignalQuery]:
                 models=None if len(windows) == 1 else frozenset(models))
         for window_s, models in windows.items()
     ]
+    # How many pods answered, as the HPA counts the pods that have metrics before it trusts
+    # their sum: a pod whose scrape fails drops out of every sum, and its load with it, so 3
+    # of 4 pods reporting read as a quarter less load (or all of it, for the one busy pod of
+    # a long-tail model). Counted on the running series, one per pod once `group` merges a
+    # data-parallel pod's engines; its age is that of the running series it counts.
+    running = f"{names.running}{selector}"
+    reporting_pods = SignalQuery(
+        "reporting_pods",
+        _with_age(f"count by ({by}) (group by ({by}, {labels.pod}) ({running}))", f"min by ({by}) (timestamp({running}))"),
+        False,
+    )
     queries = [
         pod_signal("waiting", names.waiting, "sum"),
         pod_signal("running", names.running, "sum"),
+        reporting_pods,
         pod_signal("kv_cache_usage", names.kv_cache_usage, "max"),
         *completion,
         SignalQuery("gpu_utilization", _gpu_utilization(config, selector, by), False),

@@ -18,6 +18,9 @@ A sample holds until the next one of its series, as in Prometheus: older than th
 prometheus.stale_after_s it reads as stale, older than Prometheus's 5-minute lookback as no
 data. Rows may come in any order.
 
+No pods are counted (reporting_pods is None, the partial-data guard off): replay compares
+no recorded pod count with its own replicas (autoscaler/replay.py says why).
+
 Also read: Prometheus `query_range` responses saved as one JSON object keyed by signal name
 (`{"waiting": <response>, "running": <response>, ...}`), each series naming its model by the
 configured (namespace, model_name) labels or by an `autoscaler_key` label (a model's name, or
@@ -45,7 +48,9 @@ from autoscaler.metrics.promql import KEY, build_queries
 from policies.signals import Freshness, Reading
 
 LOOKBACK_S = 300.0  # Prometheus's default --query.lookback-delta
-MODEL_SIGNALS = frozenset(SIGNALS)
+# Every model signal but the pod count, in SIGNALS's order (ModelSignals's fields).
+RECORDED = tuple(signal for signal in SIGNALS if signal != "reporting_pods")
+MODEL_SIGNALS = frozenset(RECORDED)
 ALL_SIGNALS = MODEL_SIGNALS | {"replicas", "saturation"}
 COLUMNS = ("time_s", "name", "signal", "value")
 # The most a signal can be, beside the floor of 0 every signal has: a KV-cache use of 7 or a
@@ -211,7 +216,7 @@ class RecordedSource:
         self._stale_after_s = config.prometheus.stale_after_s
         self._models = [m.name for m in config.models]
         self._dependencies = [d.name for d in config.dependencies]
-        keys = [(model, signal) for model in self._models for signal in SIGNALS]
+        keys = [(model, signal) for model in self._models for signal in RECORDED]
         keys += [(name, "saturation") for name in self._dependencies]
         self._stack = _Stacked([trace.series.get(key) for key in keys])
 
@@ -223,8 +228,11 @@ class RecordedSource:
 
     def fetch_signals(self, *, now: float) -> Signals:
         readings = self._stack.readings(now, stale_after_s=self._stale_after_s)
-        width = len(SIGNALS)
-        models = {model: ModelSignals(*readings[i * width : (i + 1) * width]) for i, model in enumerate(self._models)}
+        width = len(RECORDED)
+        models = {
+            model: ModelSignals(*readings[i * width : (i + 1) * width], reporting_pods=None)
+            for i, model in enumerate(self._models)
+        }
         first = len(self._models) * width
         dependencies = dict(zip(self._dependencies, readings[first:]))
         return Signals(models=models, dependencies=dependencies)

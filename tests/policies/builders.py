@@ -30,14 +30,17 @@ def obs(
     *,
     waiting: Signal = 0,
     running: Signal = 0,
-    kv: Signal = None,
+    kv: Signal = 0,
     gpu: Signal = None,
     wake: Signal = None,
     completions: Signal = None,
     dependencies: tuple[Dependency, ...] = (),
+    pods: Signal = "not counted",
 ) -> Observation:
     """One tick's observation. `ready` defaults to `spec` (nothing starting); the load
-    readings default to a fresh zero, the optional signals (KV cache, GPU, wake) to no data."""
+    readings and the KV cache (the scale-down guard's input) default to a fresh zero, the
+    optional signals (GPU, wake, completions) to no data, and `pods` (the pods that reported)
+    to None, not counted."""
     return Observation(
         spec_replicas=spec,
         ready_replicas=spec if ready is None else ready,
@@ -48,6 +51,7 @@ def obs(
         wake=reading(wake),
         completion_rate=reading(completions),
         dependencies=dependencies,
+        reporting_pods=None if pods == "not counted" else reading(pods),
     )
 
 

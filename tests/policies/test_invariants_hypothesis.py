@@ -1,5 +1,6 @@
 """Invariants over random observation sequences (hypothesis shrinks any failure to a minimal
-sequence): bounds kept, no scale-down without data, a hot model never at zero, step limits
+sequence): bounds kept, no scale-down without data (load, every pod's series, the KV
+reading), a hot model never at zero, step limits
 kept except where bounds deliberately bypass them, and every decision explained. The floor
 holds through a shared pool's arbitration too, whatever the pool holds."""
 
@@ -19,6 +20,10 @@ readings = st.one_of(
     st.floats(min_value=0, max_value=500, allow_nan=False).map(lambda v: Reading.stale(v, age_s=200.0)),
 )
 fractions = st.one_of(st.floats(min_value=0, max_value=1).map(Reading.of), st.just(Reading.missing()))
+# Pods that reported: not counted (None), a count (often below the ready replicas), or none.
+pod_counts = st.one_of(
+    st.none(), st.integers(min_value=0, max_value=40).map(lambda n: Reading.of(float(n))), st.just(Reading.missing())
+)
 
 
 @st.composite
@@ -33,6 +38,7 @@ def ticks(draw):
         gpu_utilization=draw(st.one_of(st.floats(min_value=0, max_value=100).map(Reading.of), st.just(Reading.missing()))),
         completion_rate=draw(st.one_of(st.floats(min_value=0, max_value=50).map(Reading.of), st.just(Reading.missing()))),
         wake=draw(st.one_of(st.floats(min_value=0, max_value=5).map(Reading.of), st.just(Reading.missing()))),
+        reporting_pods=draw(pod_counts),
     )
 
 
@@ -61,6 +67,11 @@ def test_invariants_hold_over_any_sequence(spec, sequence):
         assert desired <= max(spec.max_replicas, current if not load_known else 0), decision.explain()
         if current > 0 and not load_known:
             assert desired >= current, f"scaled down without data: {decision.explain()}"
+        if observation.unreported() is not None and current <= spec.max_replicas:
+            assert desired >= current, f"scaled down on sums that miss a pod: {decision.explain()}"
+        if not observation.kv_cache_usage.usable and current <= spec.max_replicas and decision.reason_codes != ("IdleTimeout",):
+            # The idle timeout needs no KV reading: it acts only once nothing ran for its whole length.
+            assert desired >= current, f"scaled down without the KV guard's input: {decision.explain()}"
         if desired > current:
             step = max(spec.scale_up_max_step_replicas, math.ceil(current * spec.scale_up_max_step_percent / 100))
             assert desired <= max(current + step, floor), f"scale-up step exceeded: {decision.explain()}"

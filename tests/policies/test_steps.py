@@ -215,16 +215,74 @@ def test_guard_scale_up_ignores_anything_but_a_scale_up(desired):
         (2, 1.0, 5, "KVCacheFull"),
         (2, 0.9, 2, None),  # at the threshold is not above it
         (2, 0.5, 2, None),
-        (2, None, 2, None),  # no KV data: the guard has nothing to say
-        (2, Reading.stale(0.99, age_s=120), 2, None),
+        # A guard without its input holds (issue 19, item 10): no KV data is not "cache free".
+        (2, None, 5, "GuardInputMissing"),
+        (0, None, 5, "GuardInputMissing"),
+        (2, Reading.stale(0.99, age_s=120), 5, "GuardInputMissing"),
+        (2, Reading.stale(0.1, age_s=120), 5, "GuardInputMissing"),
         (5, 0.99, 5, None),  # not a scale-down
         (7, 0.99, 7, None),
+        (7, None, 7, None),  # a scale-up needs no KV reading
+        (5, None, 5, None),
     ],
 )
 def test_guard_scale_down_holds_when_kv_cache_is_high(desired, kv, expected, code):
     result, reason = guard_scale_down(desired, obs(spec=5, kv=kv), DEFAULTS)
     assert result == expected
     assert (reason.code if reason else None) == code
+
+
+@pytest.mark.parametrize("kv", [None, Reading.stale(0.99, age_s=120), 1.0])
+def test_a_kv_guard_set_at_1_can_never_hold_and_so_needs_no_input(kv):
+    """kv_cache_hold_down_above: 1 is how a fleet whose engine exports no KV gauge turns the
+    guard off: a fraction above 1 is refused at the adapter, so nothing could trip it."""
+    off = PolicySpec(kv_cache_hold_down_above=1.0)
+    assert guard_scale_down(2, obs(spec=5, kv=kv), off) == (2, None)
+
+
+def test_a_missing_kv_reading_says_what_is_missing():
+    _, reason = guard_scale_down(2, obs(spec=8, kv=None), DEFAULTS)
+    assert reason.message == (
+        "KV cache use no data: the KV-cache guard cannot tell whether replicas are about to queue; holding at 8 instead of 2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("desired", "spec", "ready", "pods", "kv", "expected", "code"),
+    [
+        # Fewer pods reported than are ready (issue 19, item 2): the sums miss the rest's load.
+        (2, 4, 4, 3, 0.1, 4, "PartialData"),
+        (0, 2, 2, 1, 0.1, 2, "PartialData"),  # never to zero on them
+        (1, 4, 4, 0, 0.1, 4, "PartialData"),
+        (2, 4, 4, Reading.stale(4, age_s=120), 0.1, 4, "PartialData"),  # a count not fresh is unknown
+        (2, 4, 4, None, 0.1, 4, "PartialData"),  # counted, but no count this tick: unknown, not zero
+        (2, 4, 4, 3, None, 4, "PartialData"),  # the first guard that holds gives the reason
+        # Scale-ups on partial sums go through: they can only have missed load, not added it.
+        (8, 4, 4, 3, 0.1, 8, None),
+        (8, 4, 4, None, 0.1, 8, None),
+        (4, 4, 4, 3, 0.1, 4, None),  # nothing to hold
+        # Every ready pod reported, or more (a pod still draining, a ready count not yet updated).
+        (2, 4, 4, 4, 0.1, 2, None),
+        (2, 4, 4, 5, 0.1, 2, None),
+        (2, 4, 3, 3, 0.1, 2, None),  # one starting: it has no series to miss
+        (2, 4, 0, None, 0.1, 2, None),  # none ready: there is no pod whose load could be missed
+        (2, 4, 4, "not counted", 0.1, 2, None),  # a source that does not count pods: guard off
+    ],
+)
+def test_guard_scale_down_holds_while_pods_did_not_report(desired, spec, ready, pods, kv, expected, code):
+    observation = obs(spec=spec, ready=ready, pods=pods, kv=kv)
+    result, reason = guard_scale_down(desired, observation, DEFAULTS)
+    assert result == expected
+    assert (reason.code if reason else None) == code
+
+
+def test_a_partial_hold_says_how_many_pods_reported():
+    _, reason = guard_scale_down(2, obs(spec=4, pods=3), DEFAULTS)
+    assert reason.message == (
+        "3 of 4 pods reported: the sums miss the load of the rest, so they can only scale up; holding at 4 instead of 2"
+    )
+    _, reason = guard_scale_down(2, obs(spec=4, pods=None), DEFAULTS)
+    assert reason.message.startswith("the count of pods that reported is no data, of 4 ready:")
 
 
 # --- stabilize ---------------------------------------------------------------------------
