@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from autoscaler.clock import Clock
+from autoscaler.kube_errors import Conflict, Failed, KubernetesError, NotFound, Rule, Unreachable, translated
 
 log = structlog.get_logger(__name__)
 
@@ -94,10 +93,10 @@ class LeaseElector:
         leadership then lapses by itself at the renew deadline."""
         try:
             leading = self._round(now)
-        except ApiException as err:
+        except Failed as err:
             log.warning("lease round failed", lease=self.name, namespace=self.namespace, status=err.status, reason=err.reason)
             leading = self.is_leader(now=now)
-        except urllib3.exceptions.HTTPError as err:
+        except Unreachable as err:
             log.warning("lease round failed: Kubernetes API unreachable", lease=self.name, error=str(err))
             leading = self.is_leader(now=now)
         self._report(leading)
@@ -111,12 +110,12 @@ class LeaseElector:
         with self._lock:
             self._renewed_at = None
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            lease = self._read()
             if lease.spec.holder_identity != self.identity:
                 return
             self._patch(lease.metadata.resource_version, {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": _stamp(now)})
             log.info("lease released", lease=self.name, identity=self.identity)
-        except (ApiException, urllib3.exceptions.HTTPError) as err:
+        except KubernetesError as err:
             log.warning("could not release the lease; a standby takes it when it expires", lease=self.name, error=str(err))
         self._report(False)
 
@@ -132,10 +131,8 @@ class LeaseElector:
 
     def _round(self, now: float) -> bool:
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+            lease = self._read()
+        except NotFound:
             return self._create(now)
         spec = lease.spec
         record = _Record(spec.holder_identity or "", lease.metadata.resource_version, spec.renew_time)
@@ -152,13 +149,11 @@ class LeaseElector:
             fields |= {"acquireTime": fields["renewTime"], "leaseTransitions": (spec.lease_transitions or 0) + 1}
         try:
             self._patch(record.resource_version, fields)
-        except ApiException as err:
-            if err.status == 409:  # the Lease changed since it was read: another replica wrote first
-                log.info("lost the race for the lease", lease=self.name, identity=self.identity)
-                with self._lock:
-                    self._renewed_at = None
-                return False
-            raise
+        except Conflict:  # the Lease changed since it was read: another replica wrote first
+            log.info("lost the race for the lease", lease=self.name, identity=self.identity)
+            with self._lock:
+                self._renewed_at = None
+            return False
         with self._lock:
             self._renewed_at = now
         if taking:
@@ -180,23 +175,27 @@ class LeaseElector:
             },
         }
         try:
-            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status == 409:  # created by another replica in between
-                return False
-            raise
+            with translated(Rule("coordination.k8s.io", "leases", ("create",), self.namespace)):
+                self._api.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        except Conflict:  # created by another replica in between
+            return False
         with self._lock:
             self._renewed_at = now
         log.info("created and took the lease", lease=self.name, identity=self.identity)
         return True
 
+    def _read(self) -> k8s.V1Lease:
+        with translated(Rule("coordination.k8s.io", "leases", ("get",), self.namespace)):
+            return self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+
     def _patch(self, resource_version: str | None, fields: dict) -> None:
         # A merge patch that carries metadata.resourceVersion fails with 409 if the Lease
         # changed since it was read: optimistic concurrency without PUT.
         metadata = {"resourceVersion": resource_version} if resource_version else {}
-        self._api.patch_namespaced_lease(
-            self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=REQUEST_TIMEOUT_S
-        )
+        with translated(Rule("coordination.k8s.io", "leases", ("patch",), self.namespace)):
+            self._api.patch_namespaced_lease(
+                self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=REQUEST_TIMEOUT_S
+            )
 
     def _report(self, leading: bool) -> None:
         if leading != self._was_leading:

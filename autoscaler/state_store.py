@@ -29,10 +29,9 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
+from autoscaler.kube_errors import Failed, Forbidden, KubernetesError, NotFound, Rule, Unreachable, translated
 from policies import PolicyState
 
 log = structlog.get_logger(__name__)
@@ -125,17 +124,15 @@ class ConfigMapStateStore:
 
     def load(self) -> dict[str, dict]:
         try:
-            config_map = self._core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status == 404:
-                self._stored = {}
-                return {}
-            hint = (
-                f"; the service account needs RBAC: resources [configmaps], verbs [get], in namespace {self.namespace}"
-                if err.status == 403 else ""
-            )
+            with translated(Rule("", "configmaps", ("get",), self.namespace)):
+                config_map = self._core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+        except NotFound:
+            self._stored = {}
+            return {}
+        except Failed as err:
+            hint = f"; {err.hint}" if isinstance(err, Forbidden) else ""
             raise StateUnavailable(f"reading ConfigMap {self.namespace}/{self.name}: HTTP {err.status} {err.reason}{hint}") from None
-        except urllib3.exceptions.HTTPError as err:
+        except Unreachable as err:
             raise StateUnavailable(f"reading ConfigMap {self.namespace}/{self.name}: {err}") from None
         records, stored = {}, {}
         for key, text in (config_map.data or {}).items():
@@ -169,7 +166,7 @@ class ConfigMapStateStore:
             return
         try:
             self._write(changes, wanted)
-        except (ApiException, urllib3.exceptions.HTTPError) as err:
+        except KubernetesError as err:
             log.error("could not save policy state; will retry next tick", configmap=self.name,
                       status=getattr(err, "status", None), error=str(getattr(err, "reason", err))[:200])
             return
@@ -177,10 +174,9 @@ class ConfigMapStateStore:
 
     def _write(self, changes: dict[str, str | None], wanted: dict[str, dict]) -> None:
         try:
-            self._core.patch_namespaced_config_map(self.name, self.namespace, {"data": changes}, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+            with translated(Rule("", "configmaps", ("patch",), self.namespace)):
+                self._core.patch_namespaced_config_map(self.name, self.namespace, {"data": changes}, _request_timeout=REQUEST_TIMEOUT_S)
+        except NotFound:
             # First save in this cluster (or the ConfigMap was deleted): create it whole.
             self._create({key: json.dumps(record, separators=(",", ":"), sort_keys=True) for key, record in wanted.items()})
 
@@ -191,7 +187,8 @@ class ConfigMapStateStore:
             "metadata": {"name": self.name, "namespace": self.namespace, "labels": {"app.kubernetes.io/name": "llm-autoscaler"}},
             "data": data,
         }
-        self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        with translated(Rule("", "configmaps", ("create",), self.namespace)):
+            self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
 
 
 class InMemoryStateStore:

@@ -88,7 +88,7 @@ def test_a_damaged_record_is_skipped_with_a_warning_and_the_others_load(kmock_cl
 
 def test_a_forbidden_read_is_unavailable_state_naming_the_rbac_rule(kmock_cluster):
     kmock_cluster.fail_next("get", CM_PATH, 403)
-    with pytest.raises(StateUnavailable, match=r"resources \[configmaps\], verbs \[get\], in namespace llm-autoscaler"):
+    with pytest.raises(StateUnavailable, match=r'needs RBAC: apiGroups \[""\], resources \[configmaps\], verbs \[get\] in namespace llm-autoscaler$'):
         store(kmock_cluster).load()
 
 

@@ -78,7 +78,9 @@ def test_a_forbidden_node_list_leaves_the_pool_unknown_and_names_the_rbac_rule(k
     with capture_logs() as logs:
         assert NodeCapacity(cfg, kmock_cluster.api_client).read_capacities(now=0.0) == {}
     (entry,) = [e for e in logs if e["event"] == "cannot list the pool's nodes"]
-    assert entry["status"] == 403 and "ClusterRole allowing list on nodes" in entry["hint"]
+    assert entry["status"] == 403 and entry["hint"] == (
+        'the service account needs RBAC: apiGroups [""], resources [nodes], verbs [list] cluster-wide (a ClusterRole)'
+    )
 
 
 # -- whole ticks -------------------------------------------------------------------------------

@@ -147,6 +147,18 @@ def test_forbidden_names_the_missing_rbac_rule(kmock_cluster, make_targets):
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
 
 
+def test_a_forbidden_reread_after_a_conflict_names_the_get_it_needs(kmock_cluster, make_targets):
+    """The rule named is the one of the call refused: after a 409 the scale is read again, and
+    a Role that grants patch but not get is told to add get, not patch."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409)
+    kmock_cluster.fail_next("GET", SCALE.format("chat"), 403, status_body(403, "cannot get resource deployments/scale"))
+    action = read_and_apply(make_targets, config(model("chat")), 3)
+    assert action.outcome == "forbidden"
+    assert ("forbidden: the service account needs RBAC: apiGroups [apps], resources [deployments/scale], verbs [get] "
+            "in namespace ml (cannot get resource deployments/scale)") == action.detail
+
+
 def test_forbidden_list_leaves_that_namespace_unread(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.put(deployment("other", namespace="team-b", replicas=1))
@@ -265,7 +277,7 @@ def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluste
     assert action.outcome == "patched"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
     (warning,) = [e for e in logs if e["event"] == "could not record an Event for a scaling"]
-    assert "resources [events], verbs [create]" in warning["hint"]
+    assert warning["hint"] == 'the service account needs RBAC: apiGroups [""], resources [events], verbs [create] in namespace ml'
 
 
 def test_parallel_writers_overlap_their_waits_on_a_slow_api_and_each_model_is_written_once(kmock_cluster, events):

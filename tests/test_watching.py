@@ -255,7 +255,7 @@ def test_cluster_scope_forbidden_names_the_cluster_role_it_needs(kmock_cluster, 
         eventually(lambda: any(e["event"].startswith("forbidden by RBAC") for e in logs))
     assert cluster_cache.view("ml", now=clock.now()) is None
     error = next(e for e in logs if e["event"].startswith("forbidden by RBAC"))["error"]
-    assert "resources [deployments], verbs [list, watch] in all namespaces (a ClusterRole" in error
+    assert "apiGroups [apps], resources [deployments], verbs [list, watch] cluster-wide (a ClusterRole)" in error
 
 
 def test_an_unknown_watch_scope_is_refused_naming_the_allowed_ones(kmock_cluster):

@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
+
+from autoscaler.kube_errors import Failed, Forbidden, Rule, Unreachable, translated
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,6 @@ log = structlog.get_logger(__name__)
 MAX_QUEUED_EVENTS = 1000
 # (connect, read) seconds for one post: a hung API server holds up Events, never a tick.
 REQUEST_TIMEOUT_S = (3.0, 10.0)
-RBAC_HINT = 'the service account needs RBAC: apiGroups [""], resources [events], verbs [create] in namespace {namespace}'
 
 
 class EventSender:
@@ -135,11 +134,12 @@ class EventSender:
     def _post(self, body: Mapping, *, model: str) -> None:
         namespace = body["metadata"]["namespace"]
         try:
-            self._core.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            hint = RBAC_HINT.format(namespace=namespace) if err.status == 403 else ""
+            with translated(Rule("", "events", ("create",), namespace)):
+                self._core.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        except Failed as err:
+            hint = err.hint if isinstance(err, Forbidden) else ""
             log.warning("could not record an Event for a scaling", model=model, status=err.status, hint=hint)
-        except urllib3.exceptions.HTTPError as err:
+        except Unreachable as err:
             log.warning("could not record an Event for a scaling", model=model, error=str(err))
         except Exception:  # noqa: BLE001  the thread must outlive a bug in one post, or every later Event is lost
             log.exception("could not record an Event for a scaling", model=model)

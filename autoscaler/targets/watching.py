@@ -46,10 +46,10 @@ from dataclasses import dataclass
 import structlog
 import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from autoscaler.clock import Clock, SystemClock
+from autoscaler.kube_errors import Failed, Forbidden, Gone, NotFound, Rule, Unreachable, failure, translated
 from autoscaler.targets import WATCH_SCOPES
 
 log = structlog.get_logger(__name__)
@@ -145,10 +145,6 @@ def gpus_per_replica(spec: Mapping) -> int:
     return total
 
 
-class _Gone(Exception):
-    """The watch's resourceVersion is too old (410): list again."""
-
-
 class _Stream:
     """One (namespace, kind), or one kind in all namespaces (`namespace` None): a thread that
     lists, then watches, into items by namespace and name."""
@@ -166,8 +162,7 @@ class _Stream:
     ) -> None:
         self.namespace, self.kind = namespace, kind
         group, resource = {"Deployment": ("apps", "deployments"), "ScaledObject": ("keda.sh", "scaledobjects")}[kind]
-        where = f"in namespace {namespace}" if namespace else "in all namespaces (a ClusterRole, for --watch-scope cluster)"
-        self._rule = f"apiGroups [{group}], resources [{resource}], verbs [list, watch] {where}"
+        self._rule = Rule(group, resource, ("list", "watch"), namespace)
         self._call, self._facts, self._clock = call, facts, clock
         self._watch_timeout_s = watch_timeout_s
         self._optional = optional  # a 404 on the list means "none exist" (KEDA not installed)
@@ -210,32 +205,28 @@ class _Stream:
                     version = self._list()
                 version = self._watch(version)
                 backoff_s = BACKOFF_S[0]
-            except _Gone:
+            except Gone:  # as an ERROR event in the stream, or as the answer's status
                 log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
                 version = None
-            except ApiException as err:
+            except Failed as err:
                 if self._stopping.is_set():
                     break
-                if err.status == 410:  # the same, answered as an HTTP status rather than an event
-                    log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
-                    version = None
-                    continue
-                if err.status == 404 and self._optional:
+                if isinstance(err, NotFound) and self._optional:
                     self._replace({})
                     self._stopping.wait(CRD_RECHECK_S)
                     version = None
                     continue
-                if err.status == 403:  # the same words as the actuator's, for the same alert
-                    self._broken(f"the service account needs RBAC {self._rule}", event="forbidden by RBAC")
+                if isinstance(err, Forbidden):  # the same words as the actuator's, for the same alert
+                    self._broken(err.hint, event="forbidden by RBAC")
                 else:
-                    self._broken(f"API error {err.status} {err.reason}")
+                    self._broken(str(err))
                 version = None
                 self._stopping.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, BACKOFF_S[1])
             except Exception as err:  # noqa: BLE001  a thread that died would leave its counts frozen but trusted
                 if self._stopping.is_set():
                     break
-                expected = isinstance(err, (urllib3.exceptions.HTTPError, OSError, ValueError))
+                expected = isinstance(err, (Unreachable, urllib3.exceptions.HTTPError, OSError, ValueError))
                 if not expected:
                     log.exception("unexpected error in a watch", namespace=self.namespace, kind=self.kind)
                 self._broken(f"{type(err).__name__}: {err}")
@@ -244,7 +235,8 @@ class _Stream:
                 backoff_s = min(backoff_s * 2, BACKOFF_S[1])
 
     def _list(self) -> str | None:
-        response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, 30.0))
+        with translated(self._rule):
+            response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, 30.0))
         try:
             body = json.loads(response.data)
         finally:
@@ -265,14 +257,15 @@ class _Stream:
     def _watch(self, version: str | None) -> str | None:
         """Apply events until the watch ends; returns the resourceVersion to resume from."""
         kwargs = {"resource_version": version} if version else {}
-        response = self._call(
-            watch=True,
-            allow_watch_bookmarks=True,
-            timeout_seconds=max(round(self._watch_timeout_s), 1),  # 0 would mean no timeout
-            # A server that ignores timeoutSeconds, or a dead connection, is caught this much later.
-            _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + min(10.0, self._watch_timeout_s)),
-            **kwargs,
-        )
+        with translated(self._rule):
+            response = self._call(
+                watch=True,
+                allow_watch_bookmarks=True,
+                timeout_seconds=max(round(self._watch_timeout_s), 1),  # 0 would mean no timeout
+                # A server that ignores timeoutSeconds, or a dead connection, is caught this much later.
+                _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + min(10.0, self._watch_timeout_s)),
+                **kwargs,
+            )
         # stop() sets the flag, then shuts the socket of `_response`; set first, check second,
         # so whichever comes last sees the other, and no watch is left blocking.
         self._response = response
@@ -305,10 +298,8 @@ class _Stream:
 
     def _apply(self, event: Mapping) -> str | None:
         kind, obj = event.get("type"), event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Gone()
-            raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
+        if kind == "ERROR":  # a Status object
+            raise failure(obj.get("code"), obj.get("reason"), obj.get("message"), rule=self._rule)
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace", self.namespace)
         if kind in ("ADDED", "MODIFIED"):
