@@ -157,7 +157,7 @@ def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(promethe
     # The run did reach every path it was meant to: a sanity floor for the two checks above.
     verbs = {(c.resource, c.verb) for c in checks}
     assert {("deployments/scale", "get"), ("scaledobjects", "get"), ("events", "create"), ("leases", "create"),
-            ("nodes", "list"), ("replicasets", "list")} <= verbs
+            ("nodes", "list"), ("replicasets", "list"), ("horizontalpodautoscalers", "watch")} <= verbs
 
 
 def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmock_cluster):
@@ -172,8 +172,8 @@ def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmo
         cache.follow([ns, "another"])
         assert cache.wait_synced(timeout_s=10)
         deadline = time.monotonic() + 10  # the watches start after the lists
-        while len(kmock_cluster.requests("GET")) < 4:
-            assert time.monotonic() < deadline, "the cache did not start both watches"
+        while len(kmock_cluster.requests("GET")) < 6:
+            assert time.monotonic() < deadline, "the cache did not start its three watches"
             time.sleep(0.02)
     finally:
         cache.stop()

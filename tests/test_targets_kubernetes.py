@@ -18,7 +18,7 @@ from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from policies import Decision, Reading, Reason
-from tests.builders import config, deployment, model, scaled_object
+from tests.builders import config, deployment, horizontal_pod_autoscaler, model, scaled_object
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
 
@@ -225,6 +225,69 @@ def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster, make_target
     assert "ScaledObject chat-so" in action.detail
     assert not kmock_cluster.requests("PATCH")
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+def test_refuses_to_write_a_deployment_that_a_plain_hpa_scales_naming_the_hpa(kmock_cluster, make_targets):
+    """The HPA controller sets a Deployment's count back to its own within 15 s: writing it
+    would fight the HPA, as writing a KEDA-owned Deployment would fight KEDA's. kmock serves
+    the HPA through the watch cache's list, as the API server would."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.put(horizontal_pod_autoscaler("chat-cpu", deployment="chat"))
+    kmock_cluster.put(horizontal_pod_autoscaler("other-cpu", deployment="other"))
+    with capture_logs() as logs:
+        action = read_and_apply(make_targets, config(model("chat")), 3)
+    assert action.outcome == "refused"
+    assert "HorizontalPodAutoscaler chat-cpu" in action.detail and "other-cpu" not in action.detail
+    (refusal,) = [e for e in logs if e["event"] == "refusing to scale a Deployment that an HPA scales"]
+    assert "chat-cpu" in refusal["detail"] and refusal["model"] == "chat"
+    assert not kmock_cluster.requests("PATCH")
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+def test_an_hpa_created_later_is_seen_by_the_watch_and_refused(kmock_cluster, events):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    cfg = config(model("chat"))
+    cache = WatchCache(kmock_cluster.api_client)
+    try:
+        cache.follow(cfg.namespaces)
+        assert cache.wait_synced(timeout_s=10)
+        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=events)
+        k8s.AutoscalingV2Api(kmock_cluster.api_client).create_namespaced_horizontal_pod_autoscaler(
+            "ml", horizontal_pod_autoscaler("chat-cpu", deployment="chat")
+        )
+        deadline = time.monotonic() + 10
+        while not cache.view("ml", now=0.0).autoscalers:  # the watch's ADDED event
+            assert time.monotonic() < deadline, "the watch did not see the HPA"
+            time.sleep(0.02)
+        targets.read_states(now=0.0)
+        action = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
+    finally:
+        cache.stop()
+    assert action.outcome == "refused" and "HorizontalPodAutoscaler chat-cpu" in action.detail
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+def test_kedas_own_hpa_does_not_block_its_scaled_object(kmock_cluster, make_targets):
+    """KEDA makes an HPA for each ScaledObject; writing through the ScaledObject is the way in."""
+    kmock_cluster.put(deployment("tail", replicas=2))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
+    kmock_cluster.put(horizontal_pod_autoscaler("keda-hpa-tail-so", deployment="tail", made_by_keda_for="tail-so"))
+    cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
+    action = read_and_apply(make_targets, cfg, 3, name="tail")
+    assert action.outcome == "patched"
+
+
+def test_a_namespace_whose_hpas_cannot_be_listed_is_not_read(kmock_cluster, make_targets):
+    """Missing is not zero: a namespace where nobody can say whether an HPA scales a target is
+    skipped, its 403 naming the rule to grant."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.fail_next("GET", "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers", 403, times=1_000)
+    with capture_logs() as logs:
+        states = make_targets(config(model("chat")), sync_s=1.0).read_states(now=0.0)
+    assert states == {}
+    forbidden = [e for e in logs if e["event"].startswith("forbidden by RBAC")]
+    assert ("the service account needs RBAC: apiGroups [autoscaling], resources [horizontalpodautoscalers], "
+            "verbs [list, watch] in namespace ml") in forbidden[0]["error"]
 
 
 @pytest.mark.parametrize("status", [500, 503])

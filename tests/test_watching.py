@@ -205,6 +205,7 @@ def test_a_watch_silent_past_its_timeout_counts_as_broken_since_it_last_spoke(km
 # -- watch scope "cluster": one list and watch per kind, across namespaces ---------------------
 
 ALL_DEPLOYMENTS, ALL_SCALEDOBJECTS = "/apis/apps/v1/deployments", "/apis/keda.sh/v1alpha1/scaledobjects"
+ALL_AUTOSCALERS = "/apis/autoscaling/v2/horizontalpodautoscalers"
 
 
 @pytest.fixture
@@ -220,10 +221,10 @@ def test_cluster_scope_lists_and_watches_each_kind_once_for_every_namespace(kmoc
     kmock_cluster.put(scaled_object("tail-so", deployment="tail", namespace="nlp"))
     cluster_cache.follow(["ml", "nlp"])
     assert cluster_cache.wait_synced(timeout_s=10)
-    eventually(lambda: len(kmock_cluster.requests("GET")) >= 4)  # the watches start after the lists
+    eventually(lambda: len(kmock_cluster.requests("GET")) >= 6)  # the watches start after the lists
     paths = sorted({(r.url.path, r.params.get("watch") == "true") for r in kmock_cluster.requests("GET")})
-    assert paths == [(ALL_DEPLOYMENTS, False), (ALL_DEPLOYMENTS, True), (ALL_SCALEDOBJECTS, False), (ALL_SCALEDOBJECTS, True)]
-    assert len(kmock_cluster.requests("GET")) == 4  # a list and a watch of each kind, whatever the namespaces
+    assert paths == sorted((path, watch) for path in (ALL_DEPLOYMENTS, ALL_SCALEDOBJECTS, ALL_AUTOSCALERS) for watch in (False, True))
+    assert len(kmock_cluster.requests("GET")) == 6  # a list and a watch of each kind, whatever the namespaces
     # Kept apart by namespace, and only the followed ones are seen.
     assert replicas(cluster_cache, clock, "chat", "ml") == 2
     assert set(cluster_cache.view("nlp", now=clock.now()).scaled_objects) == {"tail-so"}

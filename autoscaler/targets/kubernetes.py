@@ -66,9 +66,11 @@ class KubernetesTargets:
         self._models_by_namespace: dict[str, list[ModelConfig]] = {}
         for model in config.models:
             self._models_by_namespace.setdefault(model.namespace, []).append(model)
-        # As of the last read: Deployment name -> the ScaledObject that owns it, per namespace;
-        # and each ScaledObject, so that a hold needs no API call.
+        # As of the last read: Deployment name -> the ScaledObject that owns it, and -> the
+        # plain HPAs that scale it, per namespace; and each ScaledObject, so that a hold needs
+        # no API call.
         self._owners: dict[str, dict[str, str]] = {}
+        self._autoscaled: dict[str, dict[str, list[str]]] = {}
         self._scaled_objects: dict[tuple[str, str], ScaledObjectFacts] = {}
 
     # -- reading ---------------------------------------------------------------------------
@@ -85,6 +87,12 @@ class KubernetesTargets:
             self._owners[namespace] = {
                 so.target_name: name for name, so in view.scaled_objects.items() if so.target_kind == "Deployment"
             }
+            autoscaled: dict[str, list[str]] = {}
+            for name, hpa in sorted(view.autoscalers.items()):
+                # KEDA's own HPA for a ScaledObject is already refused as that ScaledObject.
+                if hpa.target_kind == "Deployment" and hpa.target_name and not hpa.made_by_keda:
+                    autoscaled.setdefault(hpa.target_name, []).append(name)
+            self._autoscaled[namespace] = autoscaled
             for name, so in view.scaled_objects.items():
                 self._scaled_objects[(namespace, name)] = so
             rolling: dict[str, str] = {}  # model -> its Deployment, for pooled models mid-rollout
@@ -159,7 +167,8 @@ class KubernetesTargets:
         """Compare with the state read this tick and patch only a difference: a hold costs no
         API call. After a 409 (someone wrote in between) read the object again and decide
         again whether a patch is still needed. 404: this model is skipped, the others go on.
-        403: an error naming the RBAC rule that is missing."""
+        403: an error naming the RBAC rule that is missing. A Deployment that a ScaledObject
+        owns, or that a plain HPA scales, is refused: the other controller would undo the write."""
         target = model.target
         if target.kind == "Deployment":
             owner = self._owners.get(model.namespace, {}).get(target.name)
@@ -169,6 +178,15 @@ class KubernetesTargets:
                     f"the Deployment. Set target kind: ScaledObject, name: {owner}"
                 )
                 log.error("refusing to scale a KEDA-managed Deployment", model=model.name, namespace=model.namespace, detail=detail)
+                return Action(model.name, "refused", detail)
+            autoscalers = self._autoscaled.get(model.namespace, {}).get(target.name)
+            if autoscalers:
+                names = ", ".join(autoscalers)
+                detail = (
+                    f"Deployment {target.name} is scaled by HorizontalPodAutoscaler {names}; it would undo a write to "
+                    f"the Deployment, and the two would fight over its count. Delete the HPA, or leave this model out"
+                )
+                log.error("refusing to scale a Deployment that an HPA scales", model=model.name, namespace=model.namespace, detail=detail)
                 return Action(model.name, "refused", detail)
         for attempt in range(CONFLICT_RETRIES):
             try:

@@ -1,18 +1,24 @@
-"""A watch-backed cache of the Deployments and ScaledObjects in the configured namespaces.
+"""A watch-backed cache of the Deployments, ScaledObjects and HorizontalPodAutoscalers in the
+configured namespaces.
 
-Why: listing every namespace every tick costs two requests per namespace per tick, each
-returning whole objects: 100 requests a tick at 50 namespaces, most of them saying nothing
-new. A watch lists once, then receives only the changes, on one long request per namespace
-and kind that the API server ends every `watch_timeout_s` and the cache resumes at once.
+HPAs are kept only to know which Deployments one scales: a Deployment target that a plain HPA
+also scales would be fought over (the HPA sets its count back within 15 s), so the actuator
+refuses it, as it refuses a Deployment that a ScaledObject owns.
+
+Why a watch: listing every namespace every tick costs one request per kind and namespace per
+tick, each returning whole objects: 150 requests a tick at 50 namespaces, most of them saying
+nothing new. A watch lists once, then receives only the changes, on one long request per
+namespace and kind that the API server ends every `watch_timeout_s` and the cache resumes at
+once.
 
 Scope (`autoscaler run --watch-scope`):
 - "namespaces" (the default, least privilege): one list and watch per namespace and kind, so
   a Role in each configured namespace suffices (deploy/rbac.yaml);
 - "cluster": one list and watch per kind over all namespaces, kept for the followed ones only,
-  as controller-runtime's default cache does. 2 streams instead of 2 per namespace (100 at 50
+  as controller-runtime's default cache does. 3 streams instead of 3 per namespace (150 at 50
   namespaces, and as many reconnects a minute), for a ClusterRole that may list and watch
-  Deployments and ScaledObjects everywhere (deploy/rbac-cluster-watch.yaml). Its list carries
-  every Deployment of the cluster, of which only four numbers each are kept.
+  Deployments, ScaledObjects and HPAs everywhere (deploy/rbac-cluster-watch.yaml). Its list
+  carries every Deployment of the cluster, of which only four numbers each are kept.
 
 Lifecycle: `follow(namespaces)` starts the threads (one per stream) and stops those of
 namespaces no longer followed (a reloaded config); `wait_synced` blocks until each has listed
@@ -25,8 +31,8 @@ Each thread lists, then watches from the list's resourceVersion:
 - any other error is logged, and the thread lists again after a backoff (0.5 s doubling to
   30 s): a relist cannot miss an event that happened during the break.
 
-Only the fields the daemon reads are kept (`DeploymentFacts`, `ScaledObjectFacts`), not whole
-objects: a Deployment's pod template alone is kilobytes.
+Only the fields the daemon reads are kept (`DeploymentFacts`, `ScaledObjectFacts`,
+`AutoscalerFacts`), not whole objects: a Deployment's pod template alone is kilobytes.
 
 Missing is not zero: a namespace that has not listed yet, or whose watch has been broken for
 longer than `max_stale_s`, has no view, and its models are skipped by the controller rather
@@ -88,11 +94,21 @@ class ScaledObjectFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoscalerFacts:
+    """A HorizontalPodAutoscaler: what it scales, and whether KEDA made it for a ScaledObject."""
+
+    target_kind: str | None
+    target_name: str | None
+    made_by_keda: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceView:
-    """One namespace as of the last event: Deployments and ScaledObjects by name."""
+    """One namespace as of the last event: Deployments, ScaledObjects and HPAs by name."""
 
     deployments: Mapping[str, DeploymentFacts]
     scaled_objects: Mapping[str, ScaledObjectFacts]
+    autoscalers: Mapping[str, AutoscalerFacts]
 
 
 def deployment_facts(raw: Mapping) -> DeploymentFacts:
@@ -134,6 +150,16 @@ def scaled_object_facts(raw: Mapping) -> ScaledObjectFacts:
     )
 
 
+def autoscaler_facts(raw: Mapping) -> AutoscalerFacts:
+    target = (raw.get("spec") or {}).get("scaleTargetRef") or {}
+    owners = (raw.get("metadata") or {}).get("ownerReferences") or []
+    return AutoscalerFacts(
+        target_kind=target.get("kind"),
+        target_name=target.get("name"),
+        made_by_keda=any(o.get("kind") == "ScaledObject" for o in owners),
+    )
+
+
 def gpus_per_replica(spec: Mapping) -> int:
     """Sum of the containers' nvidia.com/gpu limits in the pod template of a Deployment's or
     ReplicaSet's spec, as the API serves it."""
@@ -161,7 +187,11 @@ class _Stream:
         optional: bool,
     ) -> None:
         self.namespace, self.kind = namespace, kind
-        group, resource = {"Deployment": ("apps", "deployments"), "ScaledObject": ("keda.sh", "scaledobjects")}[kind]
+        group, resource = {
+            "Deployment": ("apps", "deployments"),
+            "ScaledObject": ("keda.sh", "scaledobjects"),
+            "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+        }[kind]
         self._rule = Rule(group, resource, ("list", "watch"), namespace)
         self._call, self._facts, self._clock = call, facts, clock
         self._watch_timeout_s = watch_timeout_s
@@ -339,12 +369,14 @@ class WatchCache:
         self._client = k8s.ApiClient(configuration)
         self._apps = k8s.AppsV1Api(self._client)
         self._custom = k8s.CustomObjectsApi(self._client)
+        self._autoscaling = k8s.AutoscalingV2Api(self._client)
         self._clock = clock or SystemClock()
         self._max_stale_s = max_stale_s
         self._watch_timeout_s = watch_timeout_s
         self._scope = scope
-        # By namespace; in cluster scope one pair under None, whatever the namespaces followed.
-        self._streams: dict[str | None, tuple[_Stream, _Stream]] = {}
+        # By namespace, one stream per kind; in cluster scope one set under None, whatever the
+        # namespaces followed.
+        self._streams: dict[str | None, tuple[_Stream, _Stream, _Stream]] = {}
         self._followed: frozenset[str] = frozenset()
 
     def follow(self, namespaces: Iterable[str]) -> None:
@@ -354,20 +386,23 @@ class WatchCache:
             for stream in self._streams.pop(namespace):
                 stream.stop()
         for namespace in sorted(wanted - set(self._streams), key=str):
-            pair = (
+            kinds = (
                 self._stream(namespace, "Deployment", self._deployments(namespace), deployment_facts, optional=False),
                 self._stream(namespace, "ScaledObject", self._scaled_objects(namespace), scaled_object_facts, optional=True),
+                # Not optional: without them a Deployment that an HPA scales would be written
+                # against it, so a namespace whose HPAs cannot be listed is not in sync.
+                self._stream(namespace, "HorizontalPodAutoscaler", self._autoscalers(namespace), autoscaler_facts, optional=False),
             )
-            self._streams[namespace] = pair
-            for stream in pair:
+            self._streams[namespace] = kinds
+            for stream in kinds:
                 stream.start()
 
     def wait_synced(self, timeout_s: float) -> bool:
         """True when every followed namespace has listed once within `timeout_s`."""
         # A timeout, not a decision's time: monotonic, outside the Clock.
         deadline = time.monotonic() + timeout_s
-        for pair in list(self._streams.values()):
-            for stream in pair:
+        for kinds in list(self._streams.values()):
+            for stream in kinds:
                 if not stream.synced.wait(max(deadline - time.monotonic(), 0.0)):
                     return False
         return True
@@ -377,20 +412,20 @@ class WatchCache:
         watch broken for longer than max_stale_s (measured on the clock, against `now`)."""
         if namespace not in self._followed:
             return None
-        pair = self._streams.get(None if self._scope == "cluster" else namespace)
-        if pair is None:
+        kinds = self._streams.get(None if self._scope == "cluster" else namespace)
+        if kinds is None:
             return None
-        for stream in pair:
+        for stream in kinds:
             if not stream.synced.is_set():
                 return None
             broken_since = stream.broken_since
             if broken_since is not None and now - broken_since > self._max_stale_s:
                 return None
-        deployments, scaled_objects = (stream.snapshot(namespace) for stream in pair)
-        return NamespaceView(deployments=deployments, scaled_objects=scaled_objects)
+        deployments, scaled_objects, autoscalers = (stream.snapshot(namespace) for stream in kinds)
+        return NamespaceView(deployments=deployments, scaled_objects=scaled_objects, autoscalers=autoscalers)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        streams = [stream for pair in self._streams.values() for stream in pair]
+        streams = [stream for kinds in self._streams.values() for stream in kinds]
         self._streams.clear()
         for stream in streams:
             stream.stop()
@@ -420,3 +455,8 @@ class WatchCache:
         if namespace is None:
             return lambda **kw: self._custom.list_cluster_custom_object(_preload_content=False, **KEDA, **kw)
         return lambda **kw: self._custom.list_namespaced_custom_object(namespace=namespace, _preload_content=False, **KEDA, **kw)
+
+    def _autoscalers(self, namespace: str | None) -> Callable[..., urllib3.HTTPResponse]:
+        if namespace is None:
+            return lambda **kw: self._autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces(_preload_content=False, **kw)
+        return lambda **kw: self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace, _preload_content=False, **kw)
