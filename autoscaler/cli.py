@@ -17,15 +17,19 @@ import argparse
 import errno
 import math
 import os
+import re
 import signal
 import socket
 import sys
 import threading
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from autoscaler.bundled import bundled_config_path, bundled_trace_path
 from autoscaler.config import (
@@ -38,32 +42,16 @@ from autoscaler.config import (
     read_config,
     redacted_url,
 )
-from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
-from autoscaler.targets import WATCH_SCOPES
+from autoscaler.reference import allowed
+from autoscaler.settings import Settings, leaf_fields
 
 EXIT_USAGE = 2
-# At shutdown, the queued Events get this long to be sent: well inside the pod's 60 s grace
-# period (deploy/deployment.yaml), which the Lease's release must also fit in.
-EVENTS_FLUSH_S = 10.0
-# As the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs: a first tick at 1,000
-# models writes about 120 counts, which one at a time take longer than the tick may.
-WRITE_WORKERS = 5
 # What `autoscaler simulate` prints: the simulator left the product for the lab, and a user who
 # types the old command learns where it went in one line.
 SIMULATE_MOVED = ("simulate: the closed-loop simulator is lab code, not part of the installed autoscaler; "
                   "from a checkout: pip install -e '.[lab]', then python -m simulations simulate --help")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
 
 
 def _whole_from_1_to_64(one_means: str) -> Callable[[str], int]:
@@ -79,7 +67,6 @@ def _whole_from_1_to_64(one_means: str) -> Callable[[str], int]:
     return parse
 
 
-_workers = _whole_from_1_to_64("one write at a time")
 _processes = _whole_from_1_to_64("this process alone")
 
 
@@ -125,14 +112,68 @@ def _step_s(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
+_NOUNS = {int: "a whole number", float: "a number", str: "a name"}
+
+
+def _add_settings_flags(run: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """One flag per setting (autoscaler.settings), in a group per sub-model; returns the
+    leadership group, which the flags outside the model join."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for path, field in leaf_fields():
+        where: argparse._ActionsContainer = run
+        if len(path) > 1:
+            model = Settings.model_fields[path[0]].annotation
+            title = (model.__doc__ or path[0]).strip().splitlines()[0]
+            where = groups.setdefault(path[0], run.add_argument_group(title))
+        flag = "--" + path[-1].replace("_", "-")
+        meaning = " ".join((field.description or "").split()).replace("%", "%%")
+        if field.annotation is bool:
+            where.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=meaning)
+            continue
+        help_text = f"{meaning} Default: {field.default!r}."
+        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else None
+        where.add_argument(flag, choices=choices, type=None if choices else _setting_value(field),
+                           default=argparse.SUPPRESS, metavar=None if choices else _metavar(path[-1], field), help=help_text)
+    return groups["leader"]
+
+
+def _metavar(name: str, field: FieldInfo) -> str:
+    return "SECONDS" if name.endswith("_s") else {int: "N", str: "NAME"}.get(field.annotation, "VALUE")
+
+
+def _setting_value(field: FieldInfo) -> Callable[[str], object]:
+    """Parses one flag's text as its field does, bounds included, so `--write-workers 0` is
+    answered by argparse with what is allowed."""
+    annotation = typing.Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    adapter: TypeAdapter = TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
+    bounds = allowed(field)
+    noun = _NOUNS[field.annotation] + (f" {bounds}" if bounds else "")
+
+    def parse(text: str) -> object:
+        try:
+            return adapter.validate_python(text)
+        except ValidationError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; {noun}") from None
+
+    return parse
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings the flags given make, every other one at its default. Rules across flags
+    (the lease timings' order, writes inside the renew margin) are answered here, by flag."""
+    given = vars(args)
+    nested: dict[str, dict[str, object]] = {}
+    top: dict[str, object] = {}
+    for path, _ in leaf_fields():
+        if path[-1] in given:
+            (nested.setdefault(path[0], {}) if len(path) > 1 else top)[path[-1]] = given[path[-1]]
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; from 1 to 65535, or 0 to serve none")
-    return value
+        return Settings.model_validate({**top, **nested})
+    except ValidationError as err:
+        names = "|".join(path[-1] for path, _ in leaf_fields())
+        problems = [re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), e["msg"].removeprefix("Value error, "))
+                    for e in err.errors()]
+        raise ConfigError("; ".join(problems)) from None
 
 
 def _replay_ticks(*, start_s: float, end_s: float, step_s: float, span: str) -> None:
@@ -158,28 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of the in-cluster service account")
     run.add_argument("--context", help="kubeconfig context")
     run.add_argument("--once", action="store_true", help="run one tick and exit")
-    run.add_argument("--metrics-port", type=_port, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
-    run.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
-                     help="namespaces: list and watch Deployments and ScaledObjects in each configured namespace "
-                          "(a Role in each, deploy/rbac.yaml); cluster: once across all namespaces (a ClusterRole, "
-                          "deploy/rbac-cluster-watch.yaml): 2 watches instead of 2 per namespace")
-    run.add_argument("--write-workers", type=_workers, default=WRITE_WORKERS,
-                     help="writes to the cluster in flight at once within a tick, each model's one at a time "
-                          "(the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs is 5)")
-    ha = run.add_argument_group("running as two replicas (ignored with --dry-run, which writes nothing)")
+    ha = _add_settings_flags(run)
     ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
                     "default: the pod's (service-account namespace file or POD_NAMESPACE)")
-    ha.add_argument("--leader-elect", action="store_true", help="act only while holding the Lease --lease-name")
-    ha.add_argument("--lease-name", default="llm-autoscaler", help="the coordination.k8s.io/v1 Lease to hold")
     ha.add_argument("--identity", help="this replica's name in the Lease; default: POD_NAME, else host name and pid")
-    ha.add_argument("--lease-duration-s", type=_positive, default=LeaseTimings().lease_duration_s,
-                    help="a standby takes over this long after the leader's last renewal")
-    ha.add_argument("--renew-deadline-s", type=_positive, default=LeaseTimings().renew_deadline_s,
-                    help="a leader that could not renew for this long stops acting (less than the lease duration)")
-    ha.add_argument("--retry-period-s", type=_positive, default=LeaseTimings().retry_period_s,
-                    help="seconds between election rounds")
-    ha.add_argument("--state-configmap", default="llm-autoscaler-state",
-                    help="ConfigMap that keeps policy state across restarts and failovers ('' to keep none)")
 
     replay = commands.add_parser("replay", help="replay a recorded metric trace through the controller")
     replay.add_argument("--trace", type=Path, help="native CSV(.gz) or query_range JSON; default: the bundled BurstGPT trace")
@@ -324,31 +347,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.targets.watching import WatchCache
     from autoscaler.telemetry import Telemetry
 
+    settings = _settings(args)
     config = load_config(args.config)
-    timings = _lease_timings(args)
+    timings = settings.leader
     clock = SystemClock()
-    telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
-    server = _serve(telemetry, args.metrics_port) if args.metrics_port else None  # a port taken fails before any API call
+    telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s, health_grace_s=settings.health_grace_s)
+    # A port taken fails before any API call.
+    server = _serve(telemetry, settings.metrics_port) if settings.metrics_port else None
     writes = not args.dry_run
     try:
         api_client = _api_client(args)
-        namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
+        namespace = _own_namespace(args) if writes and (timings.leader_elect or timings.state_configmap) else None
     except ConfigError:
         if server is not None:
             server.shutdown()
             server.server_close()
         raise
-    cache = WatchCache(api_client, clock=clock, scope=args.watch_scope)
-    events = EventSender(api_client, on_dropped=telemetry.event_dropped)
+    cache = WatchCache(api_client, clock=clock, settings=settings.watch, api=settings.api)
+    events = EventSender(api_client, capacity=settings.events.events_queue_size, api=settings.api, on_dropped=telemetry.event_dropped)
     elector = None
-    if writes and args.leader_elect:
-        elector = LeaseElector(api_client, namespace=namespace, name=args.lease_name, identity=_identity(args),
-                               timings=timings, on_change=lambda leading: telemetry.leader.set(int(leading)))
+    if writes and timings.leader_elect:
+        elector = LeaseElector(api_client, namespace=namespace, name=timings.lease_name, identity=_identity(args),
+                               timings=timings, api=settings.api, on_change=lambda leading: telemetry.leader.set(int(leading)))
         telemetry.leader.set(0)
 
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
-        targets = KubernetesTargets(config, api_client, cache=cache, events=events)
+        targets = KubernetesTargets(config, api_client, cache=cache, events=events, api=settings.api)
         if args.dry_run:
             targets = DryRunTargets(targets)
         elif elector is not None:
@@ -357,11 +382,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             config,
             metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
             targets=targets,
-            pools=NodeCapacity(config, api_client),
-            write_workers=1 if args.dry_run else args.write_workers,  # a dry run writes nothing
+            pools=NodeCapacity(config, api_client, api=settings.api),
+            write_workers=1 if args.dry_run else settings.write_workers,  # a dry run writes nothing
         )
 
-    store = ConfigMapStateStore(api_client, namespace=namespace, name=args.state_configmap) if namespace and args.state_configmap else None
+    store = (
+        ConfigMapStateStore(api_client, namespace=namespace, name=timings.state_configmap, api=settings.api)
+        if namespace and timings.state_configmap else None
+    )
     controller = FailoverController(
         ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store
     )
@@ -392,7 +420,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         cache.stop()
         # Before the Lease goes: the Events of the last tick's writes, within the grace period.
-        events.stop(timeout_s=EVENTS_FLUSH_S)
+        events.stop(timeout_s=settings.events.events_flush_s)
         if election is not None:  # hand the Lease over at once: the standby need not wait it out
             election_stop.set()
             election.join(timeout=timings.retry_period_s + 10)
@@ -411,13 +439,6 @@ class _EventsAfterTicks:
     def tick(self, *, now: float):
         with self._events.held():
             return self._controller.tick(now=now)
-
-
-def _lease_timings(args: argparse.Namespace) -> LeaseTimings:
-    try:
-        return LeaseTimings(args.lease_duration_s, args.renew_deadline_s, args.retry_period_s)
-    except ValueError as err:
-        raise ConfigError(f"--lease-duration-s, --renew-deadline-s, --retry-period-s: {err}") from None
 
 
 def _own_namespace(args: argparse.Namespace) -> str:

@@ -29,29 +29,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.clock import Clock
+from autoscaler.settings import ApiSettings, LeaderSettings
 
 log = structlog.get_logger(__name__)
-
-REQUEST_TIMEOUT_S = (2.0, 5.0)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseTimings:
-    """client-go's defaults. `renew_deadline_s` < `lease_duration_s` is what keeps two leaders
-    from overlapping; the gap (5 s) must exceed the longest a tick's writes can run after the
-    last leadership check (one API call, at most REQUEST_TIMEOUT_S of the actuator)."""
-
-    lease_duration_s: float = 15.0
-    renew_deadline_s: float = 10.0
-    retry_period_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
-            raise ValueError(
-                "lease timings need 0 < retry_period_s < renew_deadline_s < lease_duration_s, got "
-                f"{self.retry_period_s:g} < {self.renew_deadline_s:g} < {self.lease_duration_s:g}"
-            )
-
 
 @dataclass(frozen=True, slots=True)
 class _Record:
@@ -68,12 +48,14 @@ class LeaseElector:
         namespace: str,
         name: str,
         identity: str,
-        timings: LeaseTimings = LeaseTimings(),
+        timings: LeaderSettings = LeaderSettings(),
+        api: ApiSettings = ApiSettings(),
         on_change: Callable[[bool], None] = lambda leading: None,
     ) -> None:
         self._api = k8s.CoordinationV1Api(api_client)
         self.namespace, self.name, self.identity = namespace, name, identity
         self.timings = timings
+        self._request_timeout_s = api.request_timeout_s
         self._on_change = on_change
         self._observed: _Record | None = None
         self._observed_at: float | None = None
@@ -111,7 +93,7 @@ class LeaseElector:
         with self._lock:
             self._renewed_at = None
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._request_timeout_s)
             if lease.spec.holder_identity != self.identity:
                 return
             self._patch(lease.metadata.resource_version, {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": _stamp(now)})
@@ -132,7 +114,7 @@ class LeaseElector:
 
     def _round(self, now: float) -> bool:
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._request_timeout_s)
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -180,7 +162,7 @@ class LeaseElector:
             },
         }
         try:
-            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._request_timeout_s)
         except ApiException as err:
             if err.status == 409:  # created by another replica in between
                 return False
@@ -195,7 +177,7 @@ class LeaseElector:
         # changed since it was read: optimistic concurrency without PUT.
         metadata = {"resourceVersion": resource_version} if resource_version else {}
         self._api.patch_namespaced_lease(
-            self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=REQUEST_TIMEOUT_S
+            self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=self._request_timeout_s
         )
 
     def _report(self, leading: bool) -> None:

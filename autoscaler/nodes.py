@@ -25,7 +25,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config
-from autoscaler.targets.kubernetes import REQUEST_TIMEOUT_S, _message, _Rule
+from autoscaler.settings import ApiSettings
+from autoscaler.targets.kubernetes import _message, _Rule
 
 log = structlog.get_logger(__name__)
 
@@ -34,8 +35,9 @@ LIST_NODES = _Rule("", "nodes", "list")
 
 
 class NodeCapacity:
-    def __init__(self, config: Config, api_client: k8s.ApiClient) -> None:
+    def __init__(self, config: Config, api_client: k8s.ApiClient, *, api: ApiSettings = ApiSettings()) -> None:
         self._config = config
+        self._request_timeout_s = api.request_timeout_s
         self._core = k8s.CoreV1Api(api_client)
 
     def read_capacities(self, *, now: float) -> Mapping[str, int]:
@@ -43,7 +45,7 @@ class NodeCapacity:
         for pool in self._config.node_pools:
             selector = ",".join(f"{key}={value}" for key, value in sorted(pool.node_selector.items()))
             try:
-                nodes = self._core.list_node(label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S).items
+                nodes = self._core.list_node(label_selector=selector, _request_timeout=self._request_timeout_s).items
             except urllib3.exceptions.HTTPError as err:
                 log.error("Kubernetes API unreachable; the pool's nodes are not read this tick", pool=pool.name, error=str(err))
                 continue

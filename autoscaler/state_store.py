@@ -33,11 +33,11 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from autoscaler.settings import ApiSettings
 from policies import PolicyState
 
 log = structlog.get_logger(__name__)
 
-REQUEST_TIMEOUT_S = (3.0, 10.0)
 _KEY = re.compile(r"^[-._a-zA-Z0-9]{1,200}$")
 _TIMES = ("idle_since", "starting_since", "last_scale_up_at", "last_scale_down_at")
 _RATES = ("service_rate_per_replica", "service_rate_estimate")
@@ -118,14 +118,15 @@ def key_of(model: str) -> str:
 
 
 class ConfigMapStateStore:
-    def __init__(self, api_client: k8s.ApiClient, *, namespace: str, name: str) -> None:
+    def __init__(self, api_client: k8s.ApiClient, *, namespace: str, name: str, api: ApiSettings = ApiSettings()) -> None:
         self._core = k8s.CoreV1Api(api_client)
+        self._request_timeout_s = api.request_timeout_s
         self.namespace, self.name = namespace, name
         self._stored: dict[str, dict] | None = None  # what the ConfigMap holds, as of our last read or write
 
     def load(self) -> dict[str, dict]:
         try:
-            config_map = self._core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            config_map = self._core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=self._request_timeout_s)
         except ApiException as err:
             if err.status == 404:
                 self._stored = {}
@@ -177,7 +178,7 @@ class ConfigMapStateStore:
 
     def _write(self, changes: dict[str, str | None], wanted: dict[str, dict]) -> None:
         try:
-            self._core.patch_namespaced_config_map(self.name, self.namespace, {"data": changes}, _request_timeout=REQUEST_TIMEOUT_S)
+            self._core.patch_namespaced_config_map(self.name, self.namespace, {"data": changes}, _request_timeout=self._request_timeout_s)
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -191,7 +192,7 @@ class ConfigMapStateStore:
             "metadata": {"name": self.name, "namespace": self.namespace, "labels": {"app.kubernetes.io/name": "llm-autoscaler"}},
             "data": data,
         }
-        self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=self._request_timeout_s)
 
 
 class InMemoryStateStore:

@@ -26,16 +26,19 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from autoscaler.clock import Clock
 from autoscaler.controller import Outcome
+from autoscaler.settings import Settings
 
 API_ERROR_OUTCOMES = frozenset({"missing", "forbidden", "failed", "refused"})
-HEALTH_GRACE_S = 30.0
 
 
 class Telemetry:
-    def __init__(self, *, clock: Clock, interval_s: float, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, *, clock: Clock, interval_s: float, health_grace_s: float = Settings().health_grace_s, registry: CollectorRegistry | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self._clock = clock
         self._interval_s = interval_s
+        self._health_grace_s = health_grace_s
         self._started_at = clock.now()
         self.last_tick_at: float | None = None
         self.decisions = Counter(
@@ -93,7 +96,7 @@ class Telemetry:
 
     def healthy(self) -> bool:
         since = self.last_tick_at if self.last_tick_at is not None else self._started_at
-        return self._clock.now() - since <= 3 * self._interval_s + HEALTH_GRACE_S
+        return self._clock.now() - since <= 3 * self._interval_s + self._health_grace_s
 
 
 def wsgi_app(telemetry: Telemetry) -> Callable:

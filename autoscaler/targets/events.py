@@ -37,13 +37,10 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from autoscaler.settings import ApiSettings, EventSettings
+
 log = structlog.get_logger(__name__)
 
-# client-go's maxQueuedEvents. One Event per changed count, at most one per model per tick: a
-# first tick that changes every count of 1,000 models still fits.
-MAX_QUEUED_EVENTS = 1000
-# (connect, read) seconds for one post: a hung API server holds up Events, never a tick.
-REQUEST_TIMEOUT_S = (3.0, 10.0)
 RBAC_HINT = 'the service account needs RBAC: apiGroups [""], resources [events], verbs [create] in namespace {namespace}'
 
 
@@ -52,7 +49,8 @@ class EventSender:
         self,
         api_client: k8s.ApiClient,
         *,
-        capacity: int = MAX_QUEUED_EVENTS,
+        capacity: int = EventSettings().events_queue_size,
+        api: ApiSettings = ApiSettings(),
         on_dropped: Callable[[str, int], None] = lambda reason, count: None,
     ) -> None:
         """`on_dropped(reason, count)`: reason "queue_full" or "shutdown"."""
@@ -60,6 +58,8 @@ class EventSender:
             raise ValueError(f"capacity: {capacity} is not allowed; an Event queue holds at least 1")
         self._core = k8s.CoreV1Api(api_client)
         self._capacity = capacity
+        # A hung API server holds up Events, never a tick: they are posted from their own thread.
+        self._request_timeout_s = api.request_timeout_s
         self._on_dropped = on_dropped
         self._changed = threading.Condition()
         self._queue: deque[tuple[Mapping, str]] = deque()
@@ -135,7 +135,7 @@ class EventSender:
     def _post(self, body: Mapping, *, model: str) -> None:
         namespace = body["metadata"]["namespace"]
         try:
-            self._core.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+            self._core.create_namespaced_event(namespace, body, _request_timeout=self._request_timeout_s)
         except ApiException as err:
             hint = RBAC_HINT.format(namespace=namespace) if err.status == 403 else ""
             log.warning("could not record an Event for a scaling", model=model, status=err.status, hint=hint)

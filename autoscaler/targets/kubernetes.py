@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config, ModelConfig
+from autoscaler.settings import ApiSettings
 from autoscaler.targets import Action, TargetState
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.watching import (
@@ -36,9 +37,7 @@ from policies.decision import Decision
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "llm-autoscaler"
-CONFLICT_RETRIES = 3
 # (connect, read) seconds for every API call: a hung API server must not hang the tick.
-REQUEST_TIMEOUT_S = (3.0, 10.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +64,12 @@ class KubernetesTargets:
     namespaces with, and stops: a tick reads memory, not the API. Events go to an EventSender
     (events.py) that the caller stops: a tick does not wait for them."""
 
-    def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender) -> None:
+    def __init__(
+        self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender, api: ApiSettings = ApiSettings()
+    ) -> None:
         self._config = config
+        self._request_timeout_s = api.request_timeout_s
+        self._conflict_retries = api.conflict_retries
         self._cache = cache
         self._events = events
         self._api_client = api_client
@@ -117,7 +120,7 @@ class KubernetesTargets:
         template's count stands (the new revision's size)."""
         listed = self._list(
             namespace, LIST_REPLICASETS,
-            lambda: self._apps.list_namespaced_replica_set(namespace, _request_timeout=REQUEST_TIMEOUT_S),
+            lambda: self._apps.list_namespaced_replica_set(namespace, _request_timeout=self._request_timeout_s),
         )
         if listed is None:
             return
@@ -188,7 +191,7 @@ class KubernetesTargets:
                 return Action(model.name, "refused", detail)
         write = {"Deployment": self._replicas, "pin": self._pinned, "bounds": self._bounds}[target.mode or target.kind]
         rule = PATCH_SCALE if target.kind == "Deployment" else PATCH_SCALEDOBJECT
-        for attempt in range(CONFLICT_RETRIES):
+        for attempt in range(self._conflict_retries):
             try:
                 what, current, desired, patch = write(model, decision, fresh=attempt > 0)
                 if current == desired:
@@ -207,7 +210,7 @@ class KubernetesTargets:
             log.info("scaled", model=model.name, namespace=model.namespace, what=what, change=f"{current} -> {desired}", reasons=decision.explain())
             self._record_event(model, decision, detail, now=now)
             return Action(model.name, "patched", detail)
-        detail = f"still conflicting after {CONFLICT_RETRIES} attempts; will try again next tick"
+        detail = f"still conflicting after {self._conflict_retries} attempts; will try again next tick"
         log.warning("gave up after conflicts", model=model.name, namespace=model.namespace, detail=detail)
         return Action(model.name, "failed", detail)
 
@@ -215,13 +218,13 @@ class KubernetesTargets:
         name, namespace = model.target.name, model.namespace
         current = decision.current_replicas
         if fresh:
-            scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self._request_timeout_s)
             current = scale.spec.replicas or 0
         body = {"spec": {"replicas": decision.desired_replicas}}
 
         def patch() -> None:
             self._apps.patch_namespaced_deployment_scale(
-                name, namespace, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT_S
+                name, namespace, body, field_manager=FIELD_MANAGER, _request_timeout=self._request_timeout_s
             )
 
         return f"deployments/{name} replicas", current, decision.desired_replicas, patch
@@ -245,7 +248,7 @@ class KubernetesTargets:
             return cached
         return scaled_object_facts(
             self._custom.get_namespaced_custom_object(
-                namespace=model.namespace, name=model.target.name, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+                namespace=model.namespace, name=model.target.name, _request_timeout=self._request_timeout_s, **KEDA
             )
         )
 
@@ -256,7 +259,7 @@ class KubernetesTargets:
             name=model.target.name,
             body=body,
             field_manager=FIELD_MANAGER,
-            _request_timeout=REQUEST_TIMEOUT_S,
+            _request_timeout=self._request_timeout_s,
             **KEDA,
         )
 
