@@ -10,6 +10,8 @@
   llm_autoscaler_kubernetes_errors_total{kind}             missing, forbidden, failed, refused, unreadable
   llm_autoscaler_config_rejections_total                   changed config files rejected as invalid
   llm_autoscaler_events_dropped_total{reason}              Events not sent: queue_full (1,000 waiting) or shutdown
+  llm_autoscaler_state_refusals_total{field,kind}          stored policy state not restored at takeover
+                                                           (autoscaler.state_store.Refusal lists the kinds)
   llm_autoscaler_leader                                    1 while this replica acts (holds the Lease)
 /readyz: 200 once a tick has completed. /healthz: 200 while ticks keep completing; 503 when
 the last one is older than three tick intervals plus a grace (a stuck loop: restart it).
@@ -66,6 +68,10 @@ class Telemetry:
             "llm_autoscaler_events_dropped", "Kubernetes Events dropped unsent: queue full, or left at shutdown.", ["reason"],
             registry=self.registry,
         )
+        self.state_refusals = Counter(
+            "llm_autoscaler_state_refusals", "Stored policy state values refused or restarted at takeover.",
+            ["field", "kind"], registry=self.registry,
+        )
         self.leader = Gauge("llm_autoscaler_leader", "1 while this replica acts on the cluster.", registry=self.registry)
         self.leader.set(1)  # without --leader-elect this replica always acts; the election sets it otherwise
 
@@ -86,6 +92,9 @@ class Telemetry:
 
     def prometheus_error(self, signal: str, kind: str) -> None:
         self.prometheus_errors.labels(signal=signal, kind=kind).inc()
+
+    def state_refused(self, field: str, kind: str) -> None:
+        self.state_refusals.labels(field=field, kind=kind).inc()
 
     def event_dropped(self, reason: str, count: int) -> None:
         self.events_dropped.labels(reason=reason).inc(count)
