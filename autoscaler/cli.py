@@ -387,11 +387,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
 
     store = (
-        ConfigMapStateStore(api_client, namespace=namespace, name=timings.state_configmap, api=settings.api)
+        ConfigMapStateStore(api_client, namespace=namespace, name=timings.state_configmap, api=settings.api,
+                            refresh_s=timings.state_refresh_s)
         if namespace and timings.state_configmap else None
     )
     controller = FailoverController(
-        ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store
+        ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store,
+        on_refused=telemetry.state_refused, timings=timings,
     )
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
 

@@ -19,6 +19,7 @@ import structlog
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.controller import Controller, Outcome
+from autoscaler.settings import LeaderSettings
 from autoscaler.state_store import StateStore, StateUnavailable, record_of, restore_all, vouch_s
 from autoscaler.targets import Action, ScaleTarget, TargetState
 from policies.decision import Decision
@@ -45,7 +46,9 @@ class FailoverController:
         leadership: Leadership | None,
         store: StateStore | None,
         on_refused: Callable[[str, str], None] | None = None,
+        timings: LeaderSettings = LeaderSettings(),
     ) -> None:
+        self._timings = timings
         self._inner = inner
         self._leadership = leadership
         self._store = store
@@ -69,7 +72,7 @@ class FailoverController:
                 log.error("not acting until the stored policy state can be read", error=str(err))
                 return []
             config = self._inner.config
-            restored, refusals = restore_all(records, now=now, vouch_s=vouch_s(config.tick_interval_s))
+            restored, refusals = restore_all(records, now=now, vouch_s=vouch_s(config.tick_interval_s, self._timings))
             for refusal in refusals:
                 # A stale record is an outage or a clock far off, not damage: said, not warned.
                 emit = log.info if refusal.kind == "stale" else log.warning

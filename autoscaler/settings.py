@@ -137,6 +137,12 @@ class LeaderSettings(_Frozen):
         "llm-autoscaler-state",
         description="ConfigMap that keeps policy state across restarts and failovers ('' to keep none).",
     )
+    state_refresh_s: float = Field(
+        60.0, gt=0, le=3600,
+        description="Every state record is written again at least this often, so that its saved_at says a leader "
+        "was watching that recently: one merge patch a minute on a steady fleet. A record older than this, a "
+        "takeover and a tick vouches for no idle time.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> LeaderSettings:
@@ -146,6 +152,11 @@ class LeaderSettings(_Frozen):
                 f"{self.retry_period_s:g} < {self.renew_deadline_s:g} < {self.lease_duration_s:g}"
             )
         return self
+
+    @property
+    def takeover_s(self) -> float:
+        """The longest a standby waits before it leads: the lease, then its next round."""
+        return self.lease_duration_s + self.retry_period_s
 
     @property
     def renew_margin_s(self) -> float:

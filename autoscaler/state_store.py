@@ -28,8 +28,8 @@ an idle clock counts none of that time, so a leader whose clock was 300 s behind
 model go to zero early; a batch deadline counts it, up to the bound, so it is never late.
 
 A record vouches for `vouch_s(tick_interval_s)`: the leader rewrites every record at least each
-`REFRESH_S`, and a standby takes over within `TAKEOVER_S` and a tick. A record further from now
-than that, either way (an outage nobody watched, or a clock far off), restarts its idle clock:
+`state_refresh_s`, a standby takes over within the lease and one retry period
+(autoscaler.settings), and then a tick saves it. A record further from now than that, either way (an outage nobody watched, or a clock far off), restarts its idle clock:
 traffic may have come and gone meanwhile, and an hour-old `idle_since` would take a model to
 zero seconds after its last request.
 
@@ -43,7 +43,7 @@ from a blank state, as a model seen for the first time. A record written before
 `watched_since` existed vouches from its `saved_at`, so its idle clock restarts once.
 
 Writes go out for records that changed, in one merge patch per tick, and every record once per
-`REFRESH_S` to vouch for it again; a steady fleet costs one write a minute. The size of a
+`state_refresh_s` to vouch for it again; a steady fleet costs one write a minute. The size of a
 fleet's records against a ConfigMap's 1 MiB is in docs/high-availability.md.
 """
 
@@ -62,25 +62,19 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.settings import ApiSettings
+from autoscaler.settings import ApiSettings, LeaderSettings
 from policies import PolicyState
 from policies.spec import HotSpec, LongTailSpec, PolicySpec
 
 log = structlog.get_logger(__name__)
 
 _KEY = re.compile(r"^[-._a-zA-Z0-9]{1,200}$")
-# Every record is written again at least this often, so that its saved_at says a leader was
-# watching a minute ago at most, for one merge patch a minute on a steady fleet.
-REFRESH_S = 60.0
-# A standby takes over within lease_duration_s plus one retry_period_s (15 + 2 s by default,
-# autoscaler.leader); a minute leaves room for longer lease timings (a test checks the defaults).
-TAKEOVER_S = 60.0
 
 
-def vouch_s(tick_interval_s: float) -> float:
+def vouch_s(tick_interval_s: float, leader: LeaderSettings = LeaderSettings()) -> float:
     """How far from now a record's saved_at may be and still vouch for its idle clock: one
     refresh, one takeover and the tick that saves it."""
-    return REFRESH_S + TAKEOVER_S + tick_interval_s
+    return leader.state_refresh_s + leader.takeover_s + tick_interval_s
 
 
 def _upper(model: type, name: str) -> float:
@@ -306,9 +300,9 @@ def _same(a: Mapping, b: Mapping) -> bool:
     return {k: v for k, v in a.items() if k != "saved_at"} == {k: v for k, v in b.items() if k != "saved_at"}
 
 
-def _changes(stored: Mapping[str, object], wanted: Mapping[str, dict]) -> dict[str, dict | None]:
+def _changes(stored: Mapping[str, object], wanted: Mapping[str, dict], *, refresh_s: float) -> dict[str, dict | None]:
     """What to write: the records that changed, every record once the oldest was vouched for
-    REFRESH_S ago (all at once: one write a minute, not one a tick), None for a key to delete."""
+    refresh_s ago (all at once: one write a minute, not one a tick), None for a key to delete."""
     def age_s(key: str, record: dict) -> float:
         old = stored.get(key)
         old_at = old.get("saved_at") if isinstance(old, dict) else None
@@ -319,7 +313,7 @@ def _changes(stored: Mapping[str, object], wanted: Mapping[str, dict]) -> dict[s
         return isinstance(old, dict) and _same(old, record)
 
     changes: dict[str, dict | None] = {key: record for key, record in wanted.items() if not unchanged(key, record)}
-    if any(age_s(key, record) >= REFRESH_S for key, record in wanted.items()):
+    if any(age_s(key, record) >= refresh_s for key, record in wanted.items()):
         # A model skipped by a tick keeps its last record as it was: rewriting it changes nothing.
         changes |= {key: record for key, record in wanted.items() if stored.get(key) != record}
     return changes | {key: None for key in stored if key not in wanted}
@@ -338,7 +332,11 @@ def _text(record: dict) -> str:
 
 
 class ConfigMapStateStore:
-    def __init__(self, api_client: k8s.ApiClient, *, namespace: str, name: str, api: ApiSettings = ApiSettings()) -> None:
+    def __init__(
+        self, api_client: k8s.ApiClient, *, namespace: str, name: str, api: ApiSettings = ApiSettings(),
+        refresh_s: float = LeaderSettings().state_refresh_s,
+    ) -> None:
+        self._refresh_s = refresh_s
         self._core = k8s.CoreV1Api(api_client)
         self._request_timeout_s = api.request_timeout_s
         self.namespace, self.name = namespace, name
@@ -375,7 +373,7 @@ class ConfigMapStateStore:
             except StateUnavailable as err:
                 log.error("could not save policy state; will retry next tick", error=str(err))
                 return
-        changes = {key: None if r is None else _text(r) for key, r in _changes(self._stored or {}, wanted).items()}
+        changes = {key: None if r is None else _text(r) for key, r in _changes(self._stored or {}, wanted, refresh_s=self._refresh_s).items()}
         if not changes:
             return
         try:
@@ -414,7 +412,8 @@ class ConfigMapStateStore:
 class InMemoryStateStore:
     """For tests and replays of a failover: the same contract and the same writes, in a dict by key."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, refresh_s: float = LeaderSettings().state_refresh_s) -> None:
+        self._refresh_s = refresh_s
         self.records: dict[str, object] = {}
         self.writes = 0
 
@@ -422,7 +421,7 @@ class InMemoryStateStore:
         return {key: dict(r) if isinstance(r, dict) else r for key, r in self.records.items()}
 
     def save(self, records: Mapping[str, dict]) -> None:
-        changes = _changes(self.records, {key_of(model): record for model, record in records.items()})
+        changes = _changes(self.records, {key_of(model): record for model, record in records.items()}, refresh_s=self._refresh_s)
         if not changes:
             return
         for key, record in changes.items():

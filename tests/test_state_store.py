@@ -14,13 +14,11 @@ from structlog.testing import capture_logs
 from autoscaler.clock import ManualClock
 from autoscaler.controller import Controller
 from autoscaler.failover import FailoverController
-from autoscaler.leader import LeaseTimings
+from autoscaler.settings import LeaderSettings
 from autoscaler.state_store import (
     ENCODINGS,
     KEPT,
     MAX_IDLE_GAPS,
-    REFRESH_S,
-    TAKEOVER_S,
     ConfigMapStateStore,
     kept_fields,
     key_of,
@@ -48,6 +46,8 @@ BATCH = config({
     "wake_query": "sum(gateway_queue_length)",
     "policy": {"kind": "batch", "replica_throughput_rps": 1.0, "drain_deadline_s": 600, "cold_start_s": 60, "max_replicas": 20},
 })
+
+REFRESH_S = LeaderSettings().state_refresh_s
 
 
 def store(cluster) -> ConfigMapStateStore:
@@ -259,7 +259,7 @@ def test_after_an_hour_nobody_watched_a_long_tail_model_is_not_taken_to_zero_at_
 
 
 def test_a_steady_fleet_is_vouched_for_once_a_refresh_and_a_failover_then_keeps_its_idle_clock(kmock_cluster):
-    """No record changes for 20 minutes: one write per REFRESH_S keeps saved_at recent, so a
+    """No record changes for 20 minutes: one write per state_refresh_s keeps saved_at recent, so a
     takeover afterwards is not mistaken for an outage."""
     load = Load()
     load.waiting = {"tail": 0.0, "chat": 4.0}
@@ -303,7 +303,8 @@ def test_an_old_leader_whose_clock_was_ahead_does_not_block_the_next_scale_up(km
 
 
 def test_a_record_vouches_for_at_least_a_refresh_a_takeover_and_a_tick():
-    timings = LeaseTimings()
-    assert TAKEOVER_S >= timings.lease_duration_s + timings.retry_period_s
-    assert vouch_s(10.0) >= REFRESH_S + TAKEOVER_S + 10.0
-    assert vouch_s(600.0) >= REFRESH_S + TAKEOVER_S + 600.0  # the longest tick interval allowed
+    timings = LeaderSettings()
+    assert vouch_s(10.0) >= timings.state_refresh_s + timings.lease_duration_s + timings.retry_period_s + 10.0
+    assert vouch_s(600.0) >= timings.state_refresh_s + timings.lease_duration_s + timings.retry_period_s + 600.0
+    longer = LeaderSettings(lease_duration_s=60, renew_deadline_s=40, retry_period_s=5, state_refresh_s=120)
+    assert vouch_s(10.0, longer) == 120 + 60 + 5 + 10  # from the settings the daemon runs with
