@@ -48,6 +48,12 @@ from autoscaler.reference import allowed
 from autoscaler.settings import Settings, leaf_fields
 
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 1
+
+
+class Unavailable(Exception):
+    """What the command needs could not be reached or holds nothing: not the user's mistake
+    (exit 2), but no result either (exit 1)."""
 # What `autoscaler simulate` prints: the simulator left the product for the lab, and a user who
 # types the old command learns where it went in one line.
 SIMULATE_MOVED = ("simulate: the closed-loop simulator is lab code, not part of the installed autoscaler; "
@@ -187,31 +193,63 @@ def _replay_ticks(*, start_s: float, end_s: float, step_s: float, span: str) -> 
         )
 
 
+_RUN_EXAMPLES = """\
+examples:
+  autoscaler run --config /etc/llm-autoscaler/config.yaml --leader-elect      in a pod (deploy/deployment.yaml)
+  autoscaler run --config deploy/examples/config.yaml --dry-run --once -o json  from a laptop, through $KUBECONFIG
+
+The cluster is found as controller-runtime finds it: --kubeconfig, else $KUBECONFIG, else the
+pod's service account, else ~/.kube/config. With --once the exit status is 1 when the tick
+could not read Prometheus or the cluster.
+"""
+_REPLAY_EXAMPLES = """\
+examples:
+  autoscaler replay                                   the bundled BurstGPT trace and config
+  autoscaler replay --trace rec.csv.gz --config c.yaml --all -o json
+  autoscaler replay --prometheus http://prometheus:9090 --start 2026-11-22T08:00:00Z --end 2026-11-22T12:00:00Z --config c.yaml
+"""
+_CHECK_EXAMPLES = """\
+examples:
+  autoscaler check-config deploy/examples/config.yaml
+  autoscaler check-config deploy/configmap.yaml       a ConfigMap manifest holding config.yaml
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description="Queue-depth autoscaler for LLM inference on Kubernetes.")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    # Global flags go before or after the command, as kubectl's do; the command's copy has no
+    # default, so it never overwrites one given before the command.
+    levels = ["debug", "info", "warning", "error"]
+    parser.add_argument("--log-level", default="info", choices=levels, help="default: info")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=levels, help="default: info")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the control loop against Prometheus and the cluster")
-    run.add_argument("--config", type=Path, required=True, help="the YAML config")
+    def command(name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".", epilog=examples,
+                                   parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = command("run", "run the control loop against Prometheus and the cluster", _RUN_EXAMPLES)
+    run.add_argument("--config", type=Path, required=True, help="the YAML config, or a ConfigMap manifest holding it")
     run.add_argument("--dry-run", action="store_true", help="decide and print, never write to the cluster")
-    run.add_argument("--output", choices=["table", "json"], default="table", help="how dry-run prints decisions")
-    run.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of the in-cluster service account")
-    run.add_argument("--context", help="kubeconfig context")
-    run.add_argument("--once", action="store_true", help="run one tick and exit")
+    run.add_argument("-o", "--output", choices=["table", "json"], default="table", help="how dry-run prints decisions; default: table")
+    run.add_argument("--kubeconfig", type=Path, help="this kubeconfig; default: $KUBECONFIG, else the pod's service account, else ~/.kube/config")
+    run.add_argument("--context", help="the kubeconfig context to use; default: its current-context")
+    run.add_argument("--once", action="store_true", help="run one tick and exit: 1 when it could not read Prometheus or the cluster")
     ha = _add_settings_flags(run)
-    ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
+    ha.add_argument("-n", "--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
                     "default: the pod's (service-account namespace file or POD_NAMESPACE)")
     ha.add_argument("--identity", help="this replica's name in the Lease; default: POD_NAME, else host name and pid")
 
-    replay = commands.add_parser("replay", help="replay a recorded metric trace through the controller")
+    replay = command("replay", "replay a recorded metric trace through the controller", _REPLAY_EXAMPLES)
     replay.add_argument("--trace", type=Path, help="native CSV(.gz) or query_range JSON; default: the bundled BurstGPT trace")
     replay.add_argument("--config", type=Path, help="default: the bundled replay config")
     replay.add_argument("--prometheus", help="replay from this live Prometheus over --start..--end instead of a file")
     replay.add_argument("--start", type=_instant, help="with --prometheus: the first instant (RFC 3339 or epoch seconds)")
     replay.add_argument("--end", type=_instant, help="with --prometheus: the last instant")
     replay.add_argument("--step-s", type=_step_s, help="seconds between ticks; default: the config's tick_interval_s")
-    replay.add_argument("--output", choices=["table", "json"], default="table")
+    replay.add_argument("-o", "--output", choices=["table", "json"], default="table", help="default: table")
     replay.add_argument("--all", action="store_true", help="print every decision, not only those that change a count")
     replay.add_argument(
         "--processes",
@@ -221,13 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
         "together): the same decisions and summary, printed once all are done; default 1",
     )
 
-    check = commands.add_parser("check-config", help="validate a config and print every model's effective settings")
+    check = command("check-config", "validate a config and print every model's effective settings", _CHECK_EXAMPLES)
     check.add_argument("config", type=Path)
 
     # Not listed in --help: the command is gone from the product, and this entry only answers a
     # user who still types it (every argument is left to main(), which prints SIMULATE_MOVED).
     commands.add_parser("simulate", add_help=False)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-queue-autoscaler")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except Unavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         # Ctrl-C outside the loop's own handler (start-up, a replay): one line, and the
         # shell's convention for a SIGINT, 128 + 2.
@@ -289,7 +339,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise ConfigError("--processes shares out a trace file's models; a --prometheus replay runs in one process")
         if args.start is None or args.end is None or args.end <= args.start:
             raise ConfigError("--prometheus needs --start and --end, with --end after --start")
-        settings = config.prometheus.model_copy(update={"url": args.prometheus.rstrip("/")})
+        url = args.prometheus.rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ConfigError(f"--prometheus {args.prometheus!r}: not a URL; give its scheme, such as http://{args.prometheus}")
+        settings = config.prometheus.model_copy(update={"url": url})
         source = PrometheusSource(config.model_copy(update={"prometheus": settings}))
         start_s, end_s = args.start, args.end
     else:
@@ -301,6 +354,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         start_s, end_s = trace.start_s, trace.end_s
     _replay_ticks(start_s=start_s, end_s=end_s, step_s=step_s,
                   span="--start..--end" if args.prometheus else f"the trace {args.trace or 'bundled'}")
+    if args.prometheus:  # after every check of the flags: asking Prometheus is the slow one
+        problem = source.history_problem(start_s=start_s, end_s=end_s)
+        if problem is not None:
+            raise Unavailable(f"--prometheus {redacted_url(source.url)}: {problem}")
     initial = {m.name: _initial_replicas(m, trace, start_s) for m in config.models}
 
     printer = DecisionPrinter(sys.stdout, fmt=args.output, clock_format="relative" if trace else "iso")
@@ -417,8 +474,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # a tick's time is skipped until it does.
     cache.wait_synced(timeout_s=config.tick_interval_s)
     try:
-        run_loop(_EventsAfterTicks(controller, events), clock=clock, interval_s=config.tick_interval_s, stop=stop,
-                 on_outcomes=after_tick, max_ticks=1 if args.once else None)
+        ticks = run_loop(_EventsAfterTicks(controller, events), clock=clock, interval_s=config.tick_interval_s, stop=stop,
+                         on_outcomes=after_tick, max_ticks=1 if args.once else None)
     finally:
         cache.stop()
         # Before the Lease goes: the Events of the last tick's writes, within the grace period.
@@ -428,6 +485,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             election.join(timeout=timings.retry_period_s + 10)
         if server is not None:
             server.shutdown()
+    if args.once and ticks and telemetry.last_tick_problems:
+        # One tick that could not see is no answer: a script checking a config against a
+        # cluster must not read "every model skipped" as success.
+        where = f"Prometheus {redacted_url(config.prometheus.url)}, Kubernetes API {api_client.configuration.host}"
+        raise Unavailable(f"--once: {'; '.join(telemetry.last_tick_problems)} ({where})")
     return 0
 
 
@@ -475,29 +537,57 @@ def _serve(telemetry, port: int):
 
 
 def _api_client(args: argparse.Namespace):
+    """The cluster, found as controller-runtime's GetConfig finds it: --kubeconfig, else
+    $KUBECONFIG (a list of files, merged as kubectl merges them), else the pod's service
+    account, else ~/.kube/config. The in-cluster account comes before the home directory: a
+    daemon's pod is its identity, whatever file an image may carry."""
     from kubernetes import client, config as kube_config
 
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    home = Path("~/.kube/config").expanduser()
     if args.kubeconfig:
-        try:
-            # Parsed here, so that a kubeconfig that is not YAML is named as such: the client
-            # library lets the parser's exception through.
-            yaml.safe_load(args.kubeconfig.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: cannot read it: {err.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: not a text file; a kubeconfig is YAML") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+        files, source = [args.kubeconfig], "--kubeconfig"
+    elif os.environ.get("KUBECONFIG"):
+        files, source = [Path(f) for f in os.environ["KUBECONFIG"].split(os.pathsep) if f], "$KUBECONFIG"
+    elif in_cluster:
+        files, source = [], "the pod's service account"
+    elif home.is_file():
+        files, source = [home], str(home)
+    else:
+        raise ConfigError(
+            "no cluster to talk to: no --kubeconfig, no $KUBECONFIG, not in a pod (no KUBERNETES_SERVICE_HOST) "
+            f"and no {home}; pass --kubeconfig FILE"
+        )
+    contexts = [name for path in files for name in _check_kubeconfig(path, source=source)]
+    if args.context and not files:
+        raise ConfigError(f"--context {args.context}: a context is chosen in a kubeconfig, and {source} has none")
+    if args.context and args.context not in contexts:
+        raise ConfigError(f"--context {args.context}: no such context in {os.pathsep.join(map(str, files))}; it has: {', '.join(contexts) or 'none'}")
     try:
-        if args.kubeconfig:
-            return kube_config.new_client_from_config(config_file=str(args.kubeconfig), context=args.context)
+        if files:
+            return kube_config.new_client_from_config(config_file=os.pathsep.join(map(str, files)), context=args.context)
         kube_config.load_incluster_config()
         return client.ApiClient()
     except (kube_config.ConfigException, OSError) as err:
-        hint = "" if args.kubeconfig else " (outside a cluster, pass --kubeconfig)"
-        raise ConfigError(f"cannot reach the cluster: {err}{hint}") from None
+        raise ConfigError(f"cannot reach the cluster through {source}: {err}") from None
+
+
+def _check_kubeconfig(path: Path, *, source: str) -> list[str]:
+    """The names of its contexts. Parsed here, so that a kubeconfig that is missing or not YAML
+    is named as such: the client library lets the parser's exception through, and names no file."""
+    where = f"{source} {path}" if source != str(path) else str(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read it: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not a text file; a kubeconfig is YAML") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
+    contexts = loaded.get("contexts") if isinstance(loaded, dict) else None
+    return [c["name"] for c in contexts or [] if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 if __name__ == "__main__":

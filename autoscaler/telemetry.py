@@ -13,8 +13,11 @@
   llm_autoscaler_state_refusals_total{field,kind}          stored policy state not restored at takeover
                                                            (autoscaler.state_store.Refusal lists the kinds)
   llm_autoscaler_leader                                    1 while this replica acts (holds the Lease)
-/readyz: 200 once a tick has completed. /healthz: 200 while ticks keep completing; 503 when
-the last one is older than three tick intervals plus a grace (a stuck loop: restart it).
+/readyz: 200 once a tick has completed that could read Prometheus and the cluster; 503, with
+what the last tick could not do, before that or while it cannot (an outage outside the pod:
+restarting it would not help, so liveness does not change). /healthz: 200 while ticks keep
+completing; 503 when the last one is older than three tick intervals plus a grace (a stuck
+loop: restart it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from autoscaler.controller import Outcome
 from autoscaler.settings import Settings
 
 API_ERROR_OUTCOMES = frozenset({"missing", "forbidden", "failed", "refused"})
+# Failures of Prometheus itself, not of one query's answer (malformed, too_large, rejected):
+# with one of these, no signal was read.
+PROMETHEUS_DOWN = frozenset({"connection", "tls", "timeout", "http"})
 
 
 class Telemetry:
@@ -43,6 +49,9 @@ class Telemetry:
         self._health_grace_s = health_grace_s
         self._started_at = clock.now()
         self.last_tick_at: float | None = None
+        # What the last tick could not do, in words (empty: it read and wrote what it needed).
+        self.last_tick_problems: tuple[str, ...] = ("no tick has completed yet",)
+        self._prometheus_down: set[str] = set()  # kinds reported since the last tick ended
         self.decisions = Counter(
             "llm_autoscaler_decisions", "Decisions, once per reason they carry.", ["model", "direction", "reason"],
             registry=self.registry,
@@ -77,9 +86,12 @@ class Telemetry:
 
     def record_tick(self, outcomes: Iterable[Outcome], *, duration_s: float) -> None:
         self.tick_seconds.observe(duration_s)
+        outcomes = list(outcomes)
+        unread = failed = 0
         for outcome in outcomes:
             if outcome.decision is None:
                 self.kubernetes_errors.labels(kind="unreadable").inc()
+                unread += 1
                 continue
             decision = outcome.decision
             for code in decision.reason_codes:
@@ -88,10 +100,22 @@ class Telemetry:
             self.current.labels(model=outcome.model).set(decision.current_replicas)
             if outcome.action is not None and outcome.action.outcome in API_ERROR_OUTCOMES:
                 self.kubernetes_errors.labels(kind=outcome.action.outcome).inc()
+                failed += outcome.action.outcome == "failed"
+        problems = []
+        if self._prometheus_down:
+            problems.append(f"Prometheus could not be read ({', '.join(sorted(self._prometheus_down))})")
+        if unread:
+            problems.append(f"the cluster: {unread} of {len(outcomes)} models' targets could not be read")
+        if failed:
+            problems.append(f"the cluster: {failed} of {len(outcomes)} models' writes failed")
+        self._prometheus_down = set()
+        self.last_tick_problems = tuple(problems)
         self.last_tick_at = self._clock.now()
 
     def prometheus_error(self, signal: str, kind: str) -> None:
         self.prometheus_errors.labels(signal=signal, kind=kind).inc()
+        if kind in PROMETHEUS_DOWN:
+            self._prometheus_down.add(kind)
 
     def state_refused(self, field: str, kind: str) -> None:
         self.state_refusals.labels(field=field, kind=kind).inc()
@@ -101,7 +125,7 @@ class Telemetry:
 
     @property
     def ready(self) -> bool:
-        return self.last_tick_at is not None
+        return self.last_tick_at is not None and not self.last_tick_problems
 
     def healthy(self) -> bool:
         since = self.last_tick_at if self.last_tick_at is not None else self._started_at
@@ -116,7 +140,10 @@ def wsgi_app(telemetry: Telemetry) -> Callable:
         if path in ("/healthz", "/readyz"):
             ok = telemetry.healthy() if path == "/healthz" else telemetry.ready
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else b"not ok\n"]
+            if ok:
+                return [b"ok\n"]
+            why = ["the loop has not completed a tick for too long"] if path == "/healthz" else telemetry.last_tick_problems
+            return [("not ok: " + "; ".join(why) + "\n").encode()]
         return metrics(environ, start_response)
 
     return app
