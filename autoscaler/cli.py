@@ -96,7 +96,7 @@ def _instant(text: str) -> float:
         if moment.tzinfo is None:
             # Read as this machine's local time it would replay another window on a machine in
             # another zone, without a word.
-            raise argparse.ArgumentTypeError(f"{text!r} has no zone; add one, such as {text}Z (UTC) or {text}+01:00")
+            raise argparse.ArgumentTypeError(f"{text!r} has no zone; add one, such as {text}Z (UTC) or {text}+01:00") from None
         return moment.timestamp()
     if not 0 <= value <= LAST_INSTANT_S:
         raise argparse.ArgumentTypeError(
