@@ -1,7 +1,8 @@
 """The daemon's own metrics and health: /metrics, /healthz, /readyz on one port.
 
 /metrics (prometheus_client's classic text format):
-  llm_autoscaler_decisions_total{model,direction,reason}  every reason of every decision
+  llm_autoscaler_decisions_total{model,direction,reason}  every reason of every decision; `reason` is one
+                                                           of policies.reasons.ReasonCode (docs/reasons.md)
   llm_autoscaler_desired_replicas{model}, llm_autoscaler_current_replicas{model}
   llm_autoscaler_tick_duration_seconds                     histogram of one tick
   llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries (tls, timeout, connection, http, malformed,
@@ -95,7 +96,8 @@ class Telemetry:
                 continue
             decision = outcome.decision
             for code in decision.reason_codes:
-                self.decisions.labels(model=outcome.model, direction=decision.direction, reason=code).inc()
+                # The code's value, the label that docs/reasons.md lists.
+                self.decisions.labels(model=outcome.model, direction=decision.direction, reason=code.value).inc()
             self.desired.labels(model=outcome.model).set(decision.desired_replicas)
             self.current.labels(model=outcome.model).set(decision.current_replicas)
             if outcome.action is not None and outcome.action.outcome in API_ERROR_OUTCOMES:

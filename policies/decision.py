@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from policies.reasons import ReasonCode
+
 
 @dataclass(frozen=True, slots=True)
 class Reason:
     """One step's contribution. `code` is stable and machine-readable (for metrics and
-    tests); `message` says what happened with the numbers that made it happen."""
+    tests), one of policies.reasons.ReasonCode; `message` says what happened with the numbers
+    that made it happen."""
 
-    code: str
+    code: ReasonCode
     message: str
 
     def __str__(self) -> str:
@@ -52,7 +55,7 @@ class Decision:
         return self.desired_replicas if self.needed_replicas is None else self.needed_replicas
 
     @property
-    def reason_codes(self) -> tuple[str, ...]:
+    def reason_codes(self) -> tuple[ReasonCode, ...]:
         return tuple(reason.code for reason in self.reasons)
 
     def explain(self) -> str:

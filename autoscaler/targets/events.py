@@ -22,6 +22,10 @@ Contract:
   matters now; its Event, for `kubectl describe`, can come a second later. `flush` and `stop`
   are for outside a hold.
 The thread starts with the first Event, so a sender that never sends costs no thread.
+
+What an Event says: its `reason` is the write (ScaledUp, ScaledDown, Pinned, BoundsChanged), and
+its message the decision's reasons in order, each led by its code, one of
+policies.reasons.ReasonCode (listed with their meanings in docs/reasons.md).
 """
 
 from __future__ import annotations
