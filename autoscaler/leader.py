@@ -28,29 +28,9 @@ from kubernetes import client as k8s
 
 from autoscaler.clock import Clock
 from autoscaler.kube_errors import Conflict, Failed, KubernetesError, NotFound, Rule, Unreachable, translated
+from autoscaler.settings import ApiSettings, LeaderSettings
 
 log = structlog.get_logger(__name__)
-
-REQUEST_TIMEOUT_S = (2.0, 5.0)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseTimings:
-    """client-go's defaults. `renew_deadline_s` < `lease_duration_s` is what keeps two leaders
-    from overlapping; the gap (5 s) must exceed the longest a tick's writes can run after the
-    last leadership check (one API call, at most REQUEST_TIMEOUT_S of the actuator)."""
-
-    lease_duration_s: float = 15.0
-    renew_deadline_s: float = 10.0
-    retry_period_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
-            raise ValueError(
-                "lease timings need 0 < retry_period_s < renew_deadline_s < lease_duration_s, got "
-                f"{self.retry_period_s:g} < {self.renew_deadline_s:g} < {self.lease_duration_s:g}"
-            )
-
 
 @dataclass(frozen=True, slots=True)
 class _Record:
@@ -67,12 +47,14 @@ class LeaseElector:
         namespace: str,
         name: str,
         identity: str,
-        timings: LeaseTimings = LeaseTimings(),
+        timings: LeaderSettings = LeaderSettings(),
+        api: ApiSettings = ApiSettings(),
         on_change: Callable[[bool], None] = lambda leading: None,
     ) -> None:
         self._api = k8s.CoordinationV1Api(api_client)
         self.namespace, self.name, self.identity = namespace, name, identity
         self.timings = timings
+        self._request_timeout_s = api.request_timeout_s
         self._on_change = on_change
         self._observed: _Record | None = None
         self._observed_at: float | None = None
@@ -176,7 +158,7 @@ class LeaseElector:
         }
         try:
             with translated(Rule("coordination.k8s.io", "leases", ("create",), self.namespace)):
-                self._api.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+                self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._request_timeout_s)
         except Conflict:  # created by another replica in between
             return False
         with self._lock:
@@ -186,7 +168,7 @@ class LeaseElector:
 
     def _read(self) -> k8s.V1Lease:
         with translated(Rule("coordination.k8s.io", "leases", ("get",), self.namespace)):
-            return self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            return self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._request_timeout_s)
 
     def _patch(self, resource_version: str | None, fields: dict) -> None:
         # A merge patch that carries metadata.resourceVersion fails with 409 if the Lease
@@ -194,7 +176,7 @@ class LeaseElector:
         metadata = {"resourceVersion": resource_version} if resource_version else {}
         with translated(Rule("coordination.k8s.io", "leases", ("patch",), self.namespace)):
             self._api.patch_namespaced_lease(
-                self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=REQUEST_TIMEOUT_S
+                self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=self._request_timeout_s
             )
 
     def _report(self, leading: bool) -> None:

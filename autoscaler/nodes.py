@@ -24,7 +24,7 @@ from kubernetes import client as k8s
 
 from autoscaler.config import Config
 from autoscaler.kube_errors import Failed, Forbidden, Rule, Unreachable, translated
-from autoscaler.targets.kubernetes import REQUEST_TIMEOUT_S
+from autoscaler.settings import ApiSettings
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +32,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 
 class NodeCapacity:
-    def __init__(self, config: Config, api_client: k8s.ApiClient) -> None:
+    def __init__(self, config: Config, api_client: k8s.ApiClient, *, api: ApiSettings = ApiSettings()) -> None:
         self._config = config
+        self._request_timeout_s = api.request_timeout_s
         self._core = k8s.CoreV1Api(api_client)
 
     def read_capacities(self, *, now: float) -> Mapping[str, int]:
@@ -42,7 +43,7 @@ class NodeCapacity:
             selector = ",".join(f"{key}={value}" for key, value in sorted(pool.node_selector.items()))
             try:
                 with translated(Rule("", "nodes", ("list",), None)):
-                    nodes = self._core.list_node(label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S).items
+                    nodes = self._core.list_node(label_selector=selector, _request_timeout=self._request_timeout_s).items
             except Unreachable as err:
                 log.error("Kubernetes API unreachable; the pool's nodes are not read this tick", pool=pool.name, error=str(err))
                 continue

@@ -41,6 +41,15 @@ class Reading:
     def usable(self) -> bool:
         return self.freshness is Freshness.OK
 
+    @property
+    def number(self) -> float:
+        """The value, for a caller that knows there is one (it checked `usable`, or wants a stale
+        reading's last value). A reading with no data raises rather than pass for a number:
+        missing is not zero."""
+        if self.value is None:
+            raise ValueError("no data: a reading with no value was read as a number")
+        return self.value
+
     def describe(self) -> str:
         if self.freshness is Freshness.OK:
             return f"{self.value:g}"
@@ -70,7 +79,7 @@ class Dependency:
 
     @property
     def saturated(self) -> bool:
-        return self.saturation.usable and self.saturation.value >= self.saturated_at
+        return self.saturation.usable and self.saturation.number >= self.saturated_at
 
 
 @dataclass(frozen=True, slots=True)

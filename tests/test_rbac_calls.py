@@ -21,6 +21,7 @@ from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
+from autoscaler.settings import WatchSettings
 from autoscaler.targets.watching import WatchCache
 from tests.builders import config, deployment, kubeconfig, model, node, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS
@@ -99,7 +100,7 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
     daemon = subprocess.Popen(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(cfg_file), "--kubeconfig", str(kube),
          "--metrics-port", "0", "--namespace", HOME, "--leader-elect", "--lease-duration-s", "3",
-         "--renew-deadline-s", "2", "--retry-period-s", "0.5"],
+         "--renew-deadline-s", "2", "--retry-period-s", "0.5", "--api-connect-timeout-s", "0.3", "--api-read-timeout-s", "0.6"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -167,7 +168,7 @@ def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmo
     ns = unique_name("ns")
     kmock_cluster.put(deployment("chat", namespace=ns))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail", namespace=ns))
-    cache = WatchCache(kmock_cluster.api_client, scope="cluster")
+    cache = WatchCache(kmock_cluster.api_client, settings=WatchSettings(watch_scope="cluster"))
     try:
         cache.follow([ns, "another"])
         assert cache.wait_synced(timeout_s=10)

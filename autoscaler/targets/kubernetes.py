@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.kube_errors import Conflict, Failed, Forbidden, NotFound, Rule, Unreachable, translated
+from autoscaler.settings import ApiSettings
 from autoscaler.targets import Action, TargetState
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.watching import (
@@ -34,9 +35,6 @@ from policies.decision import Decision
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "llm-autoscaler"
-CONFLICT_RETRIES = 3
-# (connect, read) seconds for every API call: a hung API server must not hang the tick.
-REQUEST_TIMEOUT_S = (3.0, 10.0)
 EVENT_MESSAGE_LIMIT = 1024  # the API server truncates longer Event messages anyway
 
 
@@ -56,8 +54,12 @@ class KubernetesTargets:
     namespaces with, and stops: a tick reads memory, not the API. Events go to an EventSender
     (events.py) that the caller stops: a tick does not wait for them."""
 
-    def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender) -> None:
+    def __init__(
+        self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender, api: ApiSettings = ApiSettings()
+    ) -> None:
         self._config = config
+        self._request_timeout_s = api.request_timeout_s
+        self._conflict_retries = api.conflict_retries
         self._cache = cache
         self._events = events
         self._api_client = api_client
@@ -116,7 +118,7 @@ class KubernetesTargets:
         template's count stands (the new revision's size)."""
         try:
             with translated(Rule("apps", "replicasets", ("list",), namespace)):
-                listed = self._apps.list_namespaced_replica_set(namespace, _request_timeout=REQUEST_TIMEOUT_S)
+                listed = self._apps.list_namespaced_replica_set(namespace, _request_timeout=self._request_timeout_s)
         except Unreachable as err:
             log.error("Kubernetes API unreachable; the namespace is not read this tick", namespace=namespace, error=str(err))
             return
@@ -188,7 +190,7 @@ class KubernetesTargets:
                 )
                 log.error("refusing to scale a Deployment that an HPA scales", model=model.name, namespace=model.namespace, detail=detail)
                 return Action(model.name, "refused", detail)
-        for attempt in range(CONFLICT_RETRIES):
+        for attempt in range(self._conflict_retries):
             try:
                 plan = self._plan(model, decision, fresh=attempt > 0)
                 if plan.current == plan.desired:
@@ -208,7 +210,7 @@ class KubernetesTargets:
                      change=f"{plan.current} -> {plan.desired}", reasons=decision.explain())
             self._record_event(model, decision, detail, now=now)
             return Action(model.name, "patched", detail)
-        detail = f"still conflicting after {CONFLICT_RETRIES} attempts; will try again next tick"
+        detail = f"still conflicting after {self._conflict_retries} attempts; will try again next tick"
         log.warning("gave up after conflicts", model=model.name, namespace=model.namespace, detail=detail)
         return Action(model.name, "failed", detail)
 
@@ -227,7 +229,7 @@ class KubernetesTargets:
         current = decision.current_replicas
         if fresh:
             with translated(Rule("apps", "deployments/scale", ("get",), namespace)):
-                scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+                scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self._request_timeout_s)
             current = scale.spec.replicas or 0
         return PlannedPatch(
             field=f"deployments/{name} replicas",
@@ -266,14 +268,14 @@ class KubernetesTargets:
             return cached
         with translated(Rule(KEDA["group"], KEDA["plural"], ("get",), model.namespace)):
             raw = self._custom.get_namespaced_custom_object(
-                namespace=model.namespace, name=model.target.name, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+                namespace=model.namespace, name=model.target.name, _request_timeout=self._request_timeout_s, **KEDA
             )
         return scaled_object_facts(raw)
 
     def _patch_scale(self, model: ModelConfig, body: dict) -> None:
         with translated(Rule("apps", "deployments/scale", ("patch",), model.namespace)):
             self._apps.patch_namespaced_deployment_scale(
-                model.target.name, model.namespace, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT_S
+                model.target.name, model.namespace, body, field_manager=FIELD_MANAGER, _request_timeout=self._request_timeout_s
             )
 
     def _patch_scaled_object(self, model: ModelConfig, body: dict) -> None:
@@ -284,7 +286,7 @@ class KubernetesTargets:
                 name=model.target.name,
                 body=body,
                 field_manager=FIELD_MANAGER,
-                _request_timeout=REQUEST_TIMEOUT_S,
+                _request_timeout=self._request_timeout_s,
                 **KEDA,
             )
 

@@ -56,24 +56,12 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from autoscaler.clock import Clock, SystemClock
 from autoscaler.kube_errors import Failed, Forbidden, Gone, NotFound, Rule, Unreachable, failure, translated
-from autoscaler.targets import WATCH_SCOPES
+from autoscaler.settings import ApiSettings, WatchSettings
 
 log = structlog.get_logger(__name__)
 
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
-CONNECT_TIMEOUT_S = 3.0
-# The API server ends a watch after timeoutSeconds and the cache resumes it at once: one
-# request a minute per stream. Short, because a connection that died without a word (a
-# half-open TCP connection) is only noticed when the server fails to end the watch on time:
-# 10 s later, and the namespace then counts as out of sync since the last word it heard.
-WATCH_TIMEOUT_S = 60.0
-# Six ticks at the default 10 s interval. A watch normally reconnects in milliseconds, so a
-# break this long is an outage; beyond it the counts are no longer trusted.
-MAX_STALE_S = 60.0
-BACKOFF_S = (0.5, 30.0)  # first and largest wait before a relist after an error
-# KEDA's CRD missing (404) is not an error, but it may be installed later: look again then.
-CRD_RECHECK_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +171,8 @@ class _Stream:
         call: Callable[..., urllib3.HTTPResponse],
         facts: Callable[[Mapping], object],
         clock: Clock,
-        watch_timeout_s: float,
+        settings: WatchSettings,
+        connect_timeout_s: float,
         optional: bool,
     ) -> None:
         self.namespace, self.kind = namespace, kind
@@ -194,7 +183,8 @@ class _Stream:
         }[kind]
         self._rule = Rule(group, resource, ("list", "watch"), namespace)
         self._call, self._facts, self._clock = call, facts, clock
-        self._watch_timeout_s = watch_timeout_s
+        self._settings = settings
+        self._connect_timeout_s = connect_timeout_s
         self._optional = optional  # a 404 on the list means "none exist" (KEDA not installed)
         self._lock = threading.Lock()
         self._items: dict[str, dict[str, object]] = {}  # namespace -> name -> facts
@@ -227,14 +217,14 @@ class _Stream:
             return dict(self._items.get(namespace) or {})
 
     def _run(self) -> None:
-        backoff_s = BACKOFF_S[0]
+        backoff_s = self._settings.watch_backoff_first_s
         version: str | None = None
         while not self._stopping.is_set():
             try:
                 if version is None:
                     version = self._list()
                 version = self._watch(version)
-                backoff_s = BACKOFF_S[0]
+                backoff_s = self._settings.watch_backoff_first_s
             except Gone:  # as an ERROR event in the stream, or as the answer's status
                 log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
                 version = None
@@ -243,7 +233,7 @@ class _Stream:
                     break
                 if isinstance(err, NotFound) and self._optional:
                     self._replace({})
-                    self._stopping.wait(CRD_RECHECK_S)
+                    self._stopping.wait(self._settings.crd_recheck_s)
                     version = None
                     continue
                 if isinstance(err, Forbidden):  # the same words as the actuator's, for the same alert
@@ -252,7 +242,7 @@ class _Stream:
                     self._broken(str(err))
                 version = None
                 self._stopping.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_S[1])
+                backoff_s = min(backoff_s * 2, self._settings.watch_backoff_max_s)
             except Exception as err:  # noqa: BLE001  a thread that died would leave its counts frozen but trusted
                 if self._stopping.is_set():
                     break
@@ -262,11 +252,11 @@ class _Stream:
                 self._broken(f"{type(err).__name__}: {err}")
                 version = None
                 self._stopping.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_S[1])
+                backoff_s = min(backoff_s * 2, self._settings.watch_backoff_max_s)
 
     def _list(self) -> str | None:
         with translated(self._rule):
-            response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, 30.0))
+            response = self._call(_request_timeout=(self._connect_timeout_s, self._settings.watch_list_timeout_s))
         try:
             body = json.loads(response.data)
         finally:
@@ -287,13 +277,16 @@ class _Stream:
     def _watch(self, version: str | None) -> str | None:
         """Apply events until the watch ends; returns the resourceVersion to resume from."""
         kwargs = {"resource_version": version} if version else {}
+        watch_timeout_s = self._settings.watch_timeout_s
         with translated(self._rule):
             response = self._call(
                 watch=True,
                 allow_watch_bookmarks=True,
-                timeout_seconds=max(round(self._watch_timeout_s), 1),  # 0 would mean no timeout
-                # A server that ignores timeoutSeconds, or a dead connection, is caught this much later.
-                _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + min(10.0, self._watch_timeout_s)),
+                timeout_seconds=max(round(watch_timeout_s), 1),  # 0 would mean no timeout
+                # A server that ignores timeoutSeconds, or a connection that died without a word (a
+                # half-open TCP connection), is caught this much later; the namespace then counts
+                # as out of sync since the last word it heard.
+                _request_timeout=(self._connect_timeout_s, watch_timeout_s + min(10.0, watch_timeout_s)),
                 **kwargs,
             )
         # stop() sets the flag, then shuts the socket of `_response`; set first, check second,
@@ -354,12 +347,9 @@ class WatchCache:
         api_client: k8s.ApiClient,
         *,
         clock: Clock | None = None,
-        max_stale_s: float = MAX_STALE_S,
-        watch_timeout_s: float = WATCH_TIMEOUT_S,
-        scope: str = "namespaces",
+        settings: WatchSettings = WatchSettings(),
+        api: ApiSettings = ApiSettings(),
     ) -> None:
-        if scope not in WATCH_SCOPES:
-            raise ValueError(f"watch scope {scope!r} is not allowed; allowed: {', '.join(WATCH_SCOPES)}")
         # Every stream holds a connection for as long as it watches. The client's default pool
         # (5 per core) would discard and re-open connections beyond that, with a warning each
         # time, so the cache has a client of its own with a pool for 512 namespaces (two
@@ -371,9 +361,9 @@ class WatchCache:
         self._custom = k8s.CustomObjectsApi(self._client)
         self._autoscaling = k8s.AutoscalingV2Api(self._client)
         self._clock = clock or SystemClock()
-        self._max_stale_s = max_stale_s
-        self._watch_timeout_s = watch_timeout_s
-        self._scope = scope
+        self._settings = settings
+        self._connect_timeout_s = api.api_connect_timeout_s
+        self._scope = settings.watch_scope
         # By namespace, one stream per kind; in cluster scope one set under None, whatever the
         # namespaces followed.
         self._streams: dict[str | None, tuple[_Stream, _Stream, _Stream]] = {}
@@ -419,7 +409,7 @@ class WatchCache:
             if not stream.synced.is_set():
                 return None
             broken_since = stream.broken_since
-            if broken_since is not None and now - broken_since > self._max_stale_s:
+            if broken_since is not None and now - broken_since > self._settings.watch_max_stale_s:
                 return None
         deployments, scaled_objects, autoscalers = (stream.snapshot(namespace) for stream in kinds)
         return NamespaceView(deployments=deployments, scaled_objects=scaled_objects, autoscalers=autoscalers)
@@ -440,7 +430,8 @@ class WatchCache:
             call=call,
             facts=facts,
             clock=self._clock,
-            watch_timeout_s=self._watch_timeout_s,
+            settings=self._settings,
+            connect_timeout_s=self._connect_timeout_s,
             optional=optional,
         )
 
