@@ -17,15 +17,19 @@ import argparse
 import errno
 import math
 import os
+import re
 import signal
 import socket
 import sys
 import threading
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from autoscaler.bundled import bundled_config_path, bundled_trace_path
 from autoscaler.config import (
@@ -38,32 +42,22 @@ from autoscaler.config import (
     read_config,
     redacted_url,
 )
-from autoscaler.leader import LeaseTimings
 from autoscaler.logs import configure_logging
 from autoscaler.metrics.recorded import TraceError
-from autoscaler.targets import WATCH_SCOPES
+from autoscaler.reference import allowed
+from autoscaler.settings import Settings, leaf_fields
 
 EXIT_USAGE = 2
-# At shutdown, the queued Events get this long to be sent: well inside the pod's 60 s grace
-# period (deploy/deployment.yaml), which the Lease's release must also fit in.
-EVENTS_FLUSH_S = 10.0
-# As the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs: a first tick at 1,000
-# models writes about 120 counts, which one at a time take longer than the tick may.
-WRITE_WORKERS = 5
+EXIT_UNAVAILABLE = 1
+
+
+class Unavailable(Exception):
+    """What the command needs could not be reached or holds nothing: not the user's mistake
+    (exit 2), but no result either (exit 1)."""
 # What `autoscaler simulate` prints: the simulator left the product for the lab, and a user who
 # types the old command learns where it went in one line.
 SIMULATE_MOVED = ("simulate: the closed-loop simulator is lab code, not part of the installed autoscaler; "
                   "from a checkout: pip install -e '.[lab]', then python -m simulations simulate --help")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
 
 
 def _whole_from_1_to_64(one_means: str) -> Callable[[str], int]:
@@ -79,7 +73,6 @@ def _whole_from_1_to_64(one_means: str) -> Callable[[str], int]:
     return parse
 
 
-_workers = _whole_from_1_to_64("one write at a time")
 _processes = _whole_from_1_to_64("this process alone")
 
 
@@ -103,7 +96,7 @@ def _instant(text: str) -> float:
         if moment.tzinfo is None:
             # Read as this machine's local time it would replay another window on a machine in
             # another zone, without a word.
-            raise argparse.ArgumentTypeError(f"{text!r} has no zone; add one, such as {text}Z (UTC) or {text}+01:00")
+            raise argparse.ArgumentTypeError(f"{text!r} has no zone; add one, such as {text}Z (UTC) or {text}+01:00") from None
         return moment.timestamp()
     if not 0 <= value <= LAST_INSTANT_S:
         raise argparse.ArgumentTypeError(
@@ -125,14 +118,68 @@ def _step_s(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
+_NOUNS = {int: "a whole number", float: "a number", str: "a name"}
+
+
+def _add_settings_flags(run: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """One flag per setting (autoscaler.settings), in a group per sub-model; returns the
+    leadership group, which the flags outside the model join."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for path, field in leaf_fields():
+        where: argparse._ActionsContainer = run
+        if len(path) > 1:
+            model = Settings.model_fields[path[0]].annotation
+            title = (model.__doc__ or path[0]).strip().splitlines()[0]
+            where = groups.setdefault(path[0], run.add_argument_group(title))
+        flag = "--" + path[-1].replace("_", "-")
+        meaning = " ".join((field.description or "").split()).replace("%", "%%")
+        if field.annotation is bool:
+            where.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=meaning)
+            continue
+        help_text = f"{meaning} Default: {field.default!r}."
+        choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else None
+        where.add_argument(flag, choices=choices, type=None if choices else _setting_value(field),
+                           default=argparse.SUPPRESS, metavar=None if choices else _metavar(path[-1], field), help=help_text)
+    return groups["leader"]
+
+
+def _metavar(name: str, field: FieldInfo) -> str:
+    return "SECONDS" if name.endswith("_s") else {int: "N", str: "NAME"}.get(field.annotation, "VALUE")
+
+
+def _setting_value(field: FieldInfo) -> Callable[[str], object]:
+    """Parses one flag's text as its field does, bounds included, so `--write-workers 0` is
+    answered by argparse with what is allowed."""
+    annotation = typing.Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    adapter: TypeAdapter = TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
+    bounds = allowed(field)
+    noun = _NOUNS[field.annotation] + (f" {bounds}" if bounds else "")
+
+    def parse(text: str) -> object:
+        try:
+            return adapter.validate_python(text)
+        except ValidationError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; {noun}") from None
+
+    return parse
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings the flags given make, every other one at its default. Rules across flags
+    (the lease timings' order, writes inside the renew margin) are answered here, by flag."""
+    given = vars(args)
+    nested: dict[str, dict[str, object]] = {}
+    top: dict[str, object] = {}
+    for path, _ in leaf_fields():
+        if path[-1] in given:
+            (nested.setdefault(path[0], {}) if len(path) > 1 else top)[path[-1]] = given[path[-1]]
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; from 1 to 65535, or 0 to serve none")
-    return value
+        return Settings.model_validate({**top, **nested})
+    except ValidationError as err:
+        names = "|".join(path[-1] for path, _ in leaf_fields())
+        problems = [re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"), e["msg"].removeprefix("Value error, "))
+                    for e in err.errors()]
+        raise ConfigError("; ".join(problems)) from None
 
 
 def _replay_ticks(*, start_s: float, end_s: float, step_s: float, span: str) -> None:
@@ -146,49 +193,63 @@ def _replay_ticks(*, start_s: float, end_s: float, step_s: float, span: str) -> 
         )
 
 
+_RUN_EXAMPLES = """\
+examples:
+  autoscaler run --config /etc/llm-autoscaler/config.yaml --leader-elect      in a pod (deploy/deployment.yaml)
+  autoscaler run --config deploy/examples/config.yaml --dry-run --once -o json  from a laptop, through $KUBECONFIG
+
+The cluster is found as controller-runtime finds it: --kubeconfig, else $KUBECONFIG, else the
+pod's service account, else ~/.kube/config. With --once the exit status is 1 when the tick
+could not read Prometheus or the cluster.
+"""
+_REPLAY_EXAMPLES = """\
+examples:
+  autoscaler replay                                   the bundled BurstGPT trace and config
+  autoscaler replay --trace rec.csv.gz --config c.yaml --all -o json
+  autoscaler replay --prometheus http://prometheus:9090 --start 2026-11-22T08:00:00Z --end 2026-11-22T12:00:00Z --config c.yaml
+"""
+_CHECK_EXAMPLES = """\
+examples:
+  autoscaler check-config deploy/examples/config.yaml
+  autoscaler check-config deploy/configmap.yaml       a ConfigMap manifest holding config.yaml
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description="Queue-depth autoscaler for LLM inference on Kubernetes.")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    # Global flags go before or after the command, as kubectl's do; the command's copy has no
+    # default, so it never overwrites one given before the command.
+    levels = ["debug", "info", "warning", "error"]
+    parser.add_argument("--log-level", default="info", choices=levels, help="default: info")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=levels, help="default: info")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the control loop against Prometheus and the cluster")
-    run.add_argument("--config", type=Path, required=True, help="the YAML config")
-    run.add_argument("--dry-run", action="store_true", help="decide and print, never write to the cluster")
-    run.add_argument("--output", choices=["table", "json"], default="table", help="how dry-run prints decisions")
-    run.add_argument("--kubeconfig", type=Path, help="use this kubeconfig instead of the in-cluster service account")
-    run.add_argument("--context", help="kubeconfig context")
-    run.add_argument("--once", action="store_true", help="run one tick and exit")
-    run.add_argument("--metrics-port", type=_port, default=8080, help="serve /metrics, /healthz, /readyz here (0: off)")
-    run.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
-                     help="namespaces: list and watch Deployments and ScaledObjects in each configured namespace "
-                          "(a Role in each, deploy/rbac.yaml); cluster: once across all namespaces (a ClusterRole, "
-                          "deploy/rbac-cluster-watch.yaml): 2 watches instead of 2 per namespace")
-    run.add_argument("--write-workers", type=_workers, default=WRITE_WORKERS,
-                     help="writes to the cluster in flight at once within a tick, each model's one at a time "
-                          "(the HPA controller's --concurrent-horizontal-pod-autoscaler-syncs is 5)")
-    ha = run.add_argument_group("running as two replicas (ignored with --dry-run, which writes nothing)")
-    ha.add_argument("--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
-                    "default: the pod's (service-account namespace file or POD_NAMESPACE)")
-    ha.add_argument("--leader-elect", action="store_true", help="act only while holding the Lease --lease-name")
-    ha.add_argument("--lease-name", default="llm-autoscaler", help="the coordination.k8s.io/v1 Lease to hold")
-    ha.add_argument("--identity", help="this replica's name in the Lease; default: POD_NAME, else host name and pid")
-    ha.add_argument("--lease-duration-s", type=_positive, default=LeaseTimings().lease_duration_s,
-                    help="a standby takes over this long after the leader's last renewal")
-    ha.add_argument("--renew-deadline-s", type=_positive, default=LeaseTimings().renew_deadline_s,
-                    help="a leader that could not renew for this long stops acting (less than the lease duration)")
-    ha.add_argument("--retry-period-s", type=_positive, default=LeaseTimings().retry_period_s,
-                    help="seconds between election rounds")
-    ha.add_argument("--state-configmap", default="llm-autoscaler-state",
-                    help="ConfigMap that keeps policy state across restarts and failovers ('' to keep none)")
+    def command(name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".", epilog=examples,
+                                   parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    replay = commands.add_parser("replay", help="replay a recorded metric trace through the controller")
+    run = command("run", "run the control loop against Prometheus and the cluster", _RUN_EXAMPLES)
+    run.add_argument("--config", type=Path, required=True, help="the YAML config, or a ConfigMap manifest holding it")
+    run.add_argument("--dry-run", action="store_true", help="decide and print, never write to the cluster")
+    run.add_argument("-o", "--output", choices=["table", "json"], default="table", help="how dry-run prints decisions; default: table")
+    run.add_argument("--kubeconfig", type=Path, help="this kubeconfig; default: $KUBECONFIG, else the pod's service account, else ~/.kube/config")
+    run.add_argument("--context", help="the kubeconfig context to use; default: its current-context")
+    run.add_argument("--once", action="store_true", help="run one tick and exit: 1 when it could not read Prometheus or the cluster")
+    ha = _add_settings_flags(run)
+    ha.add_argument("-n", "--namespace", help="the daemon's own namespace, home of its Lease and state ConfigMap; "
+                    "default: the pod's (service-account namespace file or POD_NAMESPACE)")
+    ha.add_argument("--identity", help="this replica's name in the Lease; default: POD_NAME, else host name and pid")
+
+    replay = command("replay", "replay a recorded metric trace through the controller", _REPLAY_EXAMPLES)
     replay.add_argument("--trace", type=Path, help="native CSV(.gz) or query_range JSON; default: the bundled BurstGPT trace")
     replay.add_argument("--config", type=Path, help="default: the bundled replay config")
     replay.add_argument("--prometheus", help="replay from this live Prometheus over --start..--end instead of a file")
     replay.add_argument("--start", type=_instant, help="with --prometheus: the first instant (RFC 3339 or epoch seconds)")
     replay.add_argument("--end", type=_instant, help="with --prometheus: the last instant")
     replay.add_argument("--step-s", type=_step_s, help="seconds between ticks; default: the config's tick_interval_s")
-    replay.add_argument("--output", choices=["table", "json"], default="table")
+    replay.add_argument("-o", "--output", choices=["table", "json"], default="table", help="default: table")
     replay.add_argument("--all", action="store_true", help="print every decision, not only those that change a count")
     replay.add_argument(
         "--processes",
@@ -198,13 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
         "together): the same decisions and summary, printed once all are done; default 1",
     )
 
-    check = commands.add_parser("check-config", help="validate a config and print every model's effective settings")
+    check = command("check-config", "validate a config and print every model's effective settings", _CHECK_EXAMPLES)
     check.add_argument("config", type=Path)
 
     # Not listed in --help: the command is gone from the product, and this entry only answers a
     # user who still types it (every argument is left to main(), which prints SIMULATE_MOVED).
     commands.add_parser("simulate", add_help=False)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-queue-autoscaler")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except Unavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         # Ctrl-C outside the loop's own handler (start-up, a replay): one line, and the
         # shell's convention for a SIGINT, 128 + 2.
@@ -266,7 +339,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             raise ConfigError("--processes shares out a trace file's models; a --prometheus replay runs in one process")
         if args.start is None or args.end is None or args.end <= args.start:
             raise ConfigError("--prometheus needs --start and --end, with --end after --start")
-        settings = config.prometheus.model_copy(update={"url": args.prometheus.rstrip("/")})
+        url = args.prometheus.rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", url):
+            raise ConfigError(f"--prometheus {args.prometheus!r}: not a URL; give its scheme, such as http://{args.prometheus}")
+        settings = config.prometheus.model_copy(update={"url": url})
         source = PrometheusSource(config.model_copy(update={"prometheus": settings}), count_pods=False)
         start_s, end_s = args.start, args.end
     else:
@@ -278,6 +354,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         start_s, end_s = trace.start_s, trace.end_s
     _replay_ticks(start_s=start_s, end_s=end_s, step_s=step_s,
                   span="--start..--end" if args.prometheus else f"the trace {args.trace or 'bundled'}")
+    if args.prometheus:  # after every check of the flags: asking Prometheus is the slow one
+        problem = source.history_problem(start_s=start_s, end_s=end_s)
+        if problem is not None:
+            raise Unavailable(f"--prometheus {redacted_url(source.url)}: {problem}")
     initial = {m.name: _initial_replicas(m, trace, start_s) for m in config.models}
 
     printer = DecisionPrinter(sys.stdout, fmt=args.output, clock_format="relative" if trace else "iso")
@@ -324,31 +404,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.targets.watching import WatchCache
     from autoscaler.telemetry import Telemetry
 
+    settings = _settings(args)
     config = load_config(args.config)
-    timings = _lease_timings(args)
+    timings = settings.leader
     clock = SystemClock()
-    telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s)
-    server = _serve(telemetry, args.metrics_port) if args.metrics_port else None  # a port taken fails before any API call
+    telemetry = Telemetry(clock=clock, interval_s=config.tick_interval_s, health_grace_s=settings.health_grace_s)
+    # A port taken fails before any API call.
+    server = _serve(telemetry, settings.metrics_port) if settings.metrics_port else None
     writes = not args.dry_run
     try:
         api_client = _api_client(args)
-        namespace = _own_namespace(args) if writes and (args.leader_elect or args.state_configmap) else None
+        namespace = _own_namespace(args) if writes and (timings.leader_elect or timings.state_configmap) else None
     except ConfigError:
         if server is not None:
             server.shutdown()
             server.server_close()
         raise
-    cache = WatchCache(api_client, clock=clock, scope=args.watch_scope)
-    events = EventSender(api_client, on_dropped=telemetry.event_dropped)
+    cache = WatchCache(api_client, clock=clock, settings=settings.watch, api=settings.api)
+    events = EventSender(api_client, capacity=settings.events.events_queue_size, api=settings.api, on_dropped=telemetry.event_dropped)
     elector = None
-    if writes and args.leader_elect:
-        elector = LeaseElector(api_client, namespace=namespace, name=args.lease_name, identity=_identity(args),
-                               timings=timings, on_change=lambda leading: telemetry.leader.set(int(leading)))
+    if writes and timings.leader_elect:
+        elector = LeaseElector(api_client, namespace=namespace, name=timings.lease_name, identity=_identity(args),
+                               timings=timings, api=settings.api, on_change=lambda leading: telemetry.leader.set(int(leading)))
         telemetry.leader.set(0)
 
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
-        targets = KubernetesTargets(config, api_client, cache=cache, events=events)
+        targets = KubernetesTargets(config, api_client, cache=cache, events=events, api=settings.api)
         if args.dry_run:
             targets = DryRunTargets(targets)
         elif elector is not None:
@@ -357,13 +439,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             config,
             metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
             targets=targets,
-            pools=NodeCapacity(config, api_client),
-            write_workers=1 if args.dry_run else args.write_workers,  # a dry run writes nothing
+            pools=NodeCapacity(config, api_client, api=settings.api),
+            write_workers=1 if args.dry_run else settings.write_workers,  # a dry run writes nothing
         )
 
-    store = ConfigMapStateStore(api_client, namespace=namespace, name=args.state_configmap) if namespace and args.state_configmap else None
+    store = (
+        ConfigMapStateStore(api_client, namespace=namespace, name=timings.state_configmap, api=settings.api,
+                            refresh_s=timings.state_refresh_s)
+        if namespace and timings.state_configmap else None
+    )
     controller = FailoverController(
-        ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store
+        ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store,
+        on_refused=telemetry.state_refused, timings=timings,
     )
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
 
@@ -387,17 +474,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     # a tick's time is skipped until it does.
     cache.wait_synced(timeout_s=config.tick_interval_s)
     try:
-        run_loop(_EventsAfterTicks(controller, events), clock=clock, interval_s=config.tick_interval_s, stop=stop,
-                 on_outcomes=after_tick, max_ticks=1 if args.once else None)
+        ticks = run_loop(_EventsAfterTicks(controller, events), clock=clock, interval_s=config.tick_interval_s, stop=stop,
+                         on_outcomes=after_tick, max_ticks=1 if args.once else None)
     finally:
         cache.stop()
         # Before the Lease goes: the Events of the last tick's writes, within the grace period.
-        events.stop(timeout_s=EVENTS_FLUSH_S)
+        events.stop(timeout_s=settings.events.events_flush_s)
         if election is not None:  # hand the Lease over at once: the standby need not wait it out
             election_stop.set()
             election.join(timeout=timings.retry_period_s + 10)
         if server is not None:
             server.shutdown()
+    if args.once and ticks and telemetry.last_tick_problems:
+        # One tick that could not see is no answer: a script checking a config against a
+        # cluster must not read "every model skipped" as success.
+        where = f"Prometheus {redacted_url(config.prometheus.url)}, Kubernetes API {api_client.configuration.host}"
+        raise Unavailable(f"--once: {'; '.join(telemetry.last_tick_problems)} ({where})")
     return 0
 
 
@@ -411,13 +503,6 @@ class _EventsAfterTicks:
     def tick(self, *, now: float):
         with self._events.held():
             return self._controller.tick(now=now)
-
-
-def _lease_timings(args: argparse.Namespace) -> LeaseTimings:
-    try:
-        return LeaseTimings(args.lease_duration_s, args.renew_deadline_s, args.retry_period_s)
-    except ValueError as err:
-        raise ConfigError(f"--lease-duration-s, --renew-deadline-s, --retry-period-s: {err}") from None
 
 
 def _own_namespace(args: argparse.Namespace) -> str:
@@ -452,29 +537,57 @@ def _serve(telemetry, port: int):
 
 
 def _api_client(args: argparse.Namespace):
+    """The cluster, found as controller-runtime's GetConfig finds it: --kubeconfig, else
+    $KUBECONFIG (a list of files, merged as kubectl merges them), else the pod's service
+    account, else ~/.kube/config. The in-cluster account comes before the home directory: a
+    daemon's pod is its identity, whatever file an image may carry."""
     from kubernetes import client, config as kube_config
 
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    home = Path("~/.kube/config").expanduser()
     if args.kubeconfig:
-        try:
-            # Parsed here, so that a kubeconfig that is not YAML is named as such: the client
-            # library lets the parser's exception through.
-            yaml.safe_load(args.kubeconfig.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: cannot read it: {err.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: not a text file; a kubeconfig is YAML") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"--kubeconfig {args.kubeconfig}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+        files, source = [args.kubeconfig], "--kubeconfig"
+    elif os.environ.get("KUBECONFIG"):
+        files, source = [Path(f) for f in os.environ["KUBECONFIG"].split(os.pathsep) if f], "$KUBECONFIG"
+    elif in_cluster:
+        files, source = [], "the pod's service account"
+    elif home.is_file():
+        files, source = [home], str(home)
+    else:
+        raise ConfigError(
+            "no cluster to talk to: no --kubeconfig, no $KUBECONFIG, not in a pod (no KUBERNETES_SERVICE_HOST) "
+            f"and no {home}; pass --kubeconfig FILE"
+        )
+    contexts = [name for path in files for name in _check_kubeconfig(path, source=source)]
+    if args.context and not files:
+        raise ConfigError(f"--context {args.context}: a context is chosen in a kubeconfig, and {source} has none")
+    if args.context and args.context not in contexts:
+        raise ConfigError(f"--context {args.context}: no such context in {os.pathsep.join(map(str, files))}; it has: {', '.join(contexts) or 'none'}")
     try:
-        if args.kubeconfig:
-            return kube_config.new_client_from_config(config_file=str(args.kubeconfig), context=args.context)
+        if files:
+            return kube_config.new_client_from_config(config_file=os.pathsep.join(map(str, files)), context=args.context)
         kube_config.load_incluster_config()
         return client.ApiClient()
     except (kube_config.ConfigException, OSError) as err:
-        hint = "" if args.kubeconfig else " (outside a cluster, pass --kubeconfig)"
-        raise ConfigError(f"cannot reach the cluster: {err}{hint}") from None
+        raise ConfigError(f"cannot reach the cluster through {source}: {err}") from None
+
+
+def _check_kubeconfig(path: Path, *, source: str) -> list[str]:
+    """The names of its contexts. Parsed here, so that a kubeconfig that is missing or not YAML
+    is named as such: the client library lets the parser's exception through, and names no file."""
+    where = f"{source} {path}" if source != str(path) else str(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read it: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not a text file; a kubeconfig is YAML") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
+    contexts = loaded.get("contexts") if isinstance(loaded, dict) else None
+    return [c["name"] for c in contexts or [] if isinstance(c, dict) and isinstance(c.get("name"), str)]
 
 
 if __name__ == "__main__":

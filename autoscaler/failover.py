@@ -4,8 +4,10 @@ saved, and it saves its own after every tick.
 A standby does nothing but take part in the election (autoscaler.leader). On taking over it
 reads the stored state (autoscaler.state_store) before its first tick, and does not act until
 it could read it: acting from a blank state is what would scale an idle-but-young model to
-zero early or drop one held by its scale-down window. Leadership is checked again before each
-write, so a Lease lost in the middle of a tick stops the writes that remain.
+zero early or drop one held by its scale-down window. What the stored records hold is bounded
+and re-anchored on this leader's clock (state_store.restore_all); what is refused is logged and
+counted (`on_refused`). Leadership is checked again before each write, so a Lease lost in the
+middle of a tick stops the writes that remain.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import structlog
 
 from autoscaler.config import Config, ModelConfig
 from autoscaler.controller import Controller, Outcome
-from autoscaler.state_store import StateStore, StateUnavailable, record_of, restore
+from autoscaler.settings import LeaderSettings
+from autoscaler.state_store import StateStore, StateUnavailable, record_of, restore_all, vouch_s
 from autoscaler.targets import Action, ScaleTarget, TargetState
 from policies.decision import Decision
 
@@ -37,13 +40,22 @@ class _HasController(Protocol):  # autoscaler.reload.ReloadingController
 
 class FailoverController:
     def __init__(
-        self, inner: _HasController, *, leadership: Leadership | None, store: StateStore | None
+        self,
+        inner: _HasController,
+        *,
+        leadership: Leadership | None,
+        store: StateStore | None,
+        on_refused: Callable[[str, str], None] | None = None,
+        timings: LeaderSettings = LeaderSettings(),
     ) -> None:
+        self._timings = timings
         self._inner = inner
         self._leadership = leadership
         self._store = store
+        self._on_refused = on_refused  # (field, kind): Telemetry.state_refused
         self._restored = store is None
         self._records: dict[str, dict] = {}
+        self._watched_since: dict[str, float] = {}  # by model: since when leaders watched it without a break
 
     @property
     def controller(self) -> Controller:
@@ -59,9 +71,24 @@ class FailoverController:
             except StateUnavailable as err:
                 log.error("not acting until the stored policy state can be read", error=str(err))
                 return []
-            models = {m.name for m in self._inner.config.models}
-            self._records = {name: r for name, r in records.items() if name in models}
-            self.controller.states = {name: restore(r, now=now) for name, r in self._records.items()}
+            config = self._inner.config
+            restored, refusals = restore_all(records, now=now, vouch_s=vouch_s(config.tick_interval_s, self._timings))
+            for refusal in refusals:
+                # A stale record is an outage or a clock far off, not damage: said, not warned.
+                emit = log.info if refusal.kind == "stale" else log.warning
+                emit("refused a stored policy state value", key=refusal.key, field=refusal.field, kind=refusal.kind,
+                     detail=refusal.detail)
+                if self._on_refused is not None:
+                    self._on_refused(refusal.field, refusal.kind)
+            models = {m.name for m in config.models}
+            restored = {name: r for name, r in restored.items() if name in models}
+            self.controller.states = {name: r.state for name, r in restored.items()}
+            self._watched_since = {name: r.watched_since for name, r in restored.items()}
+            # Saved again on this leader's clock, the refused values left out.
+            self._records = {
+                name: record_of(name, r.state, desired=r.desired, now=now, watched_since=r.watched_since)
+                for name, r in restored.items()
+            }
             self._restored = True
             log.info("policy state restored", models=len(self.controller.states))
         outcomes = self._inner.tick(now=now)
@@ -71,8 +98,12 @@ class FailoverController:
 
     def _save(self, outcomes: list[Outcome], *, now: float) -> None:
         states = self.controller.states
+        self._watched_since = {m: t for m, t in self._watched_since.items() if m in states}
         decided = {
-            o.model: record_of(o.model, states[o.model], desired=o.decision.desired_replicas, now=now)
+            o.model: record_of(
+                o.model, states[o.model], desired=o.decision.desired_replicas, now=now,
+                watched_since=self._watched_since.setdefault(o.model, now),
+            )
             for o in outcomes
             if o.decision is not None and o.model in states
         }

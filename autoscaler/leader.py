@@ -24,34 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from autoscaler.clock import Clock
+from autoscaler.kube_errors import Conflict, Failed, KubernetesError, NotFound, Rule, Unreachable, translated
+from autoscaler.settings import ApiSettings, LeaderSettings
 
 log = structlog.get_logger(__name__)
-
-REQUEST_TIMEOUT_S = (2.0, 5.0)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseTimings:
-    """client-go's defaults. `renew_deadline_s` < `lease_duration_s` is what keeps two leaders
-    from overlapping; the gap (5 s) must exceed the longest a tick's writes can run after the
-    last leadership check (one API call, at most REQUEST_TIMEOUT_S of the actuator)."""
-
-    lease_duration_s: float = 15.0
-    renew_deadline_s: float = 10.0
-    retry_period_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.retry_period_s < self.renew_deadline_s < self.lease_duration_s:
-            raise ValueError(
-                "lease timings need 0 < retry_period_s < renew_deadline_s < lease_duration_s, got "
-                f"{self.retry_period_s:g} < {self.renew_deadline_s:g} < {self.lease_duration_s:g}"
-            )
-
 
 @dataclass(frozen=True, slots=True)
 class _Record:
@@ -68,12 +47,14 @@ class LeaseElector:
         namespace: str,
         name: str,
         identity: str,
-        timings: LeaseTimings = LeaseTimings(),
+        timings: LeaderSettings = LeaderSettings(),
+        api: ApiSettings = ApiSettings(),
         on_change: Callable[[bool], None] = lambda leading: None,
     ) -> None:
         self._api = k8s.CoordinationV1Api(api_client)
         self.namespace, self.name, self.identity = namespace, name, identity
         self.timings = timings
+        self._request_timeout_s = api.request_timeout_s
         self._on_change = on_change
         self._observed: _Record | None = None
         self._observed_at: float | None = None
@@ -94,10 +75,10 @@ class LeaseElector:
         leadership then lapses by itself at the renew deadline."""
         try:
             leading = self._round(now)
-        except ApiException as err:
+        except Failed as err:
             log.warning("lease round failed", lease=self.name, namespace=self.namespace, status=err.status, reason=err.reason)
             leading = self.is_leader(now=now)
-        except urllib3.exceptions.HTTPError as err:
+        except Unreachable as err:
             log.warning("lease round failed: Kubernetes API unreachable", lease=self.name, error=str(err))
             leading = self.is_leader(now=now)
         self._report(leading)
@@ -111,12 +92,12 @@ class LeaseElector:
         with self._lock:
             self._renewed_at = None
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            lease = self._read()
             if lease.spec.holder_identity != self.identity:
                 return
             self._patch(lease.metadata.resource_version, {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": _stamp(now)})
             log.info("lease released", lease=self.name, identity=self.identity)
-        except (ApiException, urllib3.exceptions.HTTPError) as err:
+        except KubernetesError as err:
             log.warning("could not release the lease; a standby takes it when it expires", lease=self.name, error=str(err))
         self._report(False)
 
@@ -132,10 +113,8 @@ class LeaseElector:
 
     def _round(self, now: float) -> bool:
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+            lease = self._read()
+        except NotFound:
             return self._create(now)
         spec = lease.spec
         record = _Record(spec.holder_identity or "", lease.metadata.resource_version, spec.renew_time)
@@ -152,13 +131,11 @@ class LeaseElector:
             fields |= {"acquireTime": fields["renewTime"], "leaseTransitions": (spec.lease_transitions or 0) + 1}
         try:
             self._patch(record.resource_version, fields)
-        except ApiException as err:
-            if err.status == 409:  # the Lease changed since it was read: another replica wrote first
-                log.info("lost the race for the lease", lease=self.name, identity=self.identity)
-                with self._lock:
-                    self._renewed_at = None
-                return False
-            raise
+        except Conflict:  # the Lease changed since it was read: another replica wrote first
+            log.info("lost the race for the lease", lease=self.name, identity=self.identity)
+            with self._lock:
+                self._renewed_at = None
+            return False
         with self._lock:
             self._renewed_at = now
         if taking:
@@ -180,23 +157,27 @@ class LeaseElector:
             },
         }
         try:
-            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            if err.status == 409:  # created by another replica in between
-                return False
-            raise
+            with translated(Rule("coordination.k8s.io", "leases", ("create",), self.namespace)):
+                self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._request_timeout_s)
+        except Conflict:  # created by another replica in between
+            return False
         with self._lock:
             self._renewed_at = now
         log.info("created and took the lease", lease=self.name, identity=self.identity)
         return True
 
+    def _read(self) -> k8s.V1Lease:
+        with translated(Rule("coordination.k8s.io", "leases", ("get",), self.namespace)):
+            return self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._request_timeout_s)
+
     def _patch(self, resource_version: str | None, fields: dict) -> None:
         # A merge patch that carries metadata.resourceVersion fails with 409 if the Lease
         # changed since it was read: optimistic concurrency without PUT.
         metadata = {"resourceVersion": resource_version} if resource_version else {}
-        self._api.patch_namespaced_lease(
-            self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=REQUEST_TIMEOUT_S
-        )
+        with translated(Rule("coordination.k8s.io", "leases", ("patch",), self.namespace)):
+            self._api.patch_namespaced_lease(
+                self.name, self.namespace, {"metadata": metadata, "spec": fields}, _request_timeout=self._request_timeout_s
+            )
 
     def _report(self, leading: bool) -> None:
         if leading != self._was_leading:

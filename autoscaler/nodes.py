@@ -20,22 +20,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config
-from autoscaler.targets.kubernetes import REQUEST_TIMEOUT_S, _message, _Rule
+from autoscaler.kube_errors import Failed, Forbidden, Rule, Unreachable, translated
+from autoscaler.settings import ApiSettings
 
 log = structlog.get_logger(__name__)
 
 GPU_RESOURCE = "nvidia.com/gpu"
-LIST_NODES = _Rule("", "nodes", "list")
 
 
 class NodeCapacity:
-    def __init__(self, config: Config, api_client: k8s.ApiClient) -> None:
+    def __init__(self, config: Config, api_client: k8s.ApiClient, *, api: ApiSettings = ApiSettings()) -> None:
         self._config = config
+        self._request_timeout_s = api.request_timeout_s
         self._core = k8s.CoreV1Api(api_client)
 
     def read_capacities(self, *, now: float) -> Mapping[str, int]:
@@ -43,13 +42,14 @@ class NodeCapacity:
         for pool in self._config.node_pools:
             selector = ",".join(f"{key}={value}" for key, value in sorted(pool.node_selector.items()))
             try:
-                nodes = self._core.list_node(label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S).items
-            except urllib3.exceptions.HTTPError as err:
+                with translated(Rule("", "nodes", ("list",), None)):
+                    nodes = self._core.list_node(label_selector=selector, _request_timeout=self._request_timeout_s).items
+            except Unreachable as err:
                 log.error("Kubernetes API unreachable; the pool's nodes are not read this tick", pool=pool.name, error=str(err))
                 continue
-            except ApiException as err:
-                hint = "the service account needs a ClusterRole allowing list on nodes (deploy/rbac.yaml)" if err.status == 403 else ""
-                log.error("cannot list the pool's nodes", pool=pool.name, status=err.status, detail=_message(err), hint=hint)
+            except Failed as err:
+                hint = err.hint if isinstance(err, Forbidden) else ""
+                log.error("cannot list the pool's nodes", pool=pool.name, status=err.status, detail=err.message, hint=hint)
                 continue
             # The API server filters by label_selector; filtering again here keeps the count
             # right where it does not (the kmock emulator the tests run ignores selectors).

@@ -17,6 +17,7 @@ from autoscaler.outcome import Outcome
 from autoscaler.targets import TargetState
 from policies.arbitration import Capacity, Claim, Stamped, arbitrate, pool_capacity
 from policies.decision import Reason
+from policies.reasons import ReasonCode
 
 
 class PoolCapacity(Protocol):
@@ -85,7 +86,7 @@ def arbitrate_outcomes(
             # Not arbitrated: the scheduler decides as it would without us (pods Pending when
             # the pool is full). Holding every scale-up instead would freeze the pool's hot
             # models for as long as the nodes cannot be read, e.g. for good without the RBAC rule.
-            why = Reason("PoolCapacityUnknown", f"pool {pool.name}: {origin}; not arbitrated this tick")
+            why = Reason(ReasonCode.PoolCapacityUnknown, f"pool {pool.name}: {origin}; not arbitrated this tick")
             for i in members:
                 decision = outcomes[i].decision
                 result[i] = dataclasses.replace(outcomes[i], decision=dataclasses.replace(decision, reasons=decision.reasons + (why,)))
@@ -95,20 +96,22 @@ def arbitrate_outcomes(
         # The nodes read less than the capacity arbitrated on (a drop not yet lasted, or 0 as no
         # data), and the models want more than that reading: each decision says the reading was
         # not acted on, cut or not. Example: 16 GPUs read a minute ago, 8 now, the models want 14.
+        # A decision cut on a node pool says where its capacity came from, in a reason of its own
+        # (the arbitration's message stays what policies.arbitration wrote); PoolCapacityHeld
+        # says it already where it applies.
         held = None
         if capacity.read_now is not None and sum(c.wanted_gpus for c in claims) > capacity.read_now:
-            held = Reason("PoolCapacityHeld", f"pool {pool.name}: arbitrated on {origin}")
+            held = Reason(ReasonCode.PoolCapacityHeld, f"pool {pool.name}: arbitrated on {origin}")
+        read = Reason(ReasonCode.PoolCapacityFromNodes, f"pool {pool.name}: capacity from {origin}")
         for i, decision in zip(members, decisions):
-            if decision is not outcomes[i].decision and origin != "capacity_gpus":
-                codes = decision.reason_codes
-                at = codes.index("PoolArbitration") if "PoolArbitration" in codes else None
-                if at is not None:
-                    cut = decision.reasons[at]
-                    reasons = list(decision.reasons)
-                    reasons[at] = Reason(cut.code, f"{cut.message}; capacity from {origin}")
-                    decision = dataclasses.replace(decision, reasons=tuple(reasons))
             if held is not None:
                 decision = dataclasses.replace(decision, reasons=decision.reasons + (held,))
+            elif (
+                pool.capacity_gpus is None
+                and decision is not outcomes[i].decision
+                and ReasonCode.PoolArbitration in decision.reason_codes
+            ):
+                decision = dataclasses.replace(decision, reasons=decision.reasons + (read,))
             result[i] = dataclasses.replace(outcomes[i], decision=decision)
     return result
 

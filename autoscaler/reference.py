@@ -1,7 +1,7 @@
 """The configuration reference, generated from the config models' own fields.
 
 Each setting's default, bounds and description live once, on its pydantic field
-(`autoscaler/config.py`, `policies/spec.py`); this renders them as Markdown, so the reference in
+(`autoscaler/config.py`, `policies/spec.py`, `autoscaler/settings.py`); this renders them as Markdown, so the reference in
 `docs/configuration.md` cannot say something the models do not (`tests/test_reference.py` fails when
 the page is stale). Regenerate it with:
 
@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from autoscaler.config import Config, ModelConfig
+from autoscaler.settings import leaf_fields
 from policies.spec import BatchSpec, HotSpec, LongTailSpec
 
 _HEADER = """\
@@ -41,7 +42,24 @@ def render() -> str:
     for kind, spec in _POLICY_KINDS:
         sections.append(f"## `policy` of kind `{kind}`\n")
         sections.append(_table(spec, prefix="models[].policy."))
+    sections += [_FLAGS_HEADER, _flags_table()]
     return "\n".join(sections)
+
+
+_FLAGS_HEADER = """\
+## Flags of `autoscaler run`
+
+How the process runs, the same for every model (`autoscaler/settings.py`), set in the
+Deployment's args. Each is one flag; `autoscaler run --help` lists them with the others.
+"""
+
+
+def _flags_table() -> str:
+    lines = ["| flag | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for path, field in leaf_fields():
+        flag = "--" + path[-1].replace("_", "-")
+        lines.append(f"| `{flag}` | {_type_name(field.annotation)} | {_default(field)} | {allowed(field)} | {_meaning(field)} |")
+    return "\n".join(lines) + "\n"
 
 
 def _table(model: type[BaseModel], *, prefix: str) -> str:
@@ -65,7 +83,7 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, 
             suffix = "[]." if _is_sequence(field.annotation) else "."
             yield from _rows(nested, key + suffix)
             continue
-        yield key, _type_name(field.annotation), _default(field), _allowed(field), _meaning(field)
+        yield key, _type_name(field.annotation), _default(field), allowed(field), _meaning(field)
 
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -118,7 +136,8 @@ def _default(field: FieldInfo) -> str:
 _BOUNDS = ((Ge, "ge", ">="), (Gt, "gt", ">"), (Le, "le", "<="), (Lt, "lt", "<"), (MinLen, "min_length", "at least"), (MaxLen, "max_length", "at most"))
 
 
-def _allowed(field: FieldInfo) -> str:
+def allowed(field: FieldInfo) -> str:
+    """A field's bounds in words: '>= 1, <= 64'."""
     parts = []
     for item in field.metadata:
         for kind, attribute, symbol in _BOUNDS:

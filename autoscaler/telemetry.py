@@ -1,7 +1,8 @@
 """The daemon's own metrics and health: /metrics, /healthz, /readyz on one port.
 
 /metrics (prometheus_client's classic text format):
-  llm_autoscaler_decisions_total{model,direction,reason}  every reason of every decision
+  llm_autoscaler_decisions_total{model,direction,reason}  every reason of every decision; `reason` is one
+                                                           of policies.reasons.ReasonCode (docs/reasons.md)
   llm_autoscaler_desired_replicas{model}, llm_autoscaler_current_replicas{model}
   llm_autoscaler_tick_duration_seconds                     histogram of one tick
   llm_autoscaler_prometheus_errors_total{signal,kind}      failed queries (tls, timeout, connection, http, malformed,
@@ -10,9 +11,14 @@
   llm_autoscaler_kubernetes_errors_total{kind}             missing, forbidden, failed, refused, unreadable
   llm_autoscaler_config_rejections_total                   changed config files rejected as invalid
   llm_autoscaler_events_dropped_total{reason}              Events not sent: queue_full (1,000 waiting) or shutdown
+  llm_autoscaler_state_refusals_total{field,kind}          stored policy state not restored at takeover
+                                                           (autoscaler.state_store.Refusal lists the kinds)
   llm_autoscaler_leader                                    1 while this replica acts (holds the Lease)
-/readyz: 200 once a tick has completed. /healthz: 200 while ticks keep completing; 503 when
-the last one is older than three tick intervals plus a grace (a stuck loop: restart it).
+/readyz: 200 once a tick has completed that could read Prometheus and the cluster; 503, with
+what the last tick could not do, before that or while it cannot (an outage outside the pod:
+restarting it would not help, so liveness does not change). /healthz: 200 while ticks keep
+completing; 503 when the last one is older than three tick intervals plus a grace (a stuck
+loop: restart it).
 """
 
 from __future__ import annotations
@@ -26,18 +32,27 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from autoscaler.clock import Clock
 from autoscaler.controller import Outcome
+from autoscaler.settings import Settings
 
 API_ERROR_OUTCOMES = frozenset({"missing", "forbidden", "failed", "refused"})
-HEALTH_GRACE_S = 30.0
+# Failures of Prometheus itself, not of one query's answer (malformed, too_large, rejected):
+# with one of these, no signal was read.
+PROMETHEUS_DOWN = frozenset({"connection", "tls", "timeout", "http"})
 
 
 class Telemetry:
-    def __init__(self, *, clock: Clock, interval_s: float, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, *, clock: Clock, interval_s: float, health_grace_s: float = Settings().health_grace_s, registry: CollectorRegistry | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self._clock = clock
         self._interval_s = interval_s
+        self._health_grace_s = health_grace_s
         self._started_at = clock.now()
         self.last_tick_at: float | None = None
+        # What the last tick could not do, in words (empty: it read and wrote what it needed).
+        self.last_tick_problems: tuple[str, ...] = ("no tick has completed yet",)
+        self._prometheus_down: set[str] = set()  # kinds reported since the last tick ended
         self.decisions = Counter(
             "llm_autoscaler_decisions", "Decisions, once per reason they carry.", ["model", "direction", "reason"],
             registry=self.registry,
@@ -63,37 +78,60 @@ class Telemetry:
             "llm_autoscaler_events_dropped", "Kubernetes Events dropped unsent: queue full, or left at shutdown.", ["reason"],
             registry=self.registry,
         )
+        self.state_refusals = Counter(
+            "llm_autoscaler_state_refusals", "Stored policy state values refused or restarted at takeover.",
+            ["field", "kind"], registry=self.registry,
+        )
         self.leader = Gauge("llm_autoscaler_leader", "1 while this replica acts on the cluster.", registry=self.registry)
         self.leader.set(1)  # without --leader-elect this replica always acts; the election sets it otherwise
 
     def record_tick(self, outcomes: Iterable[Outcome], *, duration_s: float) -> None:
         self.tick_seconds.observe(duration_s)
+        outcomes = list(outcomes)
+        unread = failed = 0
         for outcome in outcomes:
             if outcome.decision is None:
                 self.kubernetes_errors.labels(kind="unreadable").inc()
+                unread += 1
                 continue
             decision = outcome.decision
             for code in decision.reason_codes:
-                self.decisions.labels(model=outcome.model, direction=decision.direction, reason=code).inc()
+                # The code's value, the label that docs/reasons.md lists.
+                self.decisions.labels(model=outcome.model, direction=decision.direction, reason=code.value).inc()
             self.desired.labels(model=outcome.model).set(decision.desired_replicas)
             self.current.labels(model=outcome.model).set(decision.current_replicas)
             if outcome.action is not None and outcome.action.outcome in API_ERROR_OUTCOMES:
                 self.kubernetes_errors.labels(kind=outcome.action.outcome).inc()
+                failed += outcome.action.outcome == "failed"
+        problems = []
+        if self._prometheus_down:
+            problems.append(f"Prometheus could not be read ({', '.join(sorted(self._prometheus_down))})")
+        if unread:
+            problems.append(f"the cluster: {unread} of {len(outcomes)} models' targets could not be read")
+        if failed:
+            problems.append(f"the cluster: {failed} of {len(outcomes)} models' writes failed")
+        self._prometheus_down = set()
+        self.last_tick_problems = tuple(problems)
         self.last_tick_at = self._clock.now()
 
     def prometheus_error(self, signal: str, kind: str) -> None:
         self.prometheus_errors.labels(signal=signal, kind=kind).inc()
+        if kind in PROMETHEUS_DOWN:
+            self._prometheus_down.add(kind)
+
+    def state_refused(self, field: str, kind: str) -> None:
+        self.state_refusals.labels(field=field, kind=kind).inc()
 
     def event_dropped(self, reason: str, count: int) -> None:
         self.events_dropped.labels(reason=reason).inc(count)
 
     @property
     def ready(self) -> bool:
-        return self.last_tick_at is not None
+        return self.last_tick_at is not None and not self.last_tick_problems
 
     def healthy(self) -> bool:
         since = self.last_tick_at if self.last_tick_at is not None else self._started_at
-        return self._clock.now() - since <= 3 * self._interval_s + HEALTH_GRACE_S
+        return self._clock.now() - since <= 3 * self._interval_s + self._health_grace_s
 
 
 def wsgi_app(telemetry: Telemetry) -> Callable:
@@ -104,7 +142,10 @@ def wsgi_app(telemetry: Telemetry) -> Callable:
         if path in ("/healthz", "/readyz"):
             ok = telemetry.healthy() if path == "/healthz" else telemetry.ready
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else b"not ok\n"]
+            if ok:
+                return [b"ok\n"]
+            why = ["the loop has not completed a tick for too long"] if path == "/healthz" else telemetry.last_tick_problems
+            return [("not ok: " + "; ".join(why) + "\n").encode()]
         return metrics(environ, start_response)
 
     return app

@@ -8,6 +8,7 @@ here imports an I/O library.
 """
 
 from policies.decision import Decision, PolicyState, Reason
+from policies.reasons import ReasonCode
 from policies.signals import Dependency, Freshness, Observation, Reading
 from policies.spec import BatchSpec, HotSpec, LongTailSpec, PolicySpec
 from policies.registry import decide
@@ -24,5 +25,6 @@ __all__ = [
     "PolicyState",
     "Reading",
     "Reason",
+    "ReasonCode",
     "decide",
 ]

@@ -57,10 +57,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from policies.decision import Decision, Reason
+from policies.reasons import ReasonCode
 
 PRIORITY = {"hot": 0, "long-tail": 1, "batch": 2}
 
@@ -91,18 +92,22 @@ class Claim:
         return self.decision.desired_replicas * self.gpus_per_replica
 
 
+# The replicas a claim may reach in one stage of the arbitration.
+Target = Callable[[Claim], int]
+
+
 def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]]:
     """(stage name, [(claim, replicas it may reach in this stage)]) in the order they are served."""
 
-    def of(kinds: tuple[str, ...], target, *, queued: bool | None = None) -> list[tuple[Claim, int]]:
+    def of(kinds: tuple[str, ...], target: Target, *, queued: bool | None = None) -> list[tuple[Claim, int]]:
         return [(c, target(c)) for c in claims if c.kind in kinds and (queued is None or _queued(c) == queued)]
 
-    desired = lambda c: c.decision.desired_replicas  # noqa: E731
-    load = lambda c: desired(c) - c.decision.headroom_replicas  # noqa: E731
-    minimum = lambda c: min(c.minimum, desired(c))  # noqa: E731
-    running = lambda c: max(min(c.decision.current_replicas, desired(c)), minimum(c))  # noqa: E731
-    needed = lambda c: max(min(running(c), c.decision.needed), minimum(c))  # noqa: E731
-    growth = lambda c: desired(c) if desired(c) > c.decision.current_replicas else needed(c)  # noqa: E731
+    desired: Target = lambda c: c.decision.desired_replicas  # noqa: E731
+    load: Target = lambda c: desired(c) - c.decision.headroom_replicas  # noqa: E731
+    minimum: Target = lambda c: min(c.minimum, desired(c))  # noqa: E731
+    running: Target = lambda c: max(min(c.decision.current_replicas, desired(c)), minimum(c))  # noqa: E731
+    needed: Target = lambda c: max(min(running(c), c.decision.needed), minimum(c))  # noqa: E731
+    growth: Target = lambda c: desired(c) if desired(c) > c.decision.current_replicas else needed(c)  # noqa: E731
     return [
         ("running", of(("hot",), running)),
         ("running", of(("long-tail",), needed)),
@@ -144,7 +149,7 @@ def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tupl
     if floors_gpus > capacity_gpus:
         floors = ", ".join(f"{c.model} {floor_of(c)}x{c.gpus_per_replica}" for c in _ranked(claims) if floor_of(c) and c.gpus_per_replica)
         over = Reason(
-            "PoolOverCommitted",
+            ReasonCode.PoolOverCommitted,
             f"pool {pool}: {capacity_gpus} GPUs, its models' floors alone need {floors_gpus} ({floors}); every floor is "
             f"kept (min_replicas, and a hot model's at least 1), and the replicas that do not fit wait for the scheduler",
         )
@@ -169,7 +174,7 @@ def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tupl
                 desired_replicas=got,
                 floor=min(decision.floor, got),
                 cap=min(decision.cap, got),
-                reasons=decision.reasons + (Reason("PoolArbitration", message),) + ((over,) if over else ()),
+                reasons=decision.reasons + (Reason(ReasonCode.PoolArbitration, message),) + ((over,) if over else ()),
             )
         )
     return tuple(decisions)

@@ -16,6 +16,7 @@ import math
 from policies import steps
 from policies.decision import Decision, PolicyState, Reason
 from policies.pipeline import advance
+from policies.reasons import ReasonCode
 from policies.signals import Observation
 from policies.spec import BatchSpec
 
@@ -26,15 +27,16 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
         return _at_zero(observation, state, spec, now=now)
 
     if not (observation.waiting.usable and observation.running.usable):
-        if observation.ready_replicas == 0 and observation.wake.usable and observation.wake.value > spec.wake_threshold:
+        if observation.ready_replicas == 0 and observation.wake.usable and observation.wake.number > spec.wake_threshold:
             return _starting(observation, state, spec, now=now)
         # Missing is not zero: a batch model with replicas and no data may be mid-job.
         reason = Reason(
-            "MissingData",
+            ReasonCode.MissingData,
             f"waiting {observation.waiting.describe()}, running {observation.running.describe()}: "
             f"no fresh load data, holding at {current}",
         )
-        decision = _decided(observation, min(max(current, spec.min_replicas), spec.max_replicas), spec, (reason,))
+        desired, reasons = _bounded(current, spec, (reason,))
+        decision = _decided(observation, desired, spec, reasons)
         # A gap restarts the drain grace (an outage never sends a model mid-job to zero) and
         # ends a saturated run (what happened in it was not seen).
         return decision, advance(dataclasses.replace(state, idle_since=None, saturated_since=None), decision, now=now)
@@ -54,12 +56,12 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
         state, service_rate_per_replica=measured, ready_history=ready_history, saturated_since=saturated_since
     )
 
-    backlog = observation.waiting.value + observation.running.value
+    backlog = observation.waiting.number + observation.running.number
     if backlog == 0 and unreported is not None:
         # Nothing seen, but not on every pod: no drain, and the grace starts again.
-        desired = min(max(current, spec.min_replicas), spec.max_replicas)
-        reason = Reason("PartialData", f"{unreported}: nothing waiting or running on those; holding at {desired}")
-        decision = _decided(observation, desired, spec, (reason,))
+        reason = Reason(ReasonCode.PartialData, f"{unreported}: nothing waiting or running on those; holding at {current}")
+        desired, reasons = _bounded(current, spec, (reason,))
+        decision = _decided(observation, desired, spec, reasons)
         return decision, advance(dataclasses.replace(state, idle_since=None), decision, now=now)
     if backlog == 0:
         idle_since = now if state.idle_since is None else state.idle_since
@@ -67,34 +69,35 @@ def decide(observation: Observation, state: PolicyState, spec: BatchSpec, *, now
         idle_s = now - idle_since
         if idle_s >= spec.drain_grace_s:
             desired = spec.min_replicas
-            reason = Reason(
-                "Drained",
-                f"nothing waiting or running for {idle_s:.0f} s >= grace {spec.drain_grace_s:g} s; "
-                f"giving the GPUs back: {current} -> {desired}",
+            reasons = (
+                Reason(
+                    ReasonCode.Drained,
+                    f"nothing waiting or running for {idle_s:.0f} s >= grace {spec.drain_grace_s:g} s; "
+                    f"giving the GPUs back: {current} -> {desired}",
+                ),
             )
         else:
             # The bounds hold during the grace too: a count above max_replicas (raised by hand,
             # or a lowered max) comes down to it at once.
-            desired = min(max(current, spec.min_replicas), spec.max_replicas)
-            reason = Reason(
-                "DrainGrace",
+            desired, bounds = _bounded(current, spec, ())
+            grace = Reason(
+                ReasonCode.DrainGrace,
                 f"nothing waiting or running for {idle_s:.0f} s; holding at {desired} for the rest of the "
                 f"{spec.drain_grace_s:g} s grace in case more of the job arrives",
             )
-        decision = _decided(observation, desired, spec, (reason,))
+            reasons = (grace, *bounds)
+        decision = _decided(observation, desired, spec, reasons)
         return decision, advance(state, decision, now=now)
 
     backlog_since = now if state.backlog_since is None else state.backlog_since
     state = dataclasses.replace(state, idle_since=None, backlog_since=backlog_since)
     desired, reason = size_for_deadline(backlog, spec, measured, backlog_since=backlog_since, now=now)
-    reasons = [reason]
+    reasons = (reason,)
     if unreported is not None and desired < current:
-        reasons.append(Reason("PartialData", f"{unreported}: the backlog seen is a floor of the job's; holding at {current} instead of {desired}"))
+        reasons += (Reason(ReasonCode.PartialData, f"{unreported}: the backlog seen is a floor of the job's; holding at {current} instead of {desired}"),)
         desired = current
-    bounded = min(max(desired, spec.min_replicas), spec.max_replicas)
-    if bounded != desired:
-        reasons.append(Reason("AboveCap" if desired > bounded else "BelowFloor", f"{desired} bounded to {bounded} by [{spec.min_replicas}, {spec.max_replicas}]"))
-    decision = _decided(observation, bounded, spec, tuple(reasons))
+    desired, reasons = _bounded(desired, spec, reasons)
+    decision = _decided(observation, desired, spec, reasons)
     return decision, advance(state, decision, now=now)
 
 
@@ -113,7 +116,7 @@ def size_for_deadline(
     desired = max(1, math.ceil(min(backlog / (rate * horizon_s), spec.max_replicas + 1.0) - 1e-9))
     past = "" if left_s > spec.cold_start_s else " (deadline within a cold start or past: planning one cold start ahead)"
     return desired, Reason(
-        "DeadlineSizing",
+        ReasonCode.DeadlineSizing,
         f"{backlog:g} waiting or running at {rate:.2f} req/s per replica ({origin}), {left_s:.0f} s left of the "
         f"{spec.drain_deadline_s:g} s deadline, {horizon_s:.0f} s to serve after a {spec.cold_start_s:g} s cold start"
         f"{past} -> {desired}",
@@ -129,13 +132,24 @@ def _starting(observation: Observation, state: PolicyState, spec: BatchSpec, *, 
     backlog_since = now if state.backlog_since is None else state.backlog_since
     state = dataclasses.replace(state, idle_since=None, backlog_since=backlog_since)
     desired, reason = size_for_deadline(
-        observation.wake.value, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
+        observation.wake.number, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
     )
-    desired = min(max(desired, current, spec.min_replicas), spec.max_replicas)
-    reasons = (
-        Reason("GatewayBacklog", f"no replica ready yet, so no vLLM series; {observation.wake.value:g} waiting outside the pods"),
+    sized = (
+        Reason(ReasonCode.GatewayBacklog, f"no replica ready yet, so no vLLM series; {observation.wake.value:g} waiting outside the pods"),
         reason,
     )
+    # Within the bounds all the same: a count above max_replicas comes down to it.
+    starting = f"the {current} replicas asked for are starting, and no data says the job shrank"
+    if current > spec.max_replicas:
+        starting += f"; max_replicas {spec.max_replicas} is the most kept"
+    desired, bounds = steps.clamp(
+        desired,
+        floor=min(max(current, spec.min_replicas), spec.max_replicas),
+        cap=spec.max_replicas,
+        floor_why=starting if current > spec.min_replicas else "min_replicas",
+        cap_why="max_replicas",
+    )
+    reasons = sized if bounds is None else (*sized, bounds)
     decision = _decided(observation, desired, spec, reasons)
     return decision, advance(state, decision, now=now)
 
@@ -145,22 +159,31 @@ def _at_zero(observation: Observation, state: PolicyState, spec: BatchSpec, *, n
     pods, is the only evidence of work. Missing wake data stays at zero (or min_replicas)."""
     wake = observation.wake
     state = dataclasses.replace(state, idle_since=None, recommendations=())
-    if wake.usable and wake.value > spec.wake_threshold:
+    if wake.usable and wake.number > spec.wake_threshold:
         backlog_since = now if state.backlog_since is None else state.backlog_since
         state = dataclasses.replace(state, backlog_since=backlog_since)
         desired, reason = size_for_deadline(
-            wake.value, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
+            wake.number, spec, state.service_rate_per_replica, backlog_since=backlog_since, now=now
         )
-        desired = min(max(desired, spec.min_replicas), spec.max_replicas)
-        reasons = (Reason("Wake", f"{wake.value:g} waiting outside the pods > {spec.wake_threshold:g}"), reason)
+        woken = Reason(ReasonCode.Wake, f"{wake.value:g} waiting outside the pods > {spec.wake_threshold:g}")
+        desired, reasons = _bounded(desired, spec, (woken, reason))
     elif spec.min_replicas > 0:
-        desired, reasons = spec.min_replicas, (Reason("BelowFloor", f"0 raised to min_replicas {spec.min_replicas}"),)
+        desired, reasons = _bounded(0, spec, ())
     elif wake.usable:
-        desired, reasons = 0, (Reason("IdleAtZero", f"backlog outside the pods {wake.value:g} <= {spec.wake_threshold:g}: staying at zero"),)
+        desired, reasons = 0, (Reason(ReasonCode.IdleAtZero, f"backlog outside the pods {wake.value:g} <= {spec.wake_threshold:g}: staying at zero"),)
     else:
-        desired, reasons = 0, (Reason("MissingData", f"wake signal {wake.describe()}: staying at zero"),)
+        desired, reasons = 0, (Reason(ReasonCode.MissingData, f"wake signal {wake.describe()}: staying at zero"),)
     decision = _decided(observation, desired, spec, reasons)
     return decision, advance(state, decision, now=now)
+
+
+def _bounded(desired: int, spec: BatchSpec, reasons: tuple[Reason, ...]) -> tuple[int, tuple[Reason, ...]]:
+    """`desired` within [min_replicas, max_replicas] (steps.clamp), and `reasons` with the
+    clamp's when it moved the count: a batch decision bounded silently would not explain itself."""
+    bounded, why = steps.clamp(
+        desired, floor=spec.min_replicas, cap=spec.max_replicas, floor_why="min_replicas", cap_why="max_replicas"
+    )
+    return bounded, reasons if why is None else (*reasons, why)
 
 
 def _decided(observation: Observation, desired: int, spec: BatchSpec, reasons: tuple[Reason, ...]) -> Decision:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from policies.reasons import ReasonCode
+
 
 @dataclass(frozen=True, slots=True)
 class Reason:
     """One step's contribution. `code` is stable and machine-readable (for metrics and
-    tests); `message` says what happened with the numbers that made it happen."""
+    tests), one of policies.reasons.ReasonCode; `message` says what happened with the numbers
+    that made it happen."""
 
-    code: str
+    code: ReasonCode
     message: str
 
     def __str__(self) -> str:
@@ -52,11 +55,16 @@ class Decision:
         return self.desired_replicas if self.needed_replicas is None else self.needed_replicas
 
     @property
-    def reason_codes(self) -> tuple[str, ...]:
+    def reason_codes(self) -> tuple[ReasonCode, ...]:
         return tuple(reason.code for reason in self.reasons)
 
     def explain(self) -> str:
         return "; ".join(str(reason) for reason in self.reasons)
+
+
+# Not kept across a restart: rebuilt from the observations of the first window instead (the
+# stabilization history is restored as one recommendation, the last count given).
+_REBUILT = {"persist": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,29 +73,42 @@ class PolicyState:
     counts: delays counted in ticks drift when the tick interval changes (Ray Serve's lesson).
 
     `recommendations` holds (time, replicas) pairs inside the longest stabilization window.
+
+    Each field says how it crosses a restart or a failover (`persist`, read by
+    autoscaler.state_store, which refuses to import while a field does not say): an encoding,
+    or None for what is rebuilt from observations instead. An instant also says which way to
+    place it when the time between the last save and the takeover is unknown (`when_unsure`):
+    "later" counts none of that time (an idle clock never runs early), "earlier" counts it up
+    to a bound (a deadline never runs late, a scale-up is not held back longer). `unbroken`
+    marks a span that counts only while watched without a break: a record that cannot vouch
+    for all of it restarts it.
     """
 
-    recommendations: tuple[tuple[float, int], ...] = field(default_factory=tuple)
-    idle_since: float | None = None
-    starting_since: float | None = None
-    last_scale_up_at: float | None = None
-    last_scale_down_at: float | None = None
+    recommendations: tuple[tuple[float, int], ...] = field(default_factory=tuple, metadata=_REBUILT)
+    idle_since: float | None = field(
+        default=None, metadata={"persist": "instant", "when_unsure": "later", "unbroken": True}
+    )
+    starting_since: float | None = field(default=None, metadata={"persist": "instant", "when_unsure": "earlier"})
+    last_scale_up_at: float | None = field(default=None, metadata={"persist": "instant", "when_unsure": "earlier"})
+    last_scale_down_at: float | None = field(default=None, metadata={"persist": "instant", "when_unsure": "later"})
     # Requests per second one replica completes when saturated, as measured (None: not yet).
-    service_rate_per_replica: float | None = None
+    service_rate_per_replica: float | None = field(default=None, metadata={"persist": "rate"})
     # The same at target_running_per_replica in flight, estimated by Little's law while the
     # model is not saturated (None: not yet); used until a rate has been measured.
-    service_rate_estimate: float | None = None
+    service_rate_estimate: float | None = field(default=None, metadata={"persist": "rate"})
     # Since when requests have waited behind every ready replica, without a break (None: not now).
-    saturated_since: float | None = None
+    saturated_since: float | None = field(default=None, metadata=_REBUILT)
     # (time, ready replicas) over the completion-rate window, to tell when it was steady.
-    ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple)
+    ready_history: tuple[tuple[float, int], ...] = field(default_factory=tuple, metadata=_REBUILT)
     # (time, replicas) when the model was first seen, standing as a recommendation made then.
-    first_seen: tuple[float, int] | None = None
+    first_seen: tuple[float, int] | None = field(default=None, metadata=_REBUILT)
     # Hot: (when, share) the headroom for bursts was last raised by a queue overflow; it decays
     # from there (steps.headroom_share).
-    burst_headroom: tuple[float, float] | None = None
+    burst_headroom: tuple[float, float] | None = field(
+        default=None, metadata={"persist": "stamped_share", "when_unsure": "later"}
+    )
     # Long-tail: how long each of the last idle periods lasted (seconds, oldest first), from no
     # request in flight to the next demand, to learn the idle timeout from.
-    idle_gaps: tuple[float, ...] = field(default_factory=tuple)
+    idle_gaps: tuple[float, ...] = field(default_factory=tuple, metadata={"persist": "durations"})
     # Batch: when the backlog now being drained was first seen (its deadline runs from here).
-    backlog_since: float | None = None
+    backlog_since: float | None = field(default=None, metadata={"persist": "instant", "when_unsure": "earlier"})

@@ -5,8 +5,10 @@ demand. At zero no vLLM series exist, so only the wake signal is read there."""
 
 from __future__ import annotations
 
+from policies import steps
 from policies.decision import Decision, PolicyState, Reason
 from policies.pipeline import advance, scale_on_load
+from policies.reasons import ReasonCode
 from policies.signals import Observation
 from policies.spec import LongTailSpec
 
@@ -25,7 +27,7 @@ def decide(
         load_known
         and observation.waiting.value == 0
         and observation.running.value == 0
-        and not (wake.usable and wake.value > spec.wake_threshold)
+        and not (wake.usable and wake.number > spec.wake_threshold)
     )
     # Idleness must be seen without a break: a gap in the data restarts the count, so an
     # outage never shortens the time a model is kept warm.
@@ -35,7 +37,7 @@ def decide(
         gaps = _remembered(gaps, now - state.idle_since, spec)  # demand ended an idle period
     timeout_s, origin = idle_timeout(spec, gaps)
 
-    if idle and spec.min_replicas == 0 and now - idle_since >= timeout_s:
+    if idle_since is not None and spec.min_replicas == 0 and now - idle_since >= timeout_s:
         # Like KEDA after its cooldown, straight from N to 0: the idle time was the stabilization.
         decision = Decision(
             current_replicas=observation.spec_replicas,
@@ -44,7 +46,7 @@ def decide(
             cap=spec.max_replicas,
             reasons=(
                 Reason(
-                    "IdleTimeout",
+                    ReasonCode.IdleTimeout,
                     f"no request for {now - idle_since:.0f} s >= idle timeout {timeout_s:.0f} s ({origin}); scaling to zero",
                 ),
             ),
@@ -52,7 +54,7 @@ def decide(
         return decision, advance(state, decision, now=now, idle_since=idle_since, idle_gaps=gaps, recommendations=())
 
     floor = max(spec.min_replicas, 1)
-    if idle and spec.min_replicas == 0:
+    if idle_since is not None and spec.min_replicas == 0:
         left_s = timeout_s - (now - idle_since)
         why = f"idle for {now - idle_since:.0f} s; {left_s:.0f} s left of the {timeout_s:.0f} s before scale-to-zero"
     else:
@@ -69,22 +71,24 @@ def _at_zero(
     wake = observation.wake
     floor = max(spec.min_replicas, 1)
     idle_since, gaps = state.idle_since, state.idle_gaps
-    if wake.usable and wake.value > spec.wake_threshold:
+    if wake.usable and wake.number > spec.wake_threshold:
         desired = floor
-        reason = Reason("Wake", f"wake signal {wake.value:g} > {spec.wake_threshold:g}: waking to {floor}")
+        reasons: tuple[Reason, ...] = (
+            Reason(ReasonCode.Wake, f"wake signal {wake.value:g} > {spec.wake_threshold:g}: waking to {floor}"),
+        )
         if idle_since is not None:
             gaps, idle_since = _remembered(gaps, now - idle_since, spec), None
     elif spec.min_replicas > 0:
-        desired = spec.min_replicas
-        reason = Reason("BelowFloor", f"0 raised to min_replicas {spec.min_replicas}")
+        desired, raised = steps.clamp(0, floor=spec.min_replicas, cap=spec.max_replicas, floor_why="min_replicas", cap_why="")
+        reasons = () if raised is None else (raised,)
     elif wake.usable:
         desired = 0
-        reason = Reason("IdleAtZero", f"wake signal {wake.value:g} <= {spec.wake_threshold:g}: staying at zero")
+        reasons = (Reason(ReasonCode.IdleAtZero, f"wake signal {wake.value:g} <= {spec.wake_threshold:g}: staying at zero"),)
     else:
         desired = 0
-        reason = Reason("MissingData", f"wake signal {wake.describe()}: staying at zero")
+        reasons = (Reason(ReasonCode.MissingData, f"wake signal {wake.describe()}: staying at zero"),)
     decision = Decision(
-        current_replicas=0, desired_replicas=desired, floor=spec.min_replicas, cap=spec.max_replicas, reasons=(reason,)
+        current_replicas=0, desired_replicas=desired, floor=spec.min_replicas, cap=spec.max_replicas, reasons=reasons
     )
     # Waking bypasses stabilization and rate limits (Ray Serve's fast path from zero).
     return decision, advance(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from policies import steps
 from policies.decision import Decision, PolicyState, Reason
+from policies.reasons import ReasonCode
 from policies.signals import Observation
 from policies.spec import HotSpec, PolicySpec
 
@@ -19,7 +21,7 @@ def scale_on_load(
     floor: int,
     floor_why: str,
     reasons: tuple[Reason, ...] = (),
-    remember: dict | None = None,
+    remember: dict[str, object] | None = None,
 ) -> tuple[Decision, PolicyState]:
     """Recommend from load, then guard, stabilize, rate-limit and bound, each step
     adding its reason. Missing or stale load data holds the count: raising it to the floor is
@@ -48,7 +50,7 @@ def scale_on_load(
     if not (observation.waiting.usable and observation.running.usable):
         note(
             Reason(
-                "MissingData",
+                ReasonCode.MissingData,
                 f"waiting {observation.waiting.describe()}, running {observation.running.describe()}: "
                 f"no fresh load data, holding at {current}",
             )
@@ -127,9 +129,12 @@ def scale_on_load(
     return decision, advance(state, decision, now=now, recommendations=history, **changes)
 
 
-def advance(state: PolicyState, decision: Decision, *, now: float, **changes) -> PolicyState:
+def advance(state: PolicyState, decision: Decision, *, now: float, **changes: Any) -> PolicyState:
     """The new state: `changes`, and when the count last moved in each direction (for the
     rate limits)."""
+    # Any: `changes` are PolicyState fields of several types, forwarded to dataclasses.replace,
+    # which rejects a name that is no field. Typing them would take a TypedDict naming every
+    # field again beside PolicyState, a hand-kept list of the kind that drifts.
     direction = decision.direction
     if direction == "up":
         changes["last_scale_up_at"] = now

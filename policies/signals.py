@@ -41,6 +41,15 @@ class Reading:
     def usable(self) -> bool:
         return self.freshness is Freshness.OK
 
+    @property
+    def number(self) -> float:
+        """The value, for a caller that knows there is one (it checked `usable`, or wants a stale
+        reading's last value). A reading with no data raises rather than pass for a number:
+        missing is not zero."""
+        if self.value is None:
+            raise ValueError("no data: a reading with no value was read as a number")
+        return self.value
+
     def describe(self) -> str:
         if self.freshness is Freshness.OK:
             return f"{self.value:g}"
@@ -70,7 +79,7 @@ class Dependency:
 
     @property
     def saturated(self) -> bool:
-        return self.saturation.usable and self.saturation.value >= self.saturated_at
+        return self.saturation.usable and self.saturation.number >= self.saturated_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,6 @@ class Observation:
             return None  # not counted, or no ready pod whose load the sums could miss
         if not pods.usable:
             return f"the count of pods that reported is {pods.describe()}, of {self.ready_replicas} ready"
-        if pods.value < self.ready_replicas:
-            return f"{pods.value:g} of {self.ready_replicas} pods reported"
+        if pods.number < self.ready_replicas:
+            return f"{pods.number:g} of {self.ready_replicas} pods reported"
         return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -75,7 +75,7 @@ class _Sized(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _bounds_in_order(self):
+    def _bounds_in_order(self) -> Self:
         if self.min_replicas > self.max_replicas:
             raise ValueError(
                 f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"

@@ -8,19 +8,20 @@ from __future__ import annotations
 import math
 
 from policies.decision import Reason
+from policies.reasons import ReasonCode
 from policies.signals import Observation
-from policies.spec import HotSpec, PolicySpec
+from policies.spec import AnySpec, HotSpec, PolicySpec
 
 
 def recommend(observation: Observation, spec: PolicySpec) -> tuple[int, Reason]:
     """Size from queue depth and from in-flight load, each against its per-replica target,
     and take the larger (the HPA's rule for several metrics). Both are AverageValue targets:
     12 waiting at 4 per replica asks for 3 replicas whatever the current count is."""
-    waiting = observation.waiting.value
-    in_flight = waiting + observation.running.value
+    waiting = observation.waiting.number
+    in_flight = waiting + observation.running.number
     by_queue, by_load = _size(waiting, in_flight, spec)
     return max(by_queue, by_load), Reason(
-        "Recommendation",
+        ReasonCode.Recommendation,
         f"{waiting:g} waiting / {spec.target_waiting_per_replica:g} per replica -> {by_queue}; "
         f"{in_flight:g} in flight / {spec.target_running_per_replica:g} per replica -> {by_load}",
     )
@@ -36,8 +37,8 @@ def recommend_by_service_rate(
     measured, 60 waiting: 3 / (0.5 x 0.8) = 7.5 and 60 / (0.5 x 30) = 4, so 12 replicas.
     The completion rate stands for the arrivals: equal while the replicas keep up, short of
     them while a queue grows, which the backlog term then covers."""
-    arrivals = observation.completion_rate.value
-    waiting = observation.waiting.value
+    arrivals = observation.completion_rate.number
+    waiting = observation.waiting.number
     utilization = spec.target_utilization if measured else 1.0
     steady = arrivals / (service_rate * utilization)
     drain = waiting / (service_rate * spec.backlog_drain_s)
@@ -45,7 +46,7 @@ def recommend_by_service_rate(
     # to it by the bounds anyway, so cap just above it and let that step say so.
     desired = math.ceil(min(steady + drain, spec.max_replicas + 1.0) - 1e-9)
     return desired, Reason(
-        "Recommendation",
+        ReasonCode.Recommendation,
         f"{arrivals:.2f} req/s at {service_rate:.2f} req/s per replica ({'measured' if measured else 'estimated'}) x {utilization:g} -> {steady:.1f}; "
         f"{waiting:g} waiting drained in {spec.backlog_drain_s:g} s -> +{drain:.1f}",
     )
@@ -66,14 +67,14 @@ def track_saturated(since: float | None, observation: Observation, *, now: float
     """Since when at least one request per ready replica has waited, without a break (None:
     not now). A replica with a request waiting behind its batch runs as fast as it can."""
     ready = observation.ready_replicas
-    if not (ready and observation.waiting.usable and observation.waiting.value >= ready):
+    if not (ready and observation.waiting.usable and observation.waiting.number >= ready):
         return None
     return now if since is None else since
 
 
 def learn_service_rate(
     observation: Observation,
-    spec: PolicySpec,
+    spec: AnySpec,
     previous: float | None,
     *,
     steady: bool,
@@ -93,7 +94,7 @@ def learn_service_rate(
         return previous
     if saturated_since is None or now - saturated_since < spec.completion_window_s:
         return previous
-    sample = observation.completion_rate.value / ready
+    sample = observation.completion_rate.number / ready
     if sample <= 0:
         return previous
     return _averaged(previous, sample, spec)
@@ -120,8 +121,8 @@ def estimate_service_rate(
     read as a replica many times faster than it is (29 req/s for a 1B model that serves 3)."""
     if not (steady and observation.completion_rate.usable and observation.running.usable and observation.waiting.usable):
         return previous
-    running, completions = observation.running.value, observation.completion_rate.value
-    if running <= 0 or completions <= 0 or observation.waiting.value >= observation.ready_replicas:
+    running, completions = observation.running.number, observation.completion_rate.number
+    if running <= 0 or completions <= 0 or observation.waiting.number >= observation.ready_replicas:
         return previous
     per_replica = running / observation.ready_replicas  # ready > 0: waiting >= ready returned above
     if not ESTIMATE_LOAD_BAND[0] <= per_replica / spec.target_running_per_replica <= ESTIMATE_LOAD_BAND[1]:
@@ -129,7 +130,7 @@ def estimate_service_rate(
     return _averaged(previous, spec.target_running_per_replica * completions / running, spec)
 
 
-def _averaged(previous: float | None, sample: float, spec: PolicySpec) -> float:
+def _averaged(previous: float | None, sample: float, spec: AnySpec) -> float:
     """A new rate sample weighed into what was known (service_rate_smoothing)."""
     return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
 
@@ -155,7 +156,7 @@ def headroom_share(
     if share < 0.01:  # decayed to nothing: forgotten
         share, raised = 0.0, None
     ready = observation.ready_replicas
-    overflow = ready > 0 and observation.waiting.value > spec.target_waiting_per_replica * ready
+    overflow = ready > 0 and observation.waiting.number > spec.target_waiting_per_replica * ready
     servable = (
         observation.spec_replicas < spec.max_replicas
         and not any(dependency.saturated for dependency in observation.dependencies)
@@ -180,7 +181,7 @@ def add_headroom(
     if raised_to == desired or raised is None:
         return desired, None
     return raised_to, Reason(
-        "BurstHeadroom",
+        ReasonCode.BurstHeadroom,
         f"+{share:.0%} for bursts (queue overflow {now - raised[0]:.0f} s ago, decaying over "
         f"{spec.burst_headroom_decay_s:g} s): {desired} -> {raised_to}",
     )
@@ -190,7 +191,7 @@ def apply_tolerance(desired: int, current: int, tolerance: float) -> tuple[int, 
     # The epsilon makes the band symmetric: in floating point 11/10 - 1 > 0.1 but 1 - 9/10 <= 0.1.
     if current == 0 or desired == current or abs(desired / current - 1.0) > tolerance + 1e-9:
         return desired, None
-    return current, Reason("WithinTolerance", f"{desired} is within {tolerance:.0%} of {current}; keeping {current}")
+    return current, Reason(ReasonCode.WithinTolerance, f"{desired} is within {tolerance:.0%} of {current}; keeping {current}")
 
 
 def guard_scale_up(
@@ -207,12 +208,12 @@ def guard_scale_up(
     if saturated:
         named = ", ".join(f"{dep.name} at {dep.saturation.value:g} (saturated at {dep.saturated_at:g})" for dep in saturated)
         return current, Reason(
-            "DownstreamSaturated", f"{named}: more replicas would only queue there; holding at {current} instead of {desired}"
+            ReasonCode.DownstreamSaturated, f"{named}: more replicas would only queue there; holding at {current} instead of {desired}"
         )
     gpu = observation.gpu_utilization
-    if observation.waiting.value > 0 and _gpus_idle(observation, spec):
+    if observation.waiting.number > 0 and _gpus_idle(observation, spec):
         return current, Reason(
-            "QueueWithIdleGPUs",
+            ReasonCode.QueueWithIdleGPUs,
             f"{observation.waiting.value:g} waiting while GPUs are {gpu.value:g}% busy "
             f"(< {spec.idle_gpu_utilization_percent:g}%): a stuck engine or a downstream block, not missing "
             f"capacity; holding at {current} instead of {desired}",
@@ -222,13 +223,13 @@ def guard_scale_up(
         # Each starting replica will take target_running_per_replica requests off the queue
         # once ready, so the queue they will serve asks for nothing more. Example: 200 waiting,
         # 4 starting at 32 each: they will take 128, and only the other 72 size the queue term.
-        waiting = observation.waiting.value
+        waiting = observation.waiting.number
         absorbed = observation.starting_replicas * spec.target_running_per_replica
-        by_queue, by_load = _size(max(waiting - absorbed, 0.0), waiting + observation.running.value, spec)
+        by_queue, by_load = _size(max(waiting - absorbed, 0.0), waiting + observation.running.number, spec)
         sized = max(with_headroom(max(by_queue, by_load), headroom), current)
         if sized < desired:
             return sized, Reason(
-                "ReplicasStarting",
+                ReasonCode.ReplicasStarting,
                 f"{observation.starting_replicas} replicas starting for {starting_for_s:.0f} s (of up to {stuck_after_s:.0f} s) will take up to "
                 f"{absorbed:g} of the {waiting:g} waiting; sizing on the rest: {sized} instead of {desired}",
             )
@@ -237,7 +238,7 @@ def guard_scale_up(
 
 def _gpus_idle(observation: Observation, spec: PolicySpec) -> bool:
     gpu = observation.gpu_utilization
-    return gpu.usable and gpu.value < spec.idle_gpu_utilization_percent
+    return gpu.usable and gpu.number < spec.idle_gpu_utilization_percent
 
 
 def guard_scale_down(desired: int, observation: Observation, spec: PolicySpec) -> tuple[int, Reason | None]:
@@ -251,7 +252,7 @@ def guard_scale_down(desired: int, observation: Observation, spec: PolicySpec) -
     unreported = observation.unreported()
     if unreported is not None:
         return current, Reason(
-            "PartialData",
+            ReasonCode.PartialData,
             f"{unreported}: the sums miss the load of the rest, so they can only scale up; "
             f"holding at {current} instead of {desired}",
         )
@@ -260,13 +261,13 @@ def guard_scale_down(desired: int, observation: Observation, spec: PolicySpec) -
         # At 1 the guard can never hold (a fraction above 1 is refused at the adapter), so it
         # needs no input: that is how a fleet without a KV-cache gauge turns it off.
         return current, Reason(
-            "GuardInputMissing",
+            ReasonCode.GuardInputMissing,
             f"KV cache use {kv.describe()}: the KV-cache guard cannot tell whether replicas are about to queue; "
             f"holding at {current} instead of {desired}",
         )
-    if kv.usable and kv.value > spec.kv_cache_hold_down_above:
+    if kv.usable and kv.number > spec.kv_cache_hold_down_above:
         return current, Reason(
-            "KVCacheFull",
+            ReasonCode.KVCacheFull,
             f"KV cache {kv.value:.0%} used (> {spec.kv_cache_hold_down_above:.0%}): replicas are about to queue; "
             f"holding at {current} instead of {desired}",
         )
@@ -300,9 +301,9 @@ def stabilize(
     if stabilized == desired:
         return desired, None
     if desired > current:
-        window, code = spec.scale_up_stabilization_s, "ScaleUpStabilized"
+        window, code = spec.scale_up_stabilization_s, ReasonCode.ScaleUpStabilized
     else:
-        window, code = spec.scale_down_stabilization_s, "ScaleDownStabilized"
+        window, code = spec.scale_down_stabilization_s, ReasonCode.ScaleDownStabilized
     return stabilized, Reason(code, f"recommendations over the last {window:g} s allow {stabilized}, not {desired}")
 
 
@@ -339,29 +340,29 @@ def limit_rate(
     if desired > current:
         if last_scale_up_at is not None and now - last_scale_up_at < spec.scale_up_period_s:
             return current, Reason(
-                "ScaleUpLimit",
+                ReasonCode.ScaleUpLimit,
                 f"last scale-up {now - last_scale_up_at:.0f} s ago, the next is allowed after {spec.scale_up_period_s:g} s",
             )
         step = max(spec.scale_up_max_step_replicas, math.ceil(current * spec.scale_up_max_step_percent / 100))
         if desired - current > step:
-            return current + step, Reason("ScaleUpLimit", f"one step adds at most {step}: {current} -> {current + step}, not {desired}")
+            return current + step, Reason(ReasonCode.ScaleUpLimit, f"one step adds at most {step}: {current} -> {current + step}, not {desired}")
     elif desired < current:
         if last_scale_down_at is not None and now - last_scale_down_at < spec.scale_down_period_s:
             return current, Reason(
-                "ScaleDownLimit",
+                ReasonCode.ScaleDownLimit,
                 f"last scale-down {now - last_scale_down_at:.0f} s ago, the next is allowed after {spec.scale_down_period_s:g} s",
             )
         step = max(1, math.floor(current * spec.scale_down_max_step_percent / 100))
         if current - desired > step:
             return current - step, Reason(
-                "ScaleDownLimit", f"one step removes at most {step}: {current} -> {current - step}, not {desired}"
+                ReasonCode.ScaleDownLimit, f"one step removes at most {step}: {current} -> {current - step}, not {desired}"
             )
     return desired, None
 
 
 def clamp(desired: int, *, floor: int, cap: int, floor_why: str, cap_why: str) -> tuple[int, Reason | None]:
     if desired < floor:
-        return floor, Reason("BelowFloor", f"{desired} raised to {floor}: {floor_why}")
+        return floor, Reason(ReasonCode.BelowFloor, f"{desired} raised to {floor}: {floor_why}")
     if desired > cap:
-        return cap, Reason("AboveCap", f"{desired} lowered to {cap}: {cap_why}")
+        return cap, Reason(ReasonCode.AboveCap, f"{desired} lowered to {cap}: {cap_why}")
     return desired, None

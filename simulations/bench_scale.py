@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,7 +54,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from autoscaler.targets import WATCH_SCOPES
+from autoscaler.settings import WatchSettings
 
 WAITING, RUNNING = "vllm:num_requests_waiting", "vllm:num_requests_running"
 KV_CACHE, COMPLETIONS, GPU = "vllm:kv_cache_usage_perc", "vllm:request_success_total", "DCGM_FI_DEV_GPU_UTIL"
@@ -275,7 +276,7 @@ def run_daemon(
     session = requests.Session()
     session.hooks["response"].append(count)
     api_client = k8s.ApiClient(k8s.Configuration(host=kube_url))
-    cache = WatchCache(api_client, scope=watch_scope)
+    cache = WatchCache(api_client, settings=WatchSettings(watch_scope=watch_scope))
     started = time.perf_counter()
     cache.follow(config.namespaces)
     synced = cache.wait_synced(timeout_s=120)
@@ -507,7 +508,7 @@ def main() -> None:
                         help="keep: kmock keeps every request it served, and each request then costs it time in "
                              "proportion to them (tests/support/kmock_harness.py); forget: answered requests leave its log")
     parser.add_argument("--write-workers", type=int, default=5, help="the daemon's --write-workers")
-    parser.add_argument("--watch-scope", choices=WATCH_SCOPES, default="namespaces",
+    parser.add_argument("--watch-scope", choices=typing.get_args(WatchSettings.model_fields["watch_scope"].annotation), default="namespaces",
                         help="the daemon's --watch-scope: a watch per namespace and kind, or one per kind")
     args = parser.parse_args()
     if args.child:

@@ -92,7 +92,7 @@ def compare(
 ) -> list[ModelResult]:
     results: list[ModelResult] = []
     for policy in policies:
-        results += _timed(log, policy, lambda progress: run(
+        results += _timed(log, policy, lambda progress, policy=policy: run(
             setups, driver_for(policy, setups), policy=policy, seed=seed, slo=slo, progress=progress))
         if tuned and policy in PEERS:
             results += tune(setups, policy, seed=seed, slo=slo, slo_target=slo_target, log=log)
@@ -109,7 +109,7 @@ def tune(
         for value in contender.sweep
     }
     best = []
-    for index, setup in enumerate(setups):
+    for index in range(len(setups)):
         candidates = [(value, results[index]) for value, results in sweeps.items()]
         meeting = [c for c in candidates if c[1].slo_attainment >= slo_target]
         if meeting:

@@ -56,6 +56,24 @@ def scaled_object(name: str, *, deployment: str, namespace: str = "ml", annotati
     }
 
 
+def horizontal_pod_autoscaler(name: str, *, deployment: str, namespace: str = "ml", made_by_keda_for: str | None = None) -> dict:
+    """An autoscaling/v2 HPA on a Deployment; `made_by_keda_for` names the ScaledObject that
+    owns it, as KEDA's own HPA (keda-hpa-<name>) is owned."""
+    owners = [{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": made_by_keda_for, "uid": "1",
+               "controller": True}] if made_by_keda_for else []
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace, "ownerReferences": owners},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}],
+        },
+    }
+
+
 def kubeconfig(server: str, *, token: str | None = None) -> dict:
     """A kubeconfig that points the official client at `server` (the kmock emulator)."""
     return {

@@ -88,7 +88,7 @@ def test_check_config_prints_effective_settings(tmp_path):
         (["run", "--config", "x.yaml", "--watch-scope", "global"],
          "argument --watch-scope: invalid choice: 'global' (choose from 'namespaces', 'cluster')"),
         (["run", "--config", "x.yaml", "--write-workers", "0"],
-         "argument --write-workers: '0' is not allowed; from 1 (one write at a time) to 64"),
+         "argument --write-workers: '0' is not allowed; a whole number >= 1, <= 64"),
     ],
 )
 def test_user_mistakes_exit_2_with_a_message_and_no_traceback(args, expected):

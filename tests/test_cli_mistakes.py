@@ -76,7 +76,7 @@ def test_a_metrics_port_already_in_use_is_named():
 def test_a_port_outside_the_tcp_range_is_refused(port):
     """Before: 99999 aborted the interpreter (exit 134) inside the HTTP server's thread."""
     line = one_error_line(autoscaler("run", "--config", CONFIGMAP, "--dry-run", "--once", "--metrics-port", port))
-    assert line == f"autoscaler run: error: argument --metrics-port: '{port}' is not a TCP port; from 1 to 65535, or 0 to serve none"
+    assert line == f"autoscaler run: error: argument --metrics-port: '{port}' is not allowed; a whole number >= 0, <= 65535"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from autoscaler.config import ConfigError, load_config, parse_config
 from tests.builders import model
@@ -116,7 +117,7 @@ def test_unreadable_and_malformed_files(tmp_path):
 
 def test_config_is_frozen():
     cfg = parse_config({"models": [model("chat")]})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.models[0].policy.max_replicas = 3
 
 

@@ -48,6 +48,7 @@ EXPECTED_RULES = frozenset(
     | {("apps", "replicasets", "list", ())}
     | {("apps", "deployments/scale", verb, ()) for verb in ("get", "patch")}
     | {("keda.sh", "scaledobjects", verb, ()) for verb in ("get", "list", "watch", "patch")}
+    | {("autoscaling", "horizontalpodautoscalers", verb, ()) for verb in ("list", "watch")}
     | {("", "events", "create", ())}
 )
 # In the daemon's own namespace: its Lease and its state ConfigMap, by name.
@@ -58,13 +59,14 @@ HOME_RULES = frozenset(
 )
 HOME_ROLE = "llm-autoscaler-home"
 # Cluster-wide, by ClusterRole: GPU pools with a node_selector list the nodes (autoscaler/nodes.py,
-# rbac.yaml); and, only with --watch-scope cluster, the watch cache lists and watches the two
+# rbac.yaml); and, only with --watch-scope cluster, the watch cache lists and watches the three
 # kinds it reads in every namespace (rbac-cluster-watch.yaml).
 EXPECTED_CLUSTER_RULES = {
     "llm-autoscaler-nodes": frozenset({("", "nodes", "list", ())}),
     "llm-autoscaler-watch": frozenset(
         {("apps", "deployments", verb, ()) for verb in ("list", "watch")}
         | {("keda.sh", "scaledobjects", verb, ()) for verb in ("list", "watch")}
+        | {("autoscaling", "horizontalpodautoscalers", verb, ()) for verb in ("list", "watch")}
     ),
 }
 

@@ -17,7 +17,7 @@ from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from autoscaler.telemetry import Telemetry
-from policies import Decision, Reason
+from policies import Decision, Reason, ReasonCode
 from tests.builders import config, deployment, model
 from tests.support.faulty_proxy import FaultyProxy
 
@@ -63,7 +63,7 @@ def test_a_scaling_does_not_wait_for_its_event(kmock_cluster, slow_api):
         assert cache.wait_synced(timeout_s=10)
         targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=sender)
         started = time.monotonic()
-        action = targets.apply(cfg.models[0], Decision(1, 3, 1, 10, (Reason("Recommendation", "wants 3"),)), now=0.0)
+        action = targets.apply(cfg.models[0], Decision(1, 3, 1, 10, (Reason(ReasonCode.Recommendation, "wants 3"),)), now=0.0)
         took_s = time.monotonic() - started
         assert action.outcome == "patched" and took_s < DELAY_S / 2
         assert posted(kmock_cluster) == []  # still on its way
@@ -86,7 +86,7 @@ def test_a_ticks_events_go_out_after_all_its_writes(kmock_cluster, events):
         cache.follow(cfg.namespaces)
         assert cache.wait_synced(timeout_s=10)
         targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=events)
-        wants_3 = Decision(1, 3, 1, 10, (Reason("Recommendation", "wants 3"),))
+        wants_3 = Decision(1, 3, 1, 10, (Reason(ReasonCode.Recommendation, "wants 3"),))
         with events.held():
             actions = [targets.apply(m, wants_3, now=0.0) for m in cfg.models]
             assert not events.flush(timeout_s=0.3)  # held: nothing goes out, however long it waits

@@ -11,7 +11,9 @@ from structlog.testing import capture_logs
 from autoscaler.controller import Controller
 from autoscaler.failover import FailoverController, LeaderGatedTargets
 from autoscaler.metrics import ModelSignals, Signals
-from autoscaler.state_store import ConfigMapStateStore, InMemoryStateStore, StateUnavailable, key_of, record_of, restore
+from autoscaler.state_store import (
+    ConfigMapStateStore, InMemoryStateStore, StateUnavailable, key_of, record_of, restore, restore_all, vouch_s,
+)
 from autoscaler.targets.recording import InMemoryTargets
 from policies import PolicyState
 from policies.signals import Reading
@@ -31,7 +33,13 @@ def a_record(name: str, *, desired: int = 3, idle_since: float | None = None, no
         idle_since=idle_since, last_scale_up_at=50.0, service_rate_per_replica=2.4567, service_rate_estimate=3.051,
         idle_gaps=(1500.4, 20.0), burst_headroom=(60.0, 0.73456),
     )
-    return record_of(name, state, desired=desired, now=now)
+    return record_of(name, state, desired=desired, now=now, watched_since=0.0)
+
+
+def restored(record: dict, *, now: float) -> PolicyState:
+    one, refusals = restore(key_of(record["model"]), record, now=now, vouch_s=vouch_s(10.0))
+    assert one is not None and refusals == []
+    return one.state
 
 
 # -- the ConfigMap store -------------------------------------------------------------------------
@@ -43,9 +51,9 @@ def test_records_round_trip_through_a_configmap_it_creates(kmock_cluster):
     store(kmock_cluster).save(saved)
     assert store(kmock_cluster).load() == saved
     assert saved["chat"]["service_rate_per_replica"] == 2.5  # two significant digits
-    assert restore(saved["chat"], now=120.0).service_rate_estimate == 3.1
-    assert restore(saved["chat"], now=120.0).idle_gaps == (1500, 20)  # whole seconds
-    assert restore(saved["chat"], now=120.0).burst_headroom == (60.0, 0.73)  # two decimals
+    assert restored(saved["chat"], now=100.0).service_rate_estimate == 3.1
+    assert restored(saved["chat"], now=100.0).idle_gaps == (1500, 20)  # whole seconds
+    assert restored(saved["chat"], now=100.0).burst_headroom == (60.0, 0.73)  # two decimals
     data = kmock_cluster.get(CONFIGMAPS, NS, "llm-autoscaler-state")["data"]
     assert json.loads(data["tail"])["idle_since"] == 40.0
 
@@ -68,7 +76,7 @@ def test_a_model_no_longer_configured_loses_its_record(kmock_cluster):
     assert set(store(kmock_cluster).load()) == {"chat"}
 
 
-def test_a_damaged_record_is_skipped_with_a_warning_and_the_others_load(kmock_cluster):
+def test_a_damaged_record_or_value_is_refused_and_the_others_load(kmock_cluster):
     kmock_cluster.put({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "llm-autoscaler-state", "namespace": NS},
         "data": {
@@ -78,17 +86,20 @@ def test_a_damaged_record_is_skipped_with_a_warning_and_the_others_load(kmock_cl
             "burst": json.dumps({**a_record("burst"), "burst_headroom": [60.0, -0.5]}),
         },
     }, CONFIGMAPS)
-    with capture_logs() as logs:
-        loaded = store(kmock_cluster).load()
-    assert set(loaded) == {"chat", "older"}
-    assert restore(loaded["older"], now=120.0).idle_gaps == ()
-    assert restore(loaded["older"], now=120.0).burst_headroom is None
-    assert sorted(e["key"] for e in logs if e["event"] == "ignoring an unreadable state record") == ["burst", "gaps", "neg", "tail"]
+    loaded, refusals = restore_all(store(kmock_cluster).load(), now=100.0, vouch_s=vouch_s(10.0))
+    assert set(loaded) == {"chat", "older", "gaps", "burst"}  # a damaged value costs its record only that value
+    assert loaded["older"].state.idle_gaps == () and loaded["older"].state.burst_headroom is None
+    assert loaded["gaps"].state.idle_gaps == () and loaded["gaps"].state.service_rate_estimate == 3.1
+    assert loaded["burst"].state.burst_headroom is None and loaded["burst"].state.idle_gaps == (1500, 20)
+    assert sorted((r.key, r.field, r.kind) for r in refusals) == [
+        ("burst", "burst_headroom", "invalid"), ("gaps", "idle_gaps", "invalid"),
+        ("neg", "desired", "invalid"), ("tail", "record", "unreadable"),
+    ]
 
 
 def test_a_forbidden_read_is_unavailable_state_naming_the_rbac_rule(kmock_cluster):
     kmock_cluster.fail_next("get", CM_PATH, 403)
-    with pytest.raises(StateUnavailable, match=r"resources \[configmaps\], verbs \[get\], in namespace llm-autoscaler"):
+    with pytest.raises(StateUnavailable, match=r'needs RBAC: apiGroups \[""\], resources \[configmaps\], verbs \[get\] in namespace llm-autoscaler$'):
         store(kmock_cluster).load()
 
 
@@ -110,9 +121,11 @@ def test_any_model_name_maps_to_a_valid_configmap_key(name):
 
 
 def test_a_restored_model_keeps_its_instants_and_holds_its_last_count():
-    state = restore(a_record("tail", desired=4, idle_since=40.0), now=500.0)
-    assert state.idle_since == 40.0 and state.last_scale_up_at == 50.0
-    assert state.recommendations == ((500.0, 4),)
+    """Saved at 100, restored at 110: an idle clock counts none of the 10 s (it may be skew),
+    the last scale-up counts them (a scale-up is not held back longer)."""
+    state = restored(a_record("tail", desired=4, idle_since=40.0), now=110.0)
+    assert state.idle_since == 50.0 and state.last_scale_up_at == 50.0
+    assert state.first_seen == (110.0, 4) and state.recommendations == ()
 
 
 # -- failover, through the real Controller and policies ------------------------------------------
@@ -181,7 +194,9 @@ def test_a_new_leader_scales_an_idle_model_to_zero_when_the_old_one_would_have_n
     load.waiting = {"tail": 0.0, "chat": 8.0}
     run(daemon(shared, targets, load), start=0, end=120)  # the first leader sees tail idle from t=0, then dies
     changes = run(daemon(shared, targets, load), start=130, end=600)
-    assert changes["tail"] == [(240.0, 0)]
+    # Idle 120 s when last saved (at 120); the 10 s between that save and the takeover are not
+    # counted, since on another machine's clock they may be skew (state_store): 10 s late.
+    assert changes["tail"] == [(250.0, 0)]
 
     cold = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 2})
     unrestored = run(daemon(None, cold, load), start=130, end=600)
@@ -216,9 +231,9 @@ def test_a_standby_does_not_tick_and_reads_the_state_again_when_it_leads():
     standby = daemon(shared, targets, load, leadership=flag)
     assert standby.tick(now=0.0) == []
     flag.leading = True
-    shared.records = {"tail": a_record("tail", desired=1, idle_since=-200.0)}
+    shared.records = {"tail": a_record("tail", desired=1, idle_since=0.0, now=5.0)}
     assert {o.model for o in standby.tick(now=10.0)} == {"tail", "chat"}
-    assert standby.controller.states["tail"].idle_since == -200.0
+    assert standby.controller.states["tail"].idle_since == 5.0  # idle 5 s when saved; the 5 s since not counted
 
 
 def test_a_leader_that_cannot_read_the_stored_state_does_not_act():

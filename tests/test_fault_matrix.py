@@ -29,10 +29,10 @@ import pytest
 from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
-import autoscaler.targets.kubernetes as kubernetes_adapter
 from autoscaler.clock import SystemClock
 from autoscaler.controller import Controller, Outcome
 from autoscaler.metrics.prometheus import PrometheusSource
+from autoscaler.settings import ApiSettings
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
@@ -46,6 +46,7 @@ WAITING, RUNNING = "vllm:num_requests_waiting", "vllm:num_requests_running"
 MODELS = ("chat", "other")
 START_REPLICAS = 4
 QUERY_TIMEOUT_S = 0.5
+API_SETTINGS = ApiSettings(api_connect_timeout_s=0.5, api_read_timeout_s=0.5)
 STALE_AFTER_S = 3.0
 
 
@@ -78,7 +79,8 @@ class Rig:
         self.events = EventSender(api)
         self.controller = Controller(
             cfg, metrics=PrometheusSource(cfg, on_error=self.telemetry.prometheus_error),
-            targets=KubernetesTargets(cfg, api, cache=self.cache, events=self.events),
+            # The adapter waits up to 3 s for an answer; the matrix waits 0.5 s.
+            targets=KubernetesTargets(cfg, api, cache=self.cache, events=self.events, api=API_SETTINGS),
         )
 
     def labels(self, name: str) -> dict:
@@ -222,12 +224,10 @@ FAULTS = [
 
 
 @pytest.fixture
-def make_rig(prometheus_stack, kmock_cluster, monkeypatch):
+def make_rig(prometheus_stack, kmock_cluster):
     """Builds the scenario. `explicit_timestamps`: the stale row needs series that carry their
     own timestamps from their first scrape, so that freezing them ages them in Prometheus
     instead of ending them (see tests/support/prom_harness.py)."""
-    # The adapter waits up to 10 s for an answer; the matrix waits 0.5 s.
-    monkeypatch.setattr(kubernetes_adapter, "REQUEST_TIMEOUT_S", (0.5, 0.5))
     exporter, prometheus = prometheus_stack
     with contextlib.ExitStack() as stack:
         def make(*, explicit_timestamps: bool = False) -> Rig:

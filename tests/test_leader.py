@@ -9,12 +9,13 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from autoscaler.leader import LeaseElector, LeaseTimings
+from autoscaler.leader import LeaseElector
+from autoscaler.settings import LeaderSettings
 
 LEASES = "coordination.k8s.io/v1/leases"
 NS = "llm-autoscaler"
 LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/llm-autoscaler"
-TIMINGS = LeaseTimings(lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)
+TIMINGS = LeaderSettings(lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)
 
 
 def elector(cluster, identity: str) -> LeaseElector:
@@ -121,5 +122,5 @@ def test_an_unreachable_api_is_a_failed_round_not_a_crash():
     ids=["renew-equals-lease", "renew-past-lease", "retry-equals-renew", "retry-zero"],
 )
 def test_timings_that_could_let_two_leaders_overlap_are_refused(durations):
-    with pytest.raises(ValueError, match="retry_period_s < renew_deadline_s < lease_duration_s"):
-        LeaseTimings(*durations)
+    with pytest.raises(ValueError, match="retry_period_s < renew_deadline_s < lease_duration_s|retry_period_s\n  Input should be greater than 0"):
+        LeaderSettings(**dict(zip(("lease_duration_s", "renew_deadline_s", "retry_period_s"), durations)))

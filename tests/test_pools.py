@@ -17,13 +17,19 @@ from autoscaler.nodes import NodeCapacity
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.targets.watching import WatchCache
-from policies import Reading
+from policies import Decision, Reading, ReasonCode
 from tests.builders import config, deployment, model, node, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
 
 A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 NODES_PATH = "/api/v1/nodes"
+
+
+def said(decision: Decision, code: ReasonCode) -> str:
+    """The message of the reason `code` in `decision` (each step adds its own, once)."""
+    (message,) = [reason.message for reason in decision.reasons if reason.code == code]
+    return message
 
 
 def pooled_config(*models: dict, selector: dict | None = None, capacity: int | None = None):
@@ -78,7 +84,9 @@ def test_a_forbidden_node_list_leaves_the_pool_unknown_and_names_the_rbac_rule(k
     with capture_logs() as logs:
         assert NodeCapacity(cfg, kmock_cluster.api_client).read_capacities(now=0.0) == {}
     (entry,) = [e for e in logs if e["event"] == "cannot list the pool's nodes"]
-    assert entry["status"] == 403 and "ClusterRole allowing list on nodes" in entry["hint"]
+    assert entry["status"] == 403 and entry["hint"] == (
+        'the service account needs RBAC: apiGroups [""], resources [nodes], verbs [list] cluster-wide (a ClusterRole)'
+    )
 
 
 # -- whole ticks -------------------------------------------------------------------------------
@@ -128,11 +136,14 @@ def test_a_tick_gives_batch_gpus_to_a_hot_scale_up(kmock_cluster):
 
     assert chat.decision.desired_replicas == 6 and "PoolArbitration" not in chat.decision.reason_codes
     assert embed.decision.desired_replicas == 2
-    assert embed.decision.reasons[-1].message.startswith(
+    assert said(embed.decision, ReasonCode.PoolArbitration).startswith(
         "pool a100: 8 GPUs, its models want 15; embed (batch, 1 GPU per replica) gets 2 of 9 replicas, cut 6->2: "
         "batch yields its GPUs to interactive models first"
     )
-    assert embed.decision.reasons[-1].message.endswith("capacity from the nodes' allocatable nvidia.com/gpu")
+    # Where the capacity came from is a reason of its own, after the cut: the cut's message is arbitration's.
+    assert embed.decision.reason_codes[-2:] == (ReasonCode.PoolArbitration, ReasonCode.PoolCapacityFromNodes)
+    assert said(embed.decision, ReasonCode.PoolArbitration).endswith("(granted: chat 6x1, embed 2x1)")
+    assert said(embed.decision, ReasonCode.PoolCapacityFromNodes) == "pool a100: capacity from the nodes' allocatable nvidia.com/gpu"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 6
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "embed")["spec"]["replicas"] == 2
 
@@ -160,8 +171,8 @@ def test_a_revision_that_needs_more_gpus_is_counted_at_its_new_size_before_it_la
 
     assert chat.decision.desired_replicas == 4
     assert embed.decision.desired_replicas == 4
-    assert "(batch, 1 GPU per replica) gets 4 of 9 replicas, cut 8->4" in embed.decision.reasons[-1].message
-    assert "granted: chat 4x2, embed 4x1" in embed.decision.reasons[-1].message
+    assert "(batch, 1 GPU per replica) gets 4 of 9 replicas, cut 8->4" in said(embed.decision, ReasonCode.PoolArbitration)
+    assert "granted: chat 4x2, embed 4x1" in said(embed.decision, ReasonCode.PoolArbitration)
 
 
 def replica_set(deployment_body: dict, revision: str, *, replicas: int, gpus: int) -> dict:
@@ -200,7 +211,7 @@ def test_mid_rollout_every_replica_counts_at_the_largest_revision_still_running(
     signals = FixedSignals(chat=(0, 60), embed=(59_950, 50))
     chat_outcome, embed = controller_for(kmock_cluster, cfg, signals).tick(now=1000.0)
     assert chat_outcome.decision.desired_replicas == 4 and embed.decision.desired_replicas == 4
-    assert "granted: chat 4x2, embed 4x1" in embed.decision.reasons[-1].message
+    assert "granted: chat 4x2, embed 4x1" in said(embed.decision, ReasonCode.PoolArbitration)
 
 
 def test_no_replica_set_is_listed_outside_a_rollout(kmock_cluster):
@@ -220,8 +231,8 @@ def test_an_unreadable_pool_uses_the_last_capacity_read_and_says_so(kmock_cluste
     kmock_cluster.fail_next("GET", NODES_PATH, 503)
     _, embed = controller.tick(now=1010.0)
     assert embed.decision.desired_replicas == 2
-    assert embed.decision.reasons[-1].message.endswith(
-        "capacity from 8 as last read 10 s ago; the nodes cannot be read now"
+    assert said(embed.decision, ReasonCode.PoolCapacityFromNodes) == (
+        "pool a100: capacity from 8 as last read 10 s ago; the nodes cannot be read now"
     )
 
 
@@ -274,7 +285,7 @@ def test_a_long_tail_wake_counts_its_gateway_demand_as_pressure_and_takes_a_batc
     tail, embed = controller_for(kmock_cluster, cfg, WithWake(embed=(59_950, 50))).tick(now=1000.0)
     assert tail.decision.desired_replicas == 1
     assert embed.decision.desired_replicas == 3
-    assert "cut 4->3: batch yields its GPUs to interactive models first" in embed.decision.reasons[-1].message
+    assert "cut 4->3: batch yields its GPUs to interactive models first" in said(embed.decision, ReasonCode.PoolArbitration)
 
 
 # -- the pool's nodes going NotReady or cordoned (issue 19, item 1) ----------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 import urllib.parse
 
 import pytest

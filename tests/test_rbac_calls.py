@@ -21,6 +21,7 @@ from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import KubernetesTargets
+from autoscaler.settings import WatchSettings
 from autoscaler.targets.watching import WatchCache
 from tests.builders import config, deployment, kubeconfig, model, node, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS
@@ -99,7 +100,7 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
     daemon = subprocess.Popen(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(cfg_file), "--kubeconfig", str(kube),
          "--metrics-port", "0", "--namespace", HOME, "--leader-elect", "--lease-duration-s", "3",
-         "--renew-deadline-s", "2", "--retry-period-s", "0.5"],
+         "--renew-deadline-s", "2", "--retry-period-s", "0.5", "--api-connect-timeout-s", "0.3", "--api-read-timeout-s", "0.6"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -157,7 +158,7 @@ def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(promethe
     # The run did reach every path it was meant to: a sanity floor for the two checks above.
     verbs = {(c.resource, c.verb) for c in checks}
     assert {("deployments/scale", "get"), ("scaledobjects", "get"), ("events", "create"), ("leases", "create"),
-            ("nodes", "list"), ("replicasets", "list")} <= verbs
+            ("nodes", "list"), ("replicasets", "list"), ("horizontalpodautoscalers", "watch")} <= verbs
 
 
 def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmock_cluster):
@@ -167,13 +168,13 @@ def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmo
     ns = unique_name("ns")
     kmock_cluster.put(deployment("chat", namespace=ns))
     kmock_cluster.put(scaled_object("tail-so", deployment="tail", namespace=ns))
-    cache = WatchCache(kmock_cluster.api_client, scope="cluster")
+    cache = WatchCache(kmock_cluster.api_client, settings=WatchSettings(watch_scope="cluster"))
     try:
         cache.follow([ns, "another"])
         assert cache.wait_synced(timeout_s=10)
         deadline = time.monotonic() + 10  # the watches start after the lists
-        while len(kmock_cluster.requests("GET")) < 4:
-            assert time.monotonic() < deadline, "the cache did not start both watches"
+        while len(kmock_cluster.requests("GET")) < 6:
+            assert time.monotonic() < deadline, "the cache did not start its three watches"
             time.sleep(0.02)
     finally:
         cache.stop()

@@ -8,7 +8,7 @@ from autoscaler.bundled import load_bundled
 from autoscaler.metrics.recorded import RecordedSource
 from autoscaler.replay import format_summary, replay, replay_sharded, shares
 from autoscaler.targets.recording import InMemoryTargets
-from policies import Decision, Reason
+from policies import Decision, Reason, ReasonCode
 from simulations.bench_replay import by_kind, fleet
 from tests.builders import config, model
 
@@ -39,10 +39,10 @@ def test_bundled_replay_matches_the_golden_decision_sequence():
 def test_in_memory_replicas_become_ready_one_cold_start_later():
     cfg = config(model("chat", policy={"cold_start_s": 60}))
     targets = InMemoryTargets({"chat": cfg.models[0]}, initial={"chat": 1})
-    targets.apply(cfg.models[0], Decision(1, 3, 1, 10, (Reason("Recommendation", "x"),)), now=100.0)
+    targets.apply(cfg.models[0], Decision(1, 3, 1, 10, (Reason(ReasonCode.Recommendation, "x"),)), now=100.0)
     assert targets.read_states(now=159.0)["chat"].ready_replicas == 1
     assert targets.read_states(now=160.0)["chat"].ready_replicas == 3
-    targets.apply(cfg.models[0], Decision(3, 1, 1, 10, (Reason("Recommendation", "x"),)), now=200.0)
+    targets.apply(cfg.models[0], Decision(3, 1, 1, 10, (Reason(ReasonCode.Recommendation, "x"),)), now=200.0)
     state = targets.read_states(now=200.0)["chat"]
     assert (state.spec_replicas, state.ready_replicas) == (1, 1)
 
@@ -50,8 +50,8 @@ def test_in_memory_replicas_become_ready_one_cold_start_later():
 def test_scale_down_removes_starting_replicas_first():
     cfg = config(model("chat", policy={"cold_start_s": 60}))
     targets = InMemoryTargets({"chat": cfg.models[0]}, initial={"chat": 2})
-    targets.apply(cfg.models[0], Decision(2, 4, 1, 10, (Reason("Recommendation", "x"),)), now=0.0)
-    targets.apply(cfg.models[0], Decision(4, 3, 1, 10, (Reason("Recommendation", "x"),)), now=10.0)
+    targets.apply(cfg.models[0], Decision(2, 4, 1, 10, (Reason(ReasonCode.Recommendation, "x"),)), now=0.0)
+    targets.apply(cfg.models[0], Decision(4, 3, 1, 10, (Reason(ReasonCode.Recommendation, "x"),)), now=10.0)
     assert targets.read_states(now=10.0)["chat"].ready_replicas == 2
     assert targets.read_states(now=60.0)["chat"].ready_replicas == 3
 

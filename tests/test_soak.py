@@ -55,7 +55,7 @@ class RandomLoad:
             return Signals()
         day = 0.5 + 0.5 * abs(((now % DAY_S) / DAY_S) * 2 - 1)
         models = {}
-        for i, name in enumerate(self._names):
+        for name in self._names:
             roll = rng.random()
             if roll < 0.03:
                 continue  # missing

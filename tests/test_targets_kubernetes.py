@@ -18,7 +18,7 @@ from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from policies import Decision, Reading, Reason
-from tests.builders import config, deployment, model, scaled_object
+from tests.builders import config, deployment, horizontal_pod_autoscaler, model, scaled_object
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.kmock_harness import DEPLOYMENTS, SCALEDOBJECTS, status_body
 
@@ -147,6 +147,18 @@ def test_forbidden_names_the_missing_rbac_rule(kmock_cluster, make_targets):
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
 
 
+def test_a_forbidden_reread_after_a_conflict_names_the_get_it_needs(kmock_cluster, make_targets):
+    """The rule named is the one of the call refused: after a 409 the scale is read again, and
+    a Role that grants patch but not get is told to add get, not patch."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409)
+    kmock_cluster.fail_next("GET", SCALE.format("chat"), 403, status_body(403, "cannot get resource deployments/scale"))
+    action = read_and_apply(make_targets, config(model("chat")), 3)
+    assert action.outcome == "forbidden"
+    assert ("forbidden: the service account needs RBAC: apiGroups [apps], resources [deployments/scale], verbs [get] "
+            "in namespace ml (cannot get resource deployments/scale)") == action.detail
+
+
 def test_forbidden_list_leaves_that_namespace_unread(kmock_cluster, make_targets):
     kmock_cluster.put(deployment("chat", replicas=1))
     kmock_cluster.put(deployment("other", namespace="team-b", replicas=1))
@@ -215,6 +227,69 @@ def test_refuses_to_write_a_deployment_that_keda_owns(kmock_cluster, make_target
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
 
 
+def test_refuses_to_write_a_deployment_that_a_plain_hpa_scales_naming_the_hpa(kmock_cluster, make_targets):
+    """The HPA controller sets a Deployment's count back to its own within 15 s: writing it
+    would fight the HPA, as writing a KEDA-owned Deployment would fight KEDA's. kmock serves
+    the HPA through the watch cache's list, as the API server would."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.put(horizontal_pod_autoscaler("chat-cpu", deployment="chat"))
+    kmock_cluster.put(horizontal_pod_autoscaler("other-cpu", deployment="other"))
+    with capture_logs() as logs:
+        action = read_and_apply(make_targets, config(model("chat")), 3)
+    assert action.outcome == "refused"
+    assert "HorizontalPodAutoscaler chat-cpu" in action.detail and "other-cpu" not in action.detail
+    (refusal,) = [e for e in logs if e["event"] == "refusing to scale a Deployment that an HPA scales"]
+    assert "chat-cpu" in refusal["detail"] and refusal["model"] == "chat"
+    assert not kmock_cluster.requests("PATCH")
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+def test_an_hpa_created_later_is_seen_by_the_watch_and_refused(kmock_cluster, events):
+    kmock_cluster.put(deployment("chat", replicas=1))
+    cfg = config(model("chat"))
+    cache = WatchCache(kmock_cluster.api_client)
+    try:
+        cache.follow(cfg.namespaces)
+        assert cache.wait_synced(timeout_s=10)
+        targets = KubernetesTargets(cfg, kmock_cluster.api_client, cache=cache, events=events)
+        k8s.AutoscalingV2Api(kmock_cluster.api_client).create_namespaced_horizontal_pod_autoscaler(
+            "ml", horizontal_pod_autoscaler("chat-cpu", deployment="chat")
+        )
+        deadline = time.monotonic() + 10
+        while not cache.view("ml", now=0.0).autoscalers:  # the watch's ADDED event
+            assert time.monotonic() < deadline, "the watch did not see the HPA"
+            time.sleep(0.02)
+        targets.read_states(now=0.0)
+        action = targets.apply(cfg.models[0], decided(1, 3), now=0.0)
+    finally:
+        cache.stop()
+    assert action.outcome == "refused" and "HorizontalPodAutoscaler chat-cpu" in action.detail
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
+
+
+def test_kedas_own_hpa_does_not_block_its_scaled_object(kmock_cluster, make_targets):
+    """KEDA makes an HPA for each ScaledObject; writing through the ScaledObject is the way in."""
+    kmock_cluster.put(deployment("tail", replicas=2))
+    kmock_cluster.put(scaled_object("tail-so", deployment="tail"))
+    kmock_cluster.put(horizontal_pod_autoscaler("keda-hpa-tail-so", deployment="tail", made_by_keda_for="tail-so"))
+    cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
+    action = read_and_apply(make_targets, cfg, 3, name="tail")
+    assert action.outcome == "patched"
+
+
+def test_a_namespace_whose_hpas_cannot_be_listed_is_not_read(kmock_cluster, make_targets):
+    """Missing is not zero: a namespace where nobody can say whether an HPA scales a target is
+    skipped, its 403 naming the rule to grant."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.fail_next("GET", "/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers", 403, times=1_000)
+    with capture_logs() as logs:
+        states = make_targets(config(model("chat")), sync_s=1.0).read_states(now=0.0)
+    assert states == {}
+    forbidden = [e for e in logs if e["event"].startswith("forbidden by RBAC")]
+    assert ("the service account needs RBAC: apiGroups [autoscaling], resources [horizontalpodautoscalers], "
+            "verbs [list, watch] in namespace ml") in forbidden[0]["error"]
+
+
 @pytest.mark.parametrize("status", [500, 503])
 def test_server_errors_fail_the_action_without_raising(kmock_cluster, make_targets, status):
     kmock_cluster.put(deployment("chat", replicas=1))
@@ -265,7 +340,7 @@ def test_an_event_that_cannot_be_recorded_does_not_fail_the_scaling(kmock_cluste
     assert action.outcome == "patched"
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 1
     (warning,) = [e for e in logs if e["event"] == "could not record an Event for a scaling"]
-    assert "resources [events], verbs [create]" in warning["hint"]
+    assert warning["hint"] == 'the service account needs RBAC: apiGroups [""], resources [events], verbs [create] in namespace ml'
 
 
 def test_parallel_writers_overlap_their_waits_on_a_slow_api_and_each_model_is_written_once(kmock_cluster, events):

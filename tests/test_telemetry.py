@@ -18,7 +18,7 @@ from autoscaler.clock import ManualClock
 from autoscaler.controller import Outcome
 from autoscaler.targets import Action
 from autoscaler.telemetry import Telemetry, serve
-from policies import Decision, Reason
+from policies import Decision, Reason, ReasonCode
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -38,7 +38,7 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 
 def outcome(model: str, current: int, desired: int, *codes: str, action: str = "patched") -> Outcome:
-    decision = Decision(current, desired, 1, 10, tuple(Reason(code, "x") for code in codes))
+    decision = Decision(current, desired, 1, 10, tuple(Reason(ReasonCode(code), "x") for code in codes))
     return Outcome(0.0, model, None, decision, Action(model, action, ""))
 
 

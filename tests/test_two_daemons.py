@@ -25,7 +25,9 @@ def start(name: str, config: Path, kubeconfig: Path, log: Path) -> subprocess.Po
     return subprocess.Popen(
         [sys.executable, "-m", "autoscaler.cli", "run", "--config", str(config), "--kubeconfig", str(kubeconfig),
          "--metrics-port", "0", "--namespace", HOME, "--leader-elect", "--identity", name,
-         "--lease-duration-s", str(LEASE_S), "--renew-deadline-s", str(RENEW_S), "--retry-period-s", str(RETRY_S)],
+         "--lease-duration-s", str(LEASE_S), "--renew-deadline-s", str(RENEW_S), "--retry-period-s", str(RETRY_S),
+         # Inside the 1 s renew margin, as the daemon requires of every API request with --leader-elect.
+         "--api-connect-timeout-s", "0.3", "--api-read-timeout-s", "0.6"],
         stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True,
     )
 

@@ -17,7 +17,8 @@ import pytest
 from kubernetes import client as k8s
 
 from autoscaler.clock import ManualClock
-from autoscaler.targets.watching import MAX_STALE_S, WatchCache
+from autoscaler.settings import WatchSettings
+from autoscaler.targets.watching import WatchCache
 from tests.builders import deployment, scaled_object
 from tests.support.kmock_harness import DEPLOYMENTS, status_body
 
@@ -40,7 +41,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def cache(kmock_cluster, clock) -> Iterator[WatchCache]:
-    cache = WatchCache(kmock_cluster.api_client, clock=clock, watch_timeout_s=WATCH_TIMEOUT_S)
+    cache = WatchCache(kmock_cluster.api_client, clock=clock, settings=WatchSettings(watch_timeout_s=WATCH_TIMEOUT_S))
     yield cache
     cache.stop()
 
@@ -138,10 +139,10 @@ def test_a_watch_broken_for_longer_than_the_bound_makes_the_namespace_unreadable
     kmock_cluster.fail_next("GET", LIST, 503, times=1_000)  # every reconnect and relist fails
     broken_at = clock.now()
     # Until the break is noticed, a view far in the future is still served.
-    eventually(lambda: cache.view("ml", now=broken_at + MAX_STALE_S + 1) is None)
+    eventually(lambda: cache.view("ml", now=broken_at + WatchSettings().watch_max_stale_s + 1) is None)
 
     assert replicas(cache, clock, "chat") == 2  # a short break: the last counts still serve
-    clock.advance(MAX_STALE_S + 1)
+    clock.advance(WatchSettings().watch_max_stale_s + 1)
     assert cache.view("ml", now=clock.now()) is None
 
 
@@ -197,19 +198,20 @@ def test_a_watch_silent_past_its_timeout_counts_as_broken_since_it_last_spoke(km
     t0 = clock.now()
     kmock_cluster.fail_next("GET", LIST, 503, times=1_000)  # the resume and every relist fail
     clock.advance(50)  # 50 s of silence (the read timeout, scaled down, fires within 1 s)
-    eventually(lambda: cache.view("ml", now=t0 + 2 * MAX_STALE_S) is None)
-    # Noticed at t0 + 50, but out of sync since t0: unreadable from t0 + MAX_STALE_S on.
-    assert cache.view("ml", now=t0 + MAX_STALE_S + 1) is None
+    eventually(lambda: cache.view("ml", now=t0 + 2 * WatchSettings().watch_max_stale_s) is None)
+    # Noticed at t0 + 50, but out of sync since t0: unreadable from t0 + WatchSettings().watch_max_stale_s on.
+    assert cache.view("ml", now=t0 + WatchSettings().watch_max_stale_s + 1) is None
 
 
 # -- watch scope "cluster": one list and watch per kind, across namespaces ---------------------
 
 ALL_DEPLOYMENTS, ALL_SCALEDOBJECTS = "/apis/apps/v1/deployments", "/apis/keda.sh/v1alpha1/scaledobjects"
+ALL_AUTOSCALERS = "/apis/autoscaling/v2/horizontalpodautoscalers"
 
 
 @pytest.fixture
 def cluster_cache(kmock_cluster, clock) -> Iterator[WatchCache]:
-    cache = WatchCache(kmock_cluster.api_client, clock=clock, watch_timeout_s=WATCH_TIMEOUT_S, scope="cluster")
+    cache = WatchCache(kmock_cluster.api_client, clock=clock, settings=WatchSettings(watch_timeout_s=WATCH_TIMEOUT_S, watch_scope="cluster"))
     yield cache
     cache.stop()
 
@@ -220,10 +222,10 @@ def test_cluster_scope_lists_and_watches_each_kind_once_for_every_namespace(kmoc
     kmock_cluster.put(scaled_object("tail-so", deployment="tail", namespace="nlp"))
     cluster_cache.follow(["ml", "nlp"])
     assert cluster_cache.wait_synced(timeout_s=10)
-    eventually(lambda: len(kmock_cluster.requests("GET")) >= 4)  # the watches start after the lists
+    eventually(lambda: len(kmock_cluster.requests("GET")) >= 6)  # the watches start after the lists
     paths = sorted({(r.url.path, r.params.get("watch") == "true") for r in kmock_cluster.requests("GET")})
-    assert paths == [(ALL_DEPLOYMENTS, False), (ALL_DEPLOYMENTS, True), (ALL_SCALEDOBJECTS, False), (ALL_SCALEDOBJECTS, True)]
-    assert len(kmock_cluster.requests("GET")) == 4  # a list and a watch of each kind, whatever the namespaces
+    assert paths == sorted((path, watch) for path in (ALL_DEPLOYMENTS, ALL_SCALEDOBJECTS, ALL_AUTOSCALERS) for watch in (False, True))
+    assert len(kmock_cluster.requests("GET")) == 6  # a list and a watch of each kind, whatever the namespaces
     # Kept apart by namespace, and only the followed ones are seen.
     assert replicas(cluster_cache, clock, "chat", "ml") == 2
     assert set(cluster_cache.view("nlp", now=clock.now()).scaled_objects) == {"tail-so"}
@@ -255,9 +257,9 @@ def test_cluster_scope_forbidden_names_the_cluster_role_it_needs(kmock_cluster, 
         eventually(lambda: any(e["event"].startswith("forbidden by RBAC") for e in logs))
     assert cluster_cache.view("ml", now=clock.now()) is None
     error = next(e for e in logs if e["event"].startswith("forbidden by RBAC"))["error"]
-    assert "resources [deployments], verbs [list, watch] in all namespaces (a ClusterRole" in error
+    assert "apiGroups [apps], resources [deployments], verbs [list, watch] cluster-wide (a ClusterRole)" in error
 
 
-def test_an_unknown_watch_scope_is_refused_naming_the_allowed_ones(kmock_cluster):
-    with pytest.raises(ValueError, match=r"watch scope 'global' is not allowed; allowed: namespaces, cluster"):
-        WatchCache(kmock_cluster.api_client, scope="global")
+def test_an_unknown_watch_scope_is_refused_naming_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"watch_scope\n  Input should be 'namespaces' or 'cluster'"):
+        WatchSettings(watch_scope="global")

@@ -40,6 +40,9 @@ _CHUNK_BYTES = 64 * 2**10
 # down or slow fails them all alike, and asking more would only add load.
 _EXPRESSION_ERRORS = frozenset({400, 422})
 _FALLBACK_WORKERS = 8
+# How history_problem words each kind of failure, for a user who typed the URL.
+_PROBE_FAILURES = {"connection": "cannot connect", "tls": "TLS failed", "timeout": "no answer in time",
+                   "http": "not a Prometheus query API there", "malformed": "not a Prometheus query API there"}
 _warned_plain_http: set[str] = set()
 
 
@@ -97,6 +100,10 @@ class PrometheusSource:
             )
 
     @property
+    def url(self) -> str:
+        return self._settings.url
+
+    @property
     def queries(self) -> list[SignalQuery]:
         return list(self._queries)
 
@@ -123,6 +130,25 @@ class PrometheusSource:
             models={model: ModelSignals(**readings, **self._uncounted) for model, readings in per_model.items()},
             dependencies=dependencies,
         )
+
+    def history_problem(self, *, start_s: float, end_s: float) -> str | None:
+        """Why replaying start_s..end_s from this Prometheus would replay nothing, asked once
+        before the first tick: it cannot be reached or answers as no Prometheus does, or no
+        series of the running-requests metric has a sample in the span. None when it has.
+        Otherwise a replay would tick through every instant, a warning each, and print a
+        summary of holds that looks like a result."""
+        metric = self._config.metrics.running
+        span_s = max(math.ceil(end_s - start_s), 1)
+        promql = f"count(last_over_time({metric}[{span_s}s]))"
+        headers = _auth_headers(self._settings.auth.bearer_token_file)
+        try:
+            samples = self._query(promql, now=end_s, headers=headers, deadline=time.monotonic() + self._settings.timeout_s)
+        except QueryError as err:
+            said = " ".join(str(err).split())  # an HTML error page on one line
+            return f"{_PROBE_FAILURES.get(err.kind, err.kind)}: {said[:300]}"
+        if not samples:
+            return f"it holds no sample of {metric} between the start and the end: nothing to replay"
+        return None
 
     def _ask(self, queries: Sequence[str], *, now: float, headers: dict[str, str], workers: int) -> list[_Answer]:
         """Every query at once, each with its answer or error. Prometheus evaluates each query

@@ -12,10 +12,6 @@ from typing import Literal, Mapping, Protocol
 from autoscaler.config import ModelConfig
 from policies.decision import Decision
 
-# How the watch cache reads Deployments and ScaledObjects (autoscaler/targets/watching.py):
-# per configured namespace, or once across the cluster.
-WATCH_SCOPES = ("namespaces", "cluster")
-
 Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused", "standby"]
 
 

@@ -22,6 +22,10 @@ Contract:
   matters now; its Event, for `kubectl describe`, can come a second later. `flush` and `stop`
   are for outside a hold.
 The thread starts with the first Event, so a sender that never sends costs no thread.
+
+What an Event says: its `reason` is the write (ScaledUp, ScaledDown, Pinned, BoundsChanged), and
+its message the decision's reasons in order, each led by its code, one of
+policies.reasons.ReasonCode (listed with their meanings in docs/reasons.md).
 """
 
 from __future__ import annotations
@@ -33,18 +37,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
+
+from autoscaler.kube_errors import Failed, Forbidden, Rule, Unreachable, translated
+from autoscaler.settings import ApiSettings, EventSettings
 
 log = structlog.get_logger(__name__)
-
-# client-go's maxQueuedEvents. One Event per changed count, at most one per model per tick: a
-# first tick that changes every count of 1,000 models still fits.
-MAX_QUEUED_EVENTS = 1000
-# (connect, read) seconds for one post: a hung API server holds up Events, never a tick.
-REQUEST_TIMEOUT_S = (3.0, 10.0)
-RBAC_HINT = 'the service account needs RBAC: apiGroups [""], resources [events], verbs [create] in namespace {namespace}'
 
 
 class EventSender:
@@ -52,7 +50,8 @@ class EventSender:
         self,
         api_client: k8s.ApiClient,
         *,
-        capacity: int = MAX_QUEUED_EVENTS,
+        capacity: int = EventSettings().events_queue_size,
+        api: ApiSettings = ApiSettings(),
         on_dropped: Callable[[str, int], None] = lambda reason, count: None,
     ) -> None:
         """`on_dropped(reason, count)`: reason "queue_full" or "shutdown"."""
@@ -60,6 +59,8 @@ class EventSender:
             raise ValueError(f"capacity: {capacity} is not allowed; an Event queue holds at least 1")
         self._core = k8s.CoreV1Api(api_client)
         self._capacity = capacity
+        # A hung API server holds up Events, never a tick: they are posted from their own thread.
+        self._request_timeout_s = api.request_timeout_s
         self._on_dropped = on_dropped
         self._changed = threading.Condition()
         self._queue: deque[tuple[Mapping, str]] = deque()
@@ -135,11 +136,12 @@ class EventSender:
     def _post(self, body: Mapping, *, model: str) -> None:
         namespace = body["metadata"]["namespace"]
         try:
-            self._core.create_namespaced_event(namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
-        except ApiException as err:
-            hint = RBAC_HINT.format(namespace=namespace) if err.status == 403 else ""
+            with translated(Rule("", "events", ("create",), namespace)):
+                self._core.create_namespaced_event(namespace, body, _request_timeout=self._request_timeout_s)
+        except Failed as err:
+            hint = err.hint if isinstance(err, Forbidden) else ""
             log.warning("could not record an Event for a scaling", model=model, status=err.status, hint=hint)
-        except urllib3.exceptions.HTTPError as err:
+        except Unreachable as err:
             log.warning("could not record an Event for a scaling", model=model, error=str(err))
         except Exception:  # noqa: BLE001  the thread must outlive a bug in one post, or every later Event is lost
             log.exception("could not record an Event for a scaling", model=model)

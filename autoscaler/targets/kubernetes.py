@@ -9,17 +9,16 @@ would overwrite Deployment.spec.replicas within 15 s (ANCHORS.md, KEDA section).
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from autoscaler.config import Config, ModelConfig
+from autoscaler.kube_errors import Conflict, Failed, Forbidden, NotFound, Rule, Unreachable, translated
+from autoscaler.settings import ApiSettings
 from autoscaler.targets import Action, TargetState
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.watching import (
@@ -36,28 +35,18 @@ from policies.decision import Decision
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "llm-autoscaler"
-CONFLICT_RETRIES = 3
-# (connect, read) seconds for every API call: a hung API server must not hang the tick.
-REQUEST_TIMEOUT_S = (3.0, 10.0)
+EVENT_MESSAGE_LIMIT = 1024  # the API server truncates longer Event messages anyway
 
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
-    """The RBAC rule a call needs, named in the error when it is forbidden."""
+class PlannedPatch:
+    """One write as planned from what was read: the field it sets, that field's value now and
+    wanted, and the patch body that sets it."""
 
-    api_group: str
-    resource: str
-    verb: str
-
-    def explain(self, namespace: str) -> str:
-        group = self.api_group or '""'
-        return f"the service account needs RBAC: apiGroups [{group}], resources [{self.resource}], verbs [{self.verb}] in namespace {namespace}"
-
-
-LIST_REPLICASETS = _Rule("apps", "replicasets", "list")
-PATCH_SCALE = _Rule("apps", "deployments/scale", "patch")
-PATCH_SCALEDOBJECT = _Rule("keda.sh", "scaledobjects", "patch")
-EVENT_MESSAGE_LIMIT = 1024  # the API server truncates longer Event messages anyway
+    field: str  # e.g. "deployments/chat replicas"
+    current: int | str | None
+    desired: int | str
+    body: dict
 
 
 class KubernetesTargets:
@@ -65,8 +54,12 @@ class KubernetesTargets:
     namespaces with, and stops: a tick reads memory, not the API. Events go to an EventSender
     (events.py) that the caller stops: a tick does not wait for them."""
 
-    def __init__(self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender) -> None:
+    def __init__(
+        self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender, api: ApiSettings = ApiSettings()
+    ) -> None:
         self._config = config
+        self._request_timeout_s = api.request_timeout_s
+        self._conflict_retries = api.conflict_retries
         self._cache = cache
         self._events = events
         self._api_client = api_client
@@ -75,9 +68,11 @@ class KubernetesTargets:
         self._models_by_namespace: dict[str, list[ModelConfig]] = {}
         for model in config.models:
             self._models_by_namespace.setdefault(model.namespace, []).append(model)
-        # As of the last read: Deployment name -> the ScaledObject that owns it, per namespace;
-        # and each ScaledObject, so that a hold needs no API call.
+        # As of the last read: Deployment name -> the ScaledObject that owns it, and -> the
+        # plain HPAs that scale it, per namespace; and each ScaledObject, so that a hold needs
+        # no API call.
         self._owners: dict[str, dict[str, str]] = {}
+        self._autoscaled: dict[str, dict[str, list[str]]] = {}
         self._scaled_objects: dict[tuple[str, str], ScaledObjectFacts] = {}
 
     # -- reading ---------------------------------------------------------------------------
@@ -94,6 +89,12 @@ class KubernetesTargets:
             self._owners[namespace] = {
                 so.target_name: name for name, so in view.scaled_objects.items() if so.target_kind == "Deployment"
             }
+            autoscaled: dict[str, list[str]] = {}
+            for name, hpa in sorted(view.autoscalers.items()):
+                # KEDA's own HPA for a ScaledObject is already refused as that ScaledObject.
+                if hpa.target_kind == "Deployment" and hpa.target_name and not hpa.made_by_keda:
+                    autoscaled.setdefault(hpa.target_name, []).append(name)
+            self._autoscaled[namespace] = autoscaled
             for name, so in view.scaled_objects.items():
                 self._scaled_objects[(namespace, name)] = so
             rolling: dict[str, str] = {}  # model -> its Deployment, for pooled models mid-rollout
@@ -115,11 +116,14 @@ class KubernetesTargets:
         new 1: every replica counts 2 until the old pods are gone). Only listed while a pooled
         model rolls out, so a steady cluster costs no extra call. If the list fails, the
         template's count stands (the new revision's size)."""
-        listed = self._list(
-            namespace, LIST_REPLICASETS,
-            lambda: self._apps.list_namespaced_replica_set(namespace, _request_timeout=REQUEST_TIMEOUT_S),
-        )
-        if listed is None:
+        try:
+            with translated(Rule("apps", "replicasets", ("list",), namespace)):
+                listed = self._apps.list_namespaced_replica_set(namespace, _request_timeout=self._request_timeout_s)
+        except Unreachable as err:
+            log.error("Kubernetes API unreachable; the namespace is not read this tick", namespace=namespace, error=str(err))
+            return
+        except Failed as err:
+            self._log_api_error(err, namespace=namespace, model=None)
             return
         for model_name, deployment_name in rolling.items():
             owned = [
@@ -138,16 +142,6 @@ class KubernetesTargets:
         if model.target.kind == "Deployment":
             return model.target.name
         return view.scaled_objects[model.target.name].target_name
-
-    def _list(self, namespace: str, rule: _Rule, call: Callable):
-        try:
-            return call()
-        except urllib3.exceptions.HTTPError as err:
-            log.error("Kubernetes API unreachable; the namespace is not read this tick", namespace=namespace, error=str(err))
-            return None
-        except ApiException as err:
-            self._log_api_error(err, namespace=namespace, rule=rule, model=None)
-            return None
 
     def _state_of(self, model: ModelConfig, view: NamespaceView) -> TargetState | None:
         target = model.target
@@ -175,7 +169,8 @@ class KubernetesTargets:
         """Compare with the state read this tick and patch only a difference: a hold costs no
         API call. After a 409 (someone wrote in between) read the object again and decide
         again whether a patch is still needed. 404: this model is skipped, the others go on.
-        403: an error naming the RBAC rule that is missing."""
+        403: an error naming the RBAC rule that is missing. A Deployment that a ScaledObject
+        owns, or that a plain HPA scales, is refused: the other controller would undo the write."""
         target = model.target
         if target.kind == "Deployment":
             owner = self._owners.get(model.namespace, {}).get(target.name)
@@ -186,79 +181,114 @@ class KubernetesTargets:
                 )
                 log.error("refusing to scale a KEDA-managed Deployment", model=model.name, namespace=model.namespace, detail=detail)
                 return Action(model.name, "refused", detail)
-        write = {"Deployment": self._replicas, "pin": self._pinned, "bounds": self._bounds}[target.mode or target.kind]
-        rule = PATCH_SCALE if target.kind == "Deployment" else PATCH_SCALEDOBJECT
-        for attempt in range(CONFLICT_RETRIES):
+            autoscalers = self._autoscaled.get(model.namespace, {}).get(target.name)
+            if autoscalers:
+                names = ", ".join(autoscalers)
+                detail = (
+                    f"Deployment {target.name} is scaled by HorizontalPodAutoscaler {names}; it would undo a write to "
+                    f"the Deployment, and the two would fight over its count. Delete the HPA, or leave this model out"
+                )
+                log.error("refusing to scale a Deployment that an HPA scales", model=model.name, namespace=model.namespace, detail=detail)
+                return Action(model.name, "refused", detail)
+        for attempt in range(self._conflict_retries):
             try:
-                what, current, desired, patch = write(model, decision, fresh=attempt > 0)
-                if current == desired:
-                    return Action(model.name, "unchanged", f"{what} already {desired}")
-                patch()
-            except ApiException as err:
-                if err.status == 409:
-                    log.info("conflict; re-reading and retrying", model=model.name, namespace=model.namespace)
-                    continue
-                return self._log_api_error(err, namespace=model.namespace, rule=rule, model=model)
-            except urllib3.exceptions.HTTPError as err:
+                plan = self._plan(model, decision, fresh=attempt > 0)
+                if plan.current == plan.desired:
+                    return Action(model.name, "unchanged", f"{plan.field} already {plan.desired}")
+                self._send(model, plan)
+            except Conflict:
+                log.info("conflict; re-reading and retrying", model=model.name, namespace=model.namespace)
+                continue
+            except Unreachable as err:
                 detail = f"Kubernetes API unreachable: {err}; will try again next tick"
                 log.error("Kubernetes API unreachable", model=model.name, namespace=model.namespace, detail=detail)
                 return Action(model.name, "failed", detail)
-            detail = f"{what} from {current} to {desired} because {decision.explain()}"
-            log.info("scaled", model=model.name, namespace=model.namespace, what=what, change=f"{current} -> {desired}", reasons=decision.explain())
+            except Failed as err:
+                return self._log_api_error(err, namespace=model.namespace, model=model)
+            detail = f"{plan.field} from {plan.current} to {plan.desired} because {decision.explain()}"
+            log.info("scaled", model=model.name, namespace=model.namespace, what=plan.field,
+                     change=f"{plan.current} -> {plan.desired}", reasons=decision.explain())
             self._record_event(model, decision, detail, now=now)
             return Action(model.name, "patched", detail)
-        detail = f"still conflicting after {CONFLICT_RETRIES} attempts; will try again next tick"
+        detail = f"still conflicting after {self._conflict_retries} attempts; will try again next tick"
         log.warning("gave up after conflicts", model=model.name, namespace=model.namespace, detail=detail)
         return Action(model.name, "failed", detail)
 
-    def _replicas(self, model: ModelConfig, decision: Decision, *, fresh: bool):
+    def _plan(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
+        """The write this decision needs, from the state read this tick or, after a conflict
+        (`fresh`), from the object read again."""
+        target = model.target
+        if target.kind == "Deployment":
+            return self._plan_replicas(model, decision, fresh=fresh)
+        if target.mode == "pin":
+            return self._plan_paused_replicas(model, decision, fresh=fresh)
+        return self._plan_bounds(model, decision, fresh=fresh)
+
+    def _plan_replicas(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
         name, namespace = model.target.name, model.namespace
         current = decision.current_replicas
         if fresh:
-            scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            with translated(Rule("apps", "deployments/scale", ("get",), namespace)):
+                scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self._request_timeout_s)
             current = scale.spec.replicas or 0
-        body = {"spec": {"replicas": decision.desired_replicas}}
+        return PlannedPatch(
+            field=f"deployments/{name} replicas",
+            current=current,
+            desired=decision.desired_replicas,
+            body={"spec": {"replicas": decision.desired_replicas}},
+        )
 
-        def patch() -> None:
-            self._apps.patch_namespaced_deployment_scale(
-                name, namespace, body, field_manager=FIELD_MANAGER, _request_timeout=REQUEST_TIMEOUT_S
-            )
-
-        return f"deployments/{name} replicas", current, decision.desired_replicas, patch
-
-    def _pinned(self, model: ModelConfig, decision: Decision, *, fresh: bool):
-        current = self._scaled_object(model, fresh=fresh).paused_replicas
+    def _plan_paused_replicas(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
         desired = str(decision.desired_replicas)
-        body = {"metadata": {"annotations": {PAUSED_REPLICAS: desired}}}
-        return f"scaledobjects/{model.target.name} {PAUSED_REPLICAS}", current, desired, lambda: self._patch_scaled_object(model, body)
+        return PlannedPatch(
+            field=f"scaledobjects/{model.target.name} {PAUSED_REPLICAS}",
+            current=self._scaled_object(model, fresh=fresh).paused_replicas,
+            desired=desired,
+            body={"metadata": {"annotations": {PAUSED_REPLICAS: desired}}},
+        )
 
-    def _bounds(self, model: ModelConfig, decision: Decision, *, fresh: bool):
+    def _plan_bounds(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
         scaled_object = self._scaled_object(model, fresh=fresh)
-        current = f"{scaled_object.min_replica_count}..{scaled_object.max_replica_count}"
-        desired = f"{decision.floor}..{decision.cap}"
-        body = {"spec": {"minReplicaCount": decision.floor, "maxReplicaCount": decision.cap}}
-        return f"scaledobjects/{model.target.name} min..max", current, desired, lambda: self._patch_scaled_object(model, body)
+        return PlannedPatch(
+            field=f"scaledobjects/{model.target.name} min..max",
+            current=f"{scaled_object.min_replica_count}..{scaled_object.max_replica_count}",
+            desired=f"{decision.floor}..{decision.cap}",
+            body={"spec": {"minReplicaCount": decision.floor, "maxReplicaCount": decision.cap}},
+        )
+
+    def _send(self, model: ModelConfig, plan: PlannedPatch) -> None:
+        if model.target.kind == "Deployment":
+            self._patch_scale(model, plan.body)
+        else:
+            self._patch_scaled_object(model, plan.body)
 
     def _scaled_object(self, model: ModelConfig, *, fresh: bool) -> ScaledObjectFacts:
         cached = self._scaled_objects.get((model.namespace, model.target.name))
         if cached is not None and not fresh:
             return cached
-        return scaled_object_facts(
-            self._custom.get_namespaced_custom_object(
-                namespace=model.namespace, name=model.target.name, _request_timeout=REQUEST_TIMEOUT_S, **KEDA
+        with translated(Rule(KEDA["group"], KEDA["plural"], ("get",), model.namespace)):
+            raw = self._custom.get_namespaced_custom_object(
+                namespace=model.namespace, name=model.target.name, _request_timeout=self._request_timeout_s, **KEDA
             )
-        )
+        return scaled_object_facts(raw)
+
+    def _patch_scale(self, model: ModelConfig, body: dict) -> None:
+        with translated(Rule("apps", "deployments/scale", ("patch",), model.namespace)):
+            self._apps.patch_namespaced_deployment_scale(
+                model.target.name, model.namespace, body, field_manager=FIELD_MANAGER, _request_timeout=self._request_timeout_s
+            )
 
     def _patch_scaled_object(self, model: ModelConfig, body: dict) -> None:
         # The official client sends a dict to custom objects as a JSON merge patch.
-        self._custom.patch_namespaced_custom_object(
-            namespace=model.namespace,
-            name=model.target.name,
-            body=body,
-            field_manager=FIELD_MANAGER,
-            _request_timeout=REQUEST_TIMEOUT_S,
-            **KEDA,
-        )
+        with translated(Rule(KEDA["group"], KEDA["plural"], ("patch",), model.namespace)):
+            self._custom.patch_namespaced_custom_object(
+                namespace=model.namespace,
+                name=model.target.name,
+                body=body,
+                field_manager=FIELD_MANAGER,
+                _request_timeout=self._request_timeout_s,
+                **KEDA,
+            )
 
     def _record_event(self, model: ModelConfig, decision: Decision, detail: str, *, now: float) -> None:
         """An Event on the object written, so `kubectl describe` shows why it was scaled. Queued,
@@ -291,23 +321,16 @@ class KubernetesTargets:
         }
         self._events.send(body, model=model.name)
 
-    def _log_api_error(self, err: ApiException, *, namespace: str, rule: _Rule, model: ModelConfig | None) -> Action:
+    def _log_api_error(self, err: Failed, *, namespace: str, model: ModelConfig | None) -> Action:
         name = model.name if model else None
-        if err.status == 404:
-            detail = f"{rule.resource} not found in namespace {namespace}: {_message(err)}"
+        if isinstance(err, NotFound):
+            detail = f"{err.rule.resource} not found in namespace {namespace}: {err.message}"
             log.warning("target not found; skipping", model=name, namespace=namespace, detail=detail)
             return Action(name or "", "missing", detail)
-        if err.status == 403:
-            detail = f"forbidden: {rule.explain(namespace)} ({_message(err)})"
+        if isinstance(err, Forbidden):
+            detail = f"forbidden: {err.hint} ({err.message})"
             log.error("forbidden by RBAC", model=name, namespace=namespace, detail=detail)
             return Action(name or "", "forbidden", detail)
-        detail = f"API error {err.status} {err.reason}: {_message(err)}"
+        detail = str(err)
         log.error("Kubernetes API error", model=name, namespace=namespace, detail=detail)
         return Action(name or "", "failed", detail)
-
-
-def _message(err: ApiException) -> str:
-    try:
-        return json.loads(err.body).get("message", err.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(err.reason)

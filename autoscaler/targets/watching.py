@@ -1,18 +1,24 @@
-"""A watch-backed cache of the Deployments and ScaledObjects in the configured namespaces.
+"""A watch-backed cache of the Deployments, ScaledObjects and HorizontalPodAutoscalers in the
+configured namespaces.
 
-Why: listing every namespace every tick costs two requests per namespace per tick, each
-returning whole objects: 100 requests a tick at 50 namespaces, most of them saying nothing
-new. A watch lists once, then receives only the changes, on one long request per namespace
-and kind that the API server ends every `watch_timeout_s` and the cache resumes at once.
+HPAs are kept only to know which Deployments one scales: a Deployment target that a plain HPA
+also scales would be fought over (the HPA sets its count back within 15 s), so the actuator
+refuses it, as it refuses a Deployment that a ScaledObject owns.
+
+Why a watch: listing every namespace every tick costs one request per kind and namespace per
+tick, each returning whole objects: 150 requests a tick at 50 namespaces, most of them saying
+nothing new. A watch lists once, then receives only the changes, on one long request per
+namespace and kind that the API server ends every `watch_timeout_s` and the cache resumes at
+once.
 
 Scope (`autoscaler run --watch-scope`):
 - "namespaces" (the default, least privilege): one list and watch per namespace and kind, so
   a Role in each configured namespace suffices (deploy/rbac.yaml);
 - "cluster": one list and watch per kind over all namespaces, kept for the followed ones only,
-  as controller-runtime's default cache does. 2 streams instead of 2 per namespace (100 at 50
+  as controller-runtime's default cache does. 3 streams instead of 3 per namespace (150 at 50
   namespaces, and as many reconnects a minute), for a ClusterRole that may list and watch
-  Deployments and ScaledObjects everywhere (deploy/rbac-cluster-watch.yaml). Its list carries
-  every Deployment of the cluster, of which only four numbers each are kept.
+  Deployments, ScaledObjects and HPAs everywhere (deploy/rbac-cluster-watch.yaml). Its list
+  carries every Deployment of the cluster, of which only four numbers each are kept.
 
 Lifecycle: `follow(namespaces)` starts the threads (one per stream) and stops those of
 namespaces no longer followed (a reloaded config); `wait_synced` blocks until each has listed
@@ -25,8 +31,8 @@ Each thread lists, then watches from the list's resourceVersion:
 - any other error is logged, and the thread lists again after a backoff (0.5 s doubling to
   30 s): a relist cannot miss an event that happened during the break.
 
-Only the fields the daemon reads are kept (`DeploymentFacts`, `ScaledObjectFacts`), not whole
-objects: a Deployment's pod template alone is kilobytes.
+Only the fields the daemon reads are kept (`DeploymentFacts`, `ScaledObjectFacts`,
+`AutoscalerFacts`), not whole objects: a Deployment's pod template alone is kilobytes.
 
 Missing is not zero: a namespace that has not listed yet, or whose watch has been broken for
 longer than `max_stale_s`, has no view, and its models are skipped by the controller rather
@@ -46,28 +52,16 @@ from dataclasses import dataclass
 import structlog
 import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from autoscaler.clock import Clock, SystemClock
-from autoscaler.targets import WATCH_SCOPES
+from autoscaler.kube_errors import Failed, Forbidden, Gone, NotFound, Rule, Unreachable, failure, translated
+from autoscaler.settings import ApiSettings, WatchSettings
 
 log = structlog.get_logger(__name__)
 
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 KEDA = {"group": "keda.sh", "version": "v1alpha1", "plural": "scaledobjects"}
-CONNECT_TIMEOUT_S = 3.0
-# The API server ends a watch after timeoutSeconds and the cache resumes it at once: one
-# request a minute per stream. Short, because a connection that died without a word (a
-# half-open TCP connection) is only noticed when the server fails to end the watch on time:
-# 10 s later, and the namespace then counts as out of sync since the last word it heard.
-WATCH_TIMEOUT_S = 60.0
-# Six ticks at the default 10 s interval. A watch normally reconnects in milliseconds, so a
-# break this long is an outage; beyond it the counts are no longer trusted.
-MAX_STALE_S = 60.0
-BACKOFF_S = (0.5, 30.0)  # first and largest wait before a relist after an error
-# KEDA's CRD missing (404) is not an error, but it may be installed later: look again then.
-CRD_RECHECK_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +82,21 @@ class ScaledObjectFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoscalerFacts:
+    """A HorizontalPodAutoscaler: what it scales, and whether KEDA made it for a ScaledObject."""
+
+    target_kind: str | None
+    target_name: str | None
+    made_by_keda: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NamespaceView:
-    """One namespace as of the last event: Deployments and ScaledObjects by name."""
+    """One namespace as of the last event: Deployments, ScaledObjects and HPAs by name."""
 
     deployments: Mapping[str, DeploymentFacts]
     scaled_objects: Mapping[str, ScaledObjectFacts]
+    autoscalers: Mapping[str, AutoscalerFacts]
 
 
 def deployment_facts(raw: Mapping) -> DeploymentFacts:
@@ -134,6 +138,16 @@ def scaled_object_facts(raw: Mapping) -> ScaledObjectFacts:
     )
 
 
+def autoscaler_facts(raw: Mapping) -> AutoscalerFacts:
+    target = (raw.get("spec") or {}).get("scaleTargetRef") or {}
+    owners = (raw.get("metadata") or {}).get("ownerReferences") or []
+    return AutoscalerFacts(
+        target_kind=target.get("kind"),
+        target_name=target.get("name"),
+        made_by_keda=any(o.get("kind") == "ScaledObject" for o in owners),
+    )
+
+
 def gpus_per_replica(spec: Mapping) -> int:
     """Sum of the containers' nvidia.com/gpu limits in the pod template of a Deployment's or
     ReplicaSet's spec, as the API serves it."""
@@ -143,10 +157,6 @@ def gpus_per_replica(spec: Mapping) -> int:
         if value is not None and str(value).isdigit():
             total += int(value)
     return total
-
-
-class _Gone(Exception):
-    """The watch's resourceVersion is too old (410): list again."""
 
 
 class _Stream:
@@ -161,15 +171,20 @@ class _Stream:
         call: Callable[..., urllib3.HTTPResponse],
         facts: Callable[[Mapping], object],
         clock: Clock,
-        watch_timeout_s: float,
+        settings: WatchSettings,
+        connect_timeout_s: float,
         optional: bool,
     ) -> None:
         self.namespace, self.kind = namespace, kind
-        group, resource = {"Deployment": ("apps", "deployments"), "ScaledObject": ("keda.sh", "scaledobjects")}[kind]
-        where = f"in namespace {namespace}" if namespace else "in all namespaces (a ClusterRole, for --watch-scope cluster)"
-        self._rule = f"apiGroups [{group}], resources [{resource}], verbs [list, watch] {where}"
+        group, resource = {
+            "Deployment": ("apps", "deployments"),
+            "ScaledObject": ("keda.sh", "scaledobjects"),
+            "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+        }[kind]
+        self._rule = Rule(group, resource, ("list", "watch"), namespace)
         self._call, self._facts, self._clock = call, facts, clock
-        self._watch_timeout_s = watch_timeout_s
+        self._settings = settings
+        self._connect_timeout_s = connect_timeout_s
         self._optional = optional  # a 404 on the list means "none exist" (KEDA not installed)
         self._lock = threading.Lock()
         self._items: dict[str, dict[str, object]] = {}  # namespace -> name -> facts
@@ -202,49 +217,46 @@ class _Stream:
             return dict(self._items.get(namespace) or {})
 
     def _run(self) -> None:
-        backoff_s = BACKOFF_S[0]
+        backoff_s = self._settings.watch_backoff_first_s
         version: str | None = None
         while not self._stopping.is_set():
             try:
                 if version is None:
                     version = self._list()
                 version = self._watch(version)
-                backoff_s = BACKOFF_S[0]
-            except _Gone:
+                backoff_s = self._settings.watch_backoff_first_s
+            except Gone:  # as an ERROR event in the stream, or as the answer's status
                 log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
                 version = None
-            except ApiException as err:
+            except Failed as err:
                 if self._stopping.is_set():
                     break
-                if err.status == 410:  # the same, answered as an HTTP status rather than an event
-                    log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
-                    version = None
-                    continue
-                if err.status == 404 and self._optional:
+                if isinstance(err, NotFound) and self._optional:
                     self._replace({})
-                    self._stopping.wait(CRD_RECHECK_S)
+                    self._stopping.wait(self._settings.crd_recheck_s)
                     version = None
                     continue
-                if err.status == 403:  # the same words as the actuator's, for the same alert
-                    self._broken(f"the service account needs RBAC {self._rule}", event="forbidden by RBAC")
+                if isinstance(err, Forbidden):  # the same words as the actuator's, for the same alert
+                    self._broken(err.hint, event="forbidden by RBAC")
                 else:
-                    self._broken(f"API error {err.status} {err.reason}")
+                    self._broken(str(err))
                 version = None
                 self._stopping.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_S[1])
+                backoff_s = min(backoff_s * 2, self._settings.watch_backoff_max_s)
             except Exception as err:  # noqa: BLE001  a thread that died would leave its counts frozen but trusted
                 if self._stopping.is_set():
                     break
-                expected = isinstance(err, (urllib3.exceptions.HTTPError, OSError, ValueError))
+                expected = isinstance(err, (Unreachable, urllib3.exceptions.HTTPError, OSError, ValueError))
                 if not expected:
                     log.exception("unexpected error in a watch", namespace=self.namespace, kind=self.kind)
                 self._broken(f"{type(err).__name__}: {err}")
                 version = None
                 self._stopping.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_S[1])
+                backoff_s = min(backoff_s * 2, self._settings.watch_backoff_max_s)
 
     def _list(self) -> str | None:
-        response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, 30.0))
+        with translated(self._rule):
+            response = self._call(_request_timeout=(self._connect_timeout_s, self._settings.watch_list_timeout_s))
         try:
             body = json.loads(response.data)
         finally:
@@ -265,14 +277,18 @@ class _Stream:
     def _watch(self, version: str | None) -> str | None:
         """Apply events until the watch ends; returns the resourceVersion to resume from."""
         kwargs = {"resource_version": version} if version else {}
-        response = self._call(
-            watch=True,
-            allow_watch_bookmarks=True,
-            timeout_seconds=max(round(self._watch_timeout_s), 1),  # 0 would mean no timeout
-            # A server that ignores timeoutSeconds, or a dead connection, is caught this much later.
-            _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + min(10.0, self._watch_timeout_s)),
-            **kwargs,
-        )
+        watch_timeout_s = self._settings.watch_timeout_s
+        with translated(self._rule):
+            response = self._call(
+                watch=True,
+                allow_watch_bookmarks=True,
+                timeout_seconds=max(round(watch_timeout_s), 1),  # 0 would mean no timeout
+                # A server that ignores timeoutSeconds, or a connection that died without a word (a
+                # half-open TCP connection), is caught this much later; the namespace then counts
+                # as out of sync since the last word it heard.
+                _request_timeout=(self._connect_timeout_s, watch_timeout_s + min(10.0, watch_timeout_s)),
+                **kwargs,
+            )
         # stop() sets the flag, then shuts the socket of `_response`; set first, check second,
         # so whichever comes last sees the other, and no watch is left blocking.
         self._response = response
@@ -305,10 +321,8 @@ class _Stream:
 
     def _apply(self, event: Mapping) -> str | None:
         kind, obj = event.get("type"), event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Gone()
-            raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
+        if kind == "ERROR":  # a Status object
+            raise failure(obj.get("code"), obj.get("reason"), obj.get("message"), rule=self._rule)
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace", self.namespace)
         if kind in ("ADDED", "MODIFIED"):
@@ -333,12 +347,9 @@ class WatchCache:
         api_client: k8s.ApiClient,
         *,
         clock: Clock | None = None,
-        max_stale_s: float = MAX_STALE_S,
-        watch_timeout_s: float = WATCH_TIMEOUT_S,
-        scope: str = "namespaces",
+        settings: WatchSettings = WatchSettings(),
+        api: ApiSettings = ApiSettings(),
     ) -> None:
-        if scope not in WATCH_SCOPES:
-            raise ValueError(f"watch scope {scope!r} is not allowed; allowed: {', '.join(WATCH_SCOPES)}")
         # Every stream holds a connection for as long as it watches. The client's default pool
         # (5 per core) would discard and re-open connections beyond that, with a warning each
         # time, so the cache has a client of its own with a pool for 512 namespaces (two
@@ -348,12 +359,14 @@ class WatchCache:
         self._client = k8s.ApiClient(configuration)
         self._apps = k8s.AppsV1Api(self._client)
         self._custom = k8s.CustomObjectsApi(self._client)
+        self._autoscaling = k8s.AutoscalingV2Api(self._client)
         self._clock = clock or SystemClock()
-        self._max_stale_s = max_stale_s
-        self._watch_timeout_s = watch_timeout_s
-        self._scope = scope
-        # By namespace; in cluster scope one pair under None, whatever the namespaces followed.
-        self._streams: dict[str | None, tuple[_Stream, _Stream]] = {}
+        self._settings = settings
+        self._connect_timeout_s = api.api_connect_timeout_s
+        self._scope = settings.watch_scope
+        # By namespace, one stream per kind; in cluster scope one set under None, whatever the
+        # namespaces followed.
+        self._streams: dict[str | None, tuple[_Stream, _Stream, _Stream]] = {}
         self._followed: frozenset[str] = frozenset()
 
     def follow(self, namespaces: Iterable[str]) -> None:
@@ -363,20 +376,23 @@ class WatchCache:
             for stream in self._streams.pop(namespace):
                 stream.stop()
         for namespace in sorted(wanted - set(self._streams), key=str):
-            pair = (
+            kinds = (
                 self._stream(namespace, "Deployment", self._deployments(namespace), deployment_facts, optional=False),
                 self._stream(namespace, "ScaledObject", self._scaled_objects(namespace), scaled_object_facts, optional=True),
+                # Not optional: without them a Deployment that an HPA scales would be written
+                # against it, so a namespace whose HPAs cannot be listed is not in sync.
+                self._stream(namespace, "HorizontalPodAutoscaler", self._autoscalers(namespace), autoscaler_facts, optional=False),
             )
-            self._streams[namespace] = pair
-            for stream in pair:
+            self._streams[namespace] = kinds
+            for stream in kinds:
                 stream.start()
 
     def wait_synced(self, timeout_s: float) -> bool:
         """True when every followed namespace has listed once within `timeout_s`."""
         # A timeout, not a decision's time: monotonic, outside the Clock.
         deadline = time.monotonic() + timeout_s
-        for pair in list(self._streams.values()):
-            for stream in pair:
+        for kinds in list(self._streams.values()):
+            for stream in kinds:
                 if not stream.synced.wait(max(deadline - time.monotonic(), 0.0)):
                     return False
         return True
@@ -386,20 +402,20 @@ class WatchCache:
         watch broken for longer than max_stale_s (measured on the clock, against `now`)."""
         if namespace not in self._followed:
             return None
-        pair = self._streams.get(None if self._scope == "cluster" else namespace)
-        if pair is None:
+        kinds = self._streams.get(None if self._scope == "cluster" else namespace)
+        if kinds is None:
             return None
-        for stream in pair:
+        for stream in kinds:
             if not stream.synced.is_set():
                 return None
             broken_since = stream.broken_since
-            if broken_since is not None and now - broken_since > self._max_stale_s:
+            if broken_since is not None and now - broken_since > self._settings.watch_max_stale_s:
                 return None
-        deployments, scaled_objects = (stream.snapshot(namespace) for stream in pair)
-        return NamespaceView(deployments=deployments, scaled_objects=scaled_objects)
+        deployments, scaled_objects, autoscalers = (stream.snapshot(namespace) for stream in kinds)
+        return NamespaceView(deployments=deployments, scaled_objects=scaled_objects, autoscalers=autoscalers)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        streams = [stream for pair in self._streams.values() for stream in pair]
+        streams = [stream for kinds in self._streams.values() for stream in kinds]
         self._streams.clear()
         for stream in streams:
             stream.stop()
@@ -414,7 +430,8 @@ class WatchCache:
             call=call,
             facts=facts,
             clock=self._clock,
-            watch_timeout_s=self._watch_timeout_s,
+            settings=self._settings,
+            connect_timeout_s=self._connect_timeout_s,
             optional=optional,
         )
 
@@ -429,3 +446,8 @@ class WatchCache:
         if namespace is None:
             return lambda **kw: self._custom.list_cluster_custom_object(_preload_content=False, **KEDA, **kw)
         return lambda **kw: self._custom.list_namespaced_custom_object(namespace=namespace, _preload_content=False, **KEDA, **kw)
+
+    def _autoscalers(self, namespace: str | None) -> Callable[..., urllib3.HTTPResponse]:
+        if namespace is None:
+            return lambda **kw: self._autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces(_preload_content=False, **kw)
+        return lambda **kw: self._autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace, _preload_content=False, **kw)

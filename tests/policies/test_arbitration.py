@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies import Decision, Reason
+from policies import Decision, Reason, ReasonCode
 from policies.arbitration import Claim, Stamped, arbitrate, pool_capacity
 
 
 def claim(model: str, kind: str, current: int, desired: int, *, gpus: int = 1, minimum: int | None = None,
           pressure: float | None = 10.0, floor: int | None = None, cap: int = 100, needed: int | None = None) -> Claim:
     minimum = (1 if kind == "hot" else 0) if minimum is None else minimum
-    decision = Decision(current, desired, minimum if floor is None else floor, cap, (Reason("Recommendation", "test"),),
+    decision = Decision(current, desired, minimum if floor is None else floor, cap, (Reason(ReasonCode.Recommendation, "test"),),
                         needed_replicas=needed)
     return Claim(model, kind, gpus, minimum, pressure, decision)
 
@@ -227,7 +227,7 @@ def test_properties(pool):
 def test_headroom_for_bursts_comes_after_every_models_load():
     # A hot model asks for 6, 2 of them headroom for bursts; a long-tail model's load asks for
     # 3 more than it runs. With 7 GPUs, the long-tail load goes first.
-    hot = Claim("chat", "hot", 1, 1, 10.0, Decision(4, 6, 1, 100, (Reason("BurstHeadroom", "test"),), needed_replicas=4, headroom_replicas=2))
+    hot = Claim("chat", "hot", 1, 1, 10.0, Decision(4, 6, 1, 100, (Reason(ReasonCode.BurstHeadroom, "test"),), needed_replicas=4, headroom_replicas=2))
     tail = claim("tail", "long-tail", 0, 3, pressure=20.0)
     decisions = arbitrate([hot, tail], pool="a100", capacity_gpus=7)
     assert [d.desired_replicas for d in decisions] == [4, 3]

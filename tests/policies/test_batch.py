@@ -50,15 +50,20 @@ def test_size_for_deadline(backlog, since, now, measured, expected):
         # missing is not zero: replicas up and no data holds
         (obs(3, waiting=None, running=4), 3, ("MissingData",)),
         (obs(3, waiting=Reading.stale(5, age_s=200), running=4), 3, ("MissingData",)),
+        # ... within the bounds, and a bound that moves the count says so (each clamp gives its reason)
+        (obs(25, waiting=None, running=4), 20, ("MissingData", "AboveCap")),
         # drained, within the grace: hold, but never above max_replicas (found by hypothesis)
         (obs(3, waiting=0, running=0), 3, ("DrainGrace",)),
-        (obs(25, waiting=0, running=0), 20, ("DrainGrace",)),
+        (obs(25, waiting=0, running=0), 20, ("DrainGrace", "AboveCap")),
         # replicas starting, none ready: the gateway's backlog sizes it, never down
         (obs(1, ready=0, waiting=None, running=None, wake=60000), 9, ("GatewayBacklog", "DeadlineSizing")),
-        (obs(12, ready=0, waiting=None, running=None, wake=60000), 12, ("GatewayBacklog", "DeadlineSizing")),
+        (obs(12, ready=0, waiting=None, running=None, wake=60000), 12, ("GatewayBacklog", "DeadlineSizing", "BelowFloor")),
+        (obs(25, ready=0, waiting=None, running=None, wake=60000), 20, ("GatewayBacklog", "DeadlineSizing", "BelowFloor")),
+        (obs(1, ready=0, waiting=None, running=None, wake=10**7), 20, ("GatewayBacklog", "DeadlineSizing", "AboveCap")),
         (obs(1, ready=0, waiting=None, running=None, wake=None), 1, ("MissingData",)),
         # at zero: the backlog outside the pods wakes and sizes it
         (obs(0, waiting=None, running=None, wake=60000), 9, ("Wake", "DeadlineSizing")),
+        (obs(0, waiting=None, running=None, wake=10**7), 20, ("Wake", "DeadlineSizing", "AboveCap")),
         (obs(0, waiting=None, running=None, wake=0), 0, ("IdleAtZero",)),
         (obs(0, waiting=None, running=None, wake=None), 0, ("MissingData",)),
     ],
@@ -68,6 +73,24 @@ def test_one_tick(observation, desired, codes):
     assert decision.desired_replicas == desired
     assert decision.reason_codes == codes
     assert decision.floor == 0 and decision.cap == 20
+
+
+@pytest.mark.parametrize(
+    ("observation", "message"),
+    [
+        (obs(0, waiting=None, running=None, wake=0), "0 raised to 2: min_replicas"),
+        (obs(1, waiting=5000, running=16), "1 raised to 2: min_replicas"),  # 5,016 / (2 x 3,480) = 0.72 -> 1
+        (obs(25, waiting=None, running=4), "25 lowered to 20: max_replicas"),
+        (obs(25, ready=0, waiting=None, running=None, wake=60000),
+         "9 raised to 20: the 25 replicas asked for are starting, and no data says the job shrank; max_replicas 20 is the most kept"),
+    ],
+)
+def test_every_clamp_of_a_batch_decision_names_its_bound(observation, message):
+    """The bounds go through steps.clamp in every branch, so the clamp's message names the bound."""
+    spec = BatchSpec(**{**SPEC.model_dump(), "min_replicas": 2})
+    decision, _ = decide(observation, PolicyState(), spec, now=0.0)
+    assert decision.reasons[-1].code in ("BelowFloor", "AboveCap")
+    assert decision.reasons[-1].message == message
 
 
 def test_goes_to_zero_after_the_grace_and_not_before():

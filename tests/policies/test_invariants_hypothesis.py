@@ -11,7 +11,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies import Decision, HotSpec, LongTailSpec, Observation, PolicyState, Reading, Reason, decide
+from policies import Decision, HotSpec, LongTailSpec, Observation, PolicyState, Reading, Reason, ReasonCode, decide
 from policies.arbitration import Claim, arbitrate
 
 readings = st.one_of(
@@ -96,7 +96,7 @@ def test_the_floor_holds_through_arbitration(spec, sequence, capacities, rival):
     state, now = PolicyState(), 0.0
     kind, rival_minimum, rival_wants, rival_gpus = rival
     other = Claim("rival", kind, rival_gpus, rival_minimum, 5.0,
-                  Decision(rival_wants, max(rival_wants, rival_minimum), rival_minimum, 40, (Reason("Recommendation", "rival"),)))
+                  Decision(rival_wants, max(rival_wants, rival_minimum), rival_minimum, 40, (Reason(ReasonCode.Recommendation, "rival"),)))
     minimum = max(spec.min_replicas, 1) if spec.kind == "hot" else spec.min_replicas
     for (step_s, observation), capacity in zip(sequence, capacities):
         now += step_s

@@ -72,10 +72,12 @@ DEPLOYMENTS = 'apps/v1/deployments'
 SCALEDOBJECTS = 'keda.sh/v1alpha1/scaledobjects'
 NODES = 'v1/nodes'  # cluster-scoped: put() stores them with namespace None
 REPLICASETS = 'apps/v1/replicasets'
+AUTOSCALERS = 'autoscaling/v2/horizontalpodautoscalers'
 
 # Plurals for put() when only apiVersion+kind are known (kmock addresses objects by plural).
 _PLURALS = {('apps/v1', 'Deployment'): DEPLOYMENTS, ('keda.sh/v1alpha1', 'ScaledObject'): SCALEDOBJECTS,
-            ('v1', 'Node'): NODES, ('apps/v1', 'ReplicaSet'): REPLICASETS}
+            ('v1', 'Node'): NODES, ('apps/v1', 'ReplicaSet'): REPLICASETS,
+            ('autoscaling/v2', 'HorizontalPodAutoscaler'): AUTOSCALERS}
 
 _REASONS = {400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound',
             409: 'Conflict', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError',

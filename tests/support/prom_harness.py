@@ -664,7 +664,7 @@ def run_prometheus(
 
     server: PrometheusServer | None = None
     try:
-        for attempt in range(3):  # retry on the rare free-port race
+        for _attempt in range(3):  # retry on the rare free-port race
             port = free_port()
             args = [binary,
                     f"--config.file={config}",
