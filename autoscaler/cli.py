@@ -391,13 +391,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.clock import SystemClock
     from autoscaler.controller import Controller
     from autoscaler.daemon import run_loop, stop_on_signals
-    from autoscaler.failover import FailoverController, LeaderGatedTargets
+    from autoscaler.failover import FailoverController
     from autoscaler.leader import LeaseElector
     from autoscaler.metrics.prometheus import PrometheusSource
     from autoscaler.nodes import NodeCapacity
     from autoscaler.output import DecisionPrinter
     from autoscaler.reload import ReloadingController
     from autoscaler.state_store import ConfigMapStateStore
+    from autoscaler.targets import unfenced
     from autoscaler.targets.events import EventSender
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
@@ -428,13 +429,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                timings=timings, api=settings.api, on_change=lambda leading: telemetry.leader.set(int(leading)))
         telemetry.leader.set(0)
 
+    # Asked right before each write: the clock read then, not the tick's `now`, which may be
+    # seconds old by a late write of a long tick.
+    fence = unfenced if elector is None else (lambda: elector.is_leader(now=clock.now()))
+
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
-        targets = KubernetesTargets(config, api_client, cache=cache, events=events, api=settings.api)
+        targets = KubernetesTargets(config, api_client, cache=cache, events=events, api=settings.api, fence=fence)
         if args.dry_run:
             targets = DryRunTargets(targets)
-        elif elector is not None:
-            targets = LeaderGatedTargets(targets, elector, clock.now)
         return Controller(
             config,
             metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
@@ -450,7 +453,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     controller = FailoverController(
         ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store,
-        on_refused=telemetry.state_refused, timings=timings,
+        on_refused=telemetry.state_refused, timings=timings, fence=fence,
     )
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
 
