@@ -136,7 +136,7 @@ def format_table(scenario: Scenario, results: dict[str, list[ModelResult]]) -> s
     batch = scenario.batch
     lines = [
         f"pool: {scenario.pool_gpus} GPUs ({scenario.setups[0].profile.name}, 1 GPU per replica); "
-        f"SLO: queue wait <= {INTERACTIVE.queue_wait_s:g} s and TTFT <= {INTERACTIVE.ttft_s:g} s",
+        f"SLO: {INTERACTIVE.describe()}",
     ]
     if batch is not None:
         lines.append(f"batch job: {len(batch.workload):,} requests at {batch.workload.arrival_s[0]:.0f} s, "

@@ -45,7 +45,7 @@ def _by_model(results: Iterable[ModelResult]) -> dict[str, list[ModelResult]]:
 def write_json(path: Path, results: Iterable[ModelResult], *, slo: Slo, meta: dict) -> None:
     path.write_text(
         json.dumps(
-            {"slo": {"queue_wait_s": slo.queue_wait_s, "ttft_s": slo.ttft_s}, **meta, "results": [result_record(r) for r in results]},
+            {"slo": {"queue_wait_s": slo.queue_wait_s, "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s}, **meta, "results": [result_record(r) for r in results]},
             indent=2,
         )
         + "\n"
@@ -67,7 +67,7 @@ def write_plots(directory: Path, results: Iterable[ModelResult], *, slo: Slo) ->
         minutes = [t / 60 for t in first["t"]]
         demand.fill_between(minutes, first["arrivals"], step="post", color="0.75")
         demand.set_ylabel("arrivals / s")
-        demand.set_title(f"{model}: demand, replicas and queue per policy (SLO: wait <= {slo.queue_wait_s:g} s, TTFT <= {slo.ttft_s:g} s)")
+        demand.set_title(f"{model}: demand, replicas and queue per policy (SLO: {slo.describe()})")
         for row in rows:
             line = row.timeline
             label = f"{row.policy}: {row.gpu_hours:.1f} GPU-h, {row.slo_attainment:.0%} in SLO"

@@ -140,7 +140,7 @@ def simulate_and_report(
     print(profile.describe(), file=sys.stderr)
     results = compare(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target)
     table = format_table(results)
-    header = f"replica profile: {profile.describe()}\nSLO: queue wait <= {slo.queue_wait_s:g} s and TTFT <= {slo.ttft_s:g} s; seed {seed}\n"
+    header = f"replica profile: {profile.describe()}\nSLO: {slo.describe()}; seed {seed}\n"
     (out / "report.txt").write_text(header + table + "\n")
     write_json(out / "report.json", results, slo=slo, meta={"profile": profile.describe(), "seed": seed, "traces": traces})
     write_plots(out, results, slo=slo)

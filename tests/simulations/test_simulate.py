@@ -269,6 +269,37 @@ def test_a_flash_crowd_is_not_sized_from_the_overloaded_replicas_it_hits():
     # replica at its target of 8 took as long, ours asked for 47 replicas.
     workload = steady(10.0, 600, output=200)
     setups = [setup(workload, initial=4)]
-    (result,) = run(setups, driver_for("ours", setups), policy="ours", seed=1)
+    # Sizing is what is tested here: the SLO is queue wait and TTFT only (the crowd runs
+    # replicas past 50 ms a token until more start).
+    (result,) = run(setups, driver_for("ours", setups), policy="ours", seed=1, slo=Slo(tpot_s=10.0))
     assert result.slo_attainment > 0.99
     assert max(result.timeline["replicas"]) <= 30
+
+
+def test_each_request_carries_its_time_per_output_token_and_the_slo_counts_it():
+    from simulations.replica import ServedRequests
+    from simulations.simulate import request_latencies
+
+    requests = ServedRequests(np.array([0.0, 0.0, 0.0, 0.0]), np.full(4, 10.0), np.array([11.0, 11.0, 1.0, 11.0]))
+    requests.admitted_s[:] = [0.1, 0.1, 0.1, 0.1]
+    requests.first_token_s[:] = [0.5, 0.5, 0.5, 0.5]
+    requests.finished_s[:] = [0.9, 1.5, 0.5, np.nan]  # 40 ms and 100 ms a token; one token; still decoding
+    counted, latencies = request_latencies(requests, end=2.0)
+    assert counted.all()
+    assert latencies.tpot == pytest.approx([0.04, 0.1, 0.0, 0.15])  # the last: (2.0 - 0.5) / 10, a lower bound
+    assert list(latencies.meets(Slo(tpot_s=0.05))) == [True, False, True, False]
+    assert latencies.meets(Slo(tpot_s=1.0)).all()
+
+
+def test_a_replica_packed_past_its_decode_speed_misses_the_tpot_slo_that_wait_and_ttft_would_pass():
+    def attainment(count: int, slo: Slo) -> float:
+        workload = Requests(np.zeros(count), np.full(count, 20), np.full(count, 50), name="burst", source="test")
+        setups = [setup(workload)]
+        (result,) = run(setups, driver_for("oracle", setups), policy="oracle", seed=1, slo=slo, end_s=60)
+        return result.slo_attainment
+
+    lenient = Slo(tpot_s=10.0)
+    # 30 at once on one replica: a step of 12 + 1.5 x 30 ms = 57 ms, slower than 50 ms a token.
+    assert attainment(30, lenient) == 1.0
+    assert attainment(30, Slo(tpot_s=0.05)) < 0.7  # the first admitted decode while the batch is still small
+    assert attainment(4, Slo(tpot_s=0.05)) == 1.0  # 18 ms a step
