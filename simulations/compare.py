@@ -178,6 +178,7 @@ class Pick:
 
 MAX_WIDENINGS = 3
 LEAST_DELAY_S = 6.0  # Knative's least stable window; no contender's delay goes below it
+LEAST_TARGET = 0.25
 
 
 def tune(
@@ -204,13 +205,19 @@ def tune(
             configuration, result = _best([(c, r[index]) for c, r in results.items()], slo_target)
             target, delay = configuration
             edges = {
-                "target-low": target == targets[0] and target / 2 >= 0.25,
+                "target-low": target == targets[0],
                 "target-high": target == targets[-1],
-                "delay-low": delay == delays[0] and delay / 3 >= LEAST_DELAY_S,
+                "delay-low": delay == delays[0],
                 "delay-high": delay == delays[-1],
             }
             widen |= {edge for edge, on in edges.items() if on}
             picks.append(Pick(configuration, result, any(edges.values())))
+        # The least target (a quarter request a replica) and delay (Knative's least window)
+        # have nothing below them to try; such a pick stays marked as on the edge.
+        if targets[0] / 2 < LEAST_TARGET:
+            widen.discard("target-low")
+        if delays[0] <= LEAST_DELAY_S:
+            widen.discard("delay-low")
         if not widen or widening == MAX_WIDENINGS:
             break
         if "target-low" in widen:
