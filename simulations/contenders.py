@@ -148,21 +148,21 @@ def driver_for(
     configuration: Configuration | None = None,
     overrides=None,
     oracle_scale: dict[str, float] | None = None,
+    oracle_hold_s: dict[str, float] | None = None,
 ) -> Callable[[Cluster], Driver]:
     """A factory that builds the policy's driver for a fresh cluster. `configuration`: a point
     of the tuning grid (None: the user configuration). `overrides`: our policy's fields by
-    kind (ours_config), for policy work. `oracle_scale`: the oracle's capacity factor by model
-    (1.0 if absent; see peers.oracle)."""
+    kind (ours_config), for policy work. `oracle_scale`, `oracle_hold_s`: the oracle's capacity
+    factor and hold by model (1.0 and 0 if absent; see peers.oracle)."""
     if policy == "ours":
         if configuration is not None:
             overrides = ours_overrides(configuration)
         config = ours_config(setups, overrides=overrides)
         return lambda cluster: OursDriver(cluster, config)
     if policy == "oracle":
-        scales = oracle_scale or {}
-        return lambda cluster: PeerDriver(
-            cluster, lambda m: Oracle(m, floor=_floor(m), horizon_s=_horizon(m), scale=scales.get(m.setup.name, 1.0))
-        )
+        scales, holds = oracle_scale or {}, oracle_hold_s or {}
+        return lambda cluster: PeerDriver(cluster, lambda m: Oracle(
+            m, floor=_floor(m), horizon_s=_horizon(m), scale=scales.get(m.setup.name, 1.0), hold_s=holds.get(m.setup.name, 0.0)))
     if policy not in PEERS:
         raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
     contender = PEERS[policy]

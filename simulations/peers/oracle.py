@@ -1,8 +1,10 @@
 """The cheapest schedule with perfect knowledge of future arrivals and of each cold start.
 
-Its shape is the load's per-second need below; its size is a capacity factor `scale`
-(replicas = ceil(scale x need)), which compare.fit_oracle sets per model by bisection against
-the simulator: the least factor at which the run keeps the SLO target. The factor absorbs
+Its shape is the load's per-second need below, held for `hold_s` after each peak (0: released
+at once; longer: capacity kept between bursts, cheaper than a cold start per burst); its size
+is a capacity factor `scale` (replicas = ceil(scale x need)). compare.fit_oracle sets both per
+model against the simulator: for each hold of ORACLE_HOLDS_S, the least factor (by bisection)
+at which the run keeps the SLO target, and of those the cheapest. The factor absorbs
 what the need leaves out (queueing, prefill stalls of decode, the TPOT limit), so the
 schedule is the cheapest of its family that is known to keep the SLO, and 10% less capacity
 does not (tests/simulations/test_simulate.py). work_bound_gpu_hours is the physical floor
@@ -89,11 +91,14 @@ class Oracle:
     name = "oracle"
     period_s = 1.0
 
-    def __init__(self, model: SimModel, *, floor: int, horizon_s: float, scale: float = 1.0) -> None:
+    def __init__(self, model: SimModel, *, floor: int, horizon_s: float, scale: float = 1.0, hold_s: float = 0.0) -> None:
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale!r}")
+        if hold_s < 0:
+            raise ValueError(f"hold_s must be >= 0, got {hold_s!r}")
         self._model = model
         self._floor = floor
+        self._hold = int(hold_s)
         requests = model.requests
         load = load_per_second(requests.arrival_s, requests.prompt, requests.output, model.setup.profile, horizon_s=horizon_s)
         self.needed = np.ceil(scale * load - 1e-9).astype(int)
@@ -101,5 +106,6 @@ class Oracle:
     def decide(self, view: PeerView) -> int:
         second = int(view.now)
         lookahead = int(math.ceil(self._model.peek_cold_start_s())) + 1
-        window = self.needed[second : second + lookahead]
+        # hold_s keeps capacity for bursts that recur: the most needed over the last hold_s too.
+        window = self.needed[max(second - self._hold, 0) : second + lookahead]
         return max(int(window.max()) if len(window) else 0, self._floor)

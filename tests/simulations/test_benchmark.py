@@ -98,9 +98,11 @@ def test_a_peer_starts_as_one_that_has_run_at_the_warm_count():
 def test_the_oracle_is_the_least_capacity_that_keeps_the_slo_and_ten_percent_less_does_not():
     setups = [setup(steady(6.0, 1200, prompt=800, output=150), initial=3)]
     slo, target = Slo(), 0.95
-    scales, (fitted,) = fit_oracle(setups, seed=1, slo=slo, slo_target=target, log=lambda line: None)
+    fits, (fitted,) = fit_oracle(setups, seed=1, slo=slo, slo_target=target, log=lambda line: None)
     assert fitted.slo_attainment >= target
-    (less,) = run(setups, driver_for("oracle", setups, oracle_scale={"m": 0.9 * scales["m"]}), policy="oracle", seed=1, slo=slo)
+    fit = fits["m"]
+    less_driver = driver_for("oracle", setups, oracle_scale={"m": 0.9 * fit.scale}, oracle_hold_s={"m": fit.hold_s})
+    (less,) = run(setups, less_driver, policy="oracle", seed=1, slo=slo)
     assert less.slo_attainment < target
     assert less.gpu_hours < fitted.gpu_hours
     bound = work_bound_gpu_hours(setups[0].workload.prompt_tokens, setups[0].workload.output_tokens, A100_8B)
