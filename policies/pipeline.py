@@ -79,9 +79,12 @@ def scale_on_load(
         saturated_since=saturated_since,
     )
     if service_rate is not None and observation.completion_rate.usable:
+        # Measured while saturated: the replicas' capacity was seen, so it is not bound.
         desired, why = steps.recommend_by_service_rate(observation, spec, service_rate)
     elif estimate is not None and observation.completion_rate.usable:
         desired, why = steps.recommend_by_service_rate(observation, spec, estimate, measured=False)
+        note(why)
+        desired, why = steps.bound_by_in_flight(desired, observation, spec, rate=estimate)
     else:
         desired, why = steps.recommend(observation, spec)
     note(why)

@@ -30,6 +30,12 @@ class ReasonCode(StrEnum):
         "What the load asks for: from the measured or estimated service rate, else from the per-replica targets "
         "for waiting and in-flight requests.",
     )
+    InFlightBound = (
+        "InFlightBound",
+        "Nothing waits, and the count an estimated service rate asks for is more than `in_flight_bound` times what "
+        "the requests in flight need at `target_running_per_replica`: the count is held to that, until the "
+        "replicas run enough for a new sample to correct the estimate.",
+    )
     BurstHeadroom = (
         "BurstHeadroom",
         "A hot model keeps a share on top of what its load asks for, ahead of bursts: raised by queue overflows, "

@@ -176,6 +176,17 @@ class PolicySpec(_Sized):
             "2 req/s per replica asks for 300 / (2 x 30) = 5 more replicas."
         ),
     )
+    in_flight_bound: float = Field(
+        2.0,
+        ge=1,
+        description=(
+            "With nothing waiting, a count sized from an estimated service rate is held to this many times the "
+            "in-flight need (in flight / target_running_per_replica, rounded up): replicas that would "
+            "each hold under half their target while nothing queues are more than the load asks, "
+            "whatever the estimate says; with fewer replicas each runs enough for a new sample to "
+            "correct it (InFlightBound). A rate measured while saturated is not bound."
+        ),
+    )
 
 
 class HotSpec(PolicySpec):

@@ -135,6 +135,31 @@ def _averaged(previous: float | None, sample: float, spec: AnySpec) -> float:
     return sample if previous is None else previous + spec.service_rate_smoothing * (sample - previous)
 
 
+def bound_by_in_flight(desired: int, observation: Observation, spec: PolicySpec, *, rate: float) -> tuple[int, Reason | None]:
+    """Hold a count sized from an estimated service rate (Little's law, taken while the
+    replicas were not saturated) to `in_flight_bound` times the in-flight need while nothing
+    waits. A rate measured while saturated saw the replicas' capacity, and is not bound: there
+    the target may be what is wrong. An estimate is only as good as the minute it came from: one
+    taken just after a wake, from a few requests and idle time, read a replica at 0.08 req/s
+    and sized a long-tail model at 60 replicas for 17 requests in flight; with that many
+    replicas each ran too few requests for any later sample to replace it. Nothing waiting is
+    the evidence that the replicas keep up; the in-flight need is what they hold. Bound, the
+    replicas come down until each runs enough for a new sample (ESTIMATE_LOAD_BAND), which
+    then corrects the estimate: its consequence no longer hides it."""
+    if observation.waiting.number > 0:
+        return desired, None
+    in_flight = observation.running.number
+    bound = math.ceil(spec.in_flight_bound * in_flight / spec.target_running_per_replica - 1e-9)
+    if desired <= bound:
+        return desired, None
+    return bound, Reason(
+        ReasonCode.InFlightBound,
+        f"nothing waiting, {in_flight:g} in flight at {spec.target_running_per_replica:g} per replica: "
+        f"{desired} held to {bound} ({spec.in_flight_bound:g}x the in-flight need): the estimate of {rate:.2f} req/s "
+        f"per replica it was sized from reads replicas slower than they are",
+    )
+
+
 def _size(waiting: float, in_flight: float, spec: PolicySpec) -> tuple[int, int]:
     return math.ceil(waiting / spec.target_waiting_per_replica), math.ceil(in_flight / spec.target_running_per_replica)
 
