@@ -215,6 +215,13 @@ examples:
 """
 
 
+_RBAC_EXAMPLES = """\
+examples:
+  autoscaler rbac deploy/configmap.yaml | kubectl apply -f -
+  autoscaler rbac config.yaml -n autoscaling --service-account llm-autoscaler
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description="Queue-depth autoscaler for LLM inference on Kubernetes.")
     # Global flags go before or after the command, as kubectl's do; the command's copy has no
@@ -262,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = command("check-config", "validate a config and print every model's effective settings", _CHECK_EXAMPLES)
     check.add_argument("config", type=Path)
 
+    rbac = command("rbac", "print the Roles the config's namespaces need, writes narrowed to its targets", _RBAC_EXAMPLES)
+    rbac.add_argument("config", type=Path, help="the YAML config, or a ConfigMap manifest holding it")
+    rbac.add_argument("-n", "--namespace", default="llm-autoscaler",
+                      help="the daemon's own namespace, where its ServiceAccount lives; default: llm-autoscaler")
+    rbac.add_argument("--service-account", default="llm-autoscaler", help="default: llm-autoscaler")
+
     # Not listed in --help: the command is gone from the product, and this entry only answers a
     # user who still types it (every argument is left to main(), which prints SIMULATE_MOVED).
     commands.add_parser("simulate", add_help=False)
@@ -289,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     configure_logging(level=args.log_level)
     try:
-        return {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config}[args.command](args)
+        commands = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "rbac": cmd_rbac}
+        return commands[args.command](args)
     except (ConfigError, TraceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -318,6 +332,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             dumped["policy"]["effective_idle_timeout_s"] = model.policy.effective_idle_timeout_s
     print(f"# {source}: valid, {len(config.models)} model(s); effective settings with every default filled in")
     print(yaml.safe_dump(effective, sort_keys=False), end="")
+    return 0
+
+
+def cmd_rbac(args: argparse.Namespace) -> int:
+    from autoscaler.rbac import managed_roles
+
+    data, source = read_config(args.config)
+    config = parse_config(data, source=source)
+    documents = managed_roles(config, service_account=args.service_account, home=args.namespace)
+    print(f"# {source}: the Roles of the namespaces its models live in (autoscaler/rbac.py says why)")
+    print(yaml.safe_dump_all(documents, sort_keys=False), end="")
     return 0
 
 
@@ -391,13 +416,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.clock import SystemClock
     from autoscaler.controller import Controller
     from autoscaler.daemon import run_loop, stop_on_signals
-    from autoscaler.failover import FailoverController, LeaderGatedTargets
+    from autoscaler.failover import FailoverController
     from autoscaler.leader import LeaseElector
     from autoscaler.metrics.prometheus import PrometheusSource
     from autoscaler.nodes import NodeCapacity
     from autoscaler.output import DecisionPrinter
     from autoscaler.reload import ReloadingController
     from autoscaler.state_store import ConfigMapStateStore
+    from autoscaler.targets import unfenced
     from autoscaler.targets.events import EventSender
     from autoscaler.targets.kubernetes import KubernetesTargets
     from autoscaler.targets.recording import DryRunTargets
@@ -428,13 +454,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                timings=timings, api=settings.api, on_change=lambda leading: telemetry.leader.set(int(leading)))
         telemetry.leader.set(0)
 
+    # Asked right before each write: the clock read then, not the tick's `now`, which may be
+    # seconds old by a late write of a long tick.
+    fence = unfenced if elector is None else (lambda: elector.is_leader(now=clock.now()))
+
     def build(config: Config) -> Controller:
         cache.follow(config.namespaces)  # a reloaded config may add or drop namespaces
-        targets = KubernetesTargets(config, api_client, cache=cache, events=events, api=settings.api)
+        targets = KubernetesTargets(config, api_client, cache=cache, events=events, api=settings.api, fence=fence)
         if args.dry_run:
             targets = DryRunTargets(targets)
-        elif elector is not None:
-            targets = LeaderGatedTargets(targets, elector, clock.now)
         return Controller(
             config,
             metrics=PrometheusSource(config, on_error=telemetry.prometheus_error),
@@ -450,7 +478,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     controller = FailoverController(
         ReloadingController(args.config, build, on_rejected=telemetry.config_rejections.inc), leadership=elector, store=store,
-        on_refused=telemetry.state_refused, timings=timings,
+        on_refused=telemetry.state_refused, timings=timings, fence=fence,
     )
     printer = DecisionPrinter(sys.stdout, fmt=args.output)
 

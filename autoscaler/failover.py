@@ -6,23 +6,22 @@ reads the stored state (autoscaler.state_store) before its first tick, and does 
 it could read it: acting from a blank state is what would scale an idle-but-young model to
 zero early or drop one held by its scale-down window. What the stored records hold is bounded
 and re-anchored on this leader's clock (state_store.restore_all); what is refused is logged and
-counted (`on_refused`). Leadership is checked again before each write, so a Lease lost in the
-middle of a tick stops the writes that remain.
+counted (`on_refused`). Leadership is checked again before each write request (the targets'
+fence, autoscaler.targets), so a Lease lost in the middle of a tick stops the writes that remain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
 
-from autoscaler.config import Config, ModelConfig
+from autoscaler.config import Config
 from autoscaler.controller import Controller, Outcome
 from autoscaler.settings import LeaderSettings
-from autoscaler.state_store import StateStore, StateUnavailable, record_of, restore_all, vouch_s
-from autoscaler.targets import Action, ScaleTarget, TargetState
-from policies.decision import Decision
+from autoscaler.state_store import StateStore, StateTaken, StateUnavailable, record_of, restore_all, vouch_s
+from autoscaler.targets import Fence, unfenced
 
 log = structlog.get_logger(__name__)
 
@@ -47,8 +46,10 @@ class FailoverController:
         store: StateStore | None,
         on_refused: Callable[[str, str], None] | None = None,
         timings: LeaderSettings = LeaderSettings(),
+        fence: Fence = unfenced,
     ) -> None:
         self._timings = timings
+        self._fence = fence  # asked right before the save, as the targets ask before each write
         self._inner = inner
         self._leadership = leadership
         self._store = store
@@ -109,24 +110,14 @@ class FailoverController:
         }
         # A model skipped this tick (its target unreadable) keeps its last record.
         self._records = {m: r for m, r in self._records.items() if m in states} | decided
-        self._store.save(self._records)
-
-
-class LeaderGatedTargets:
-    """Writes only while leading; reads always. Wraps the real actuator."""
-
-    def __init__(self, targets: ScaleTarget, leadership: Leadership, now: Callable[[], float]) -> None:
-        self._targets = targets
-        self._leadership = leadership
-        self._now = now
-
-    def read_states(self, *, now: float) -> Mapping[str, TargetState]:
-        return self._targets.read_states(now=now)
-
-    def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
-        # The clock is read again here, not `now` of the tick: the tick may have run long.
-        if not self._leadership.is_leader(now=self._now()):
-            detail = "lost the leader lease during this tick; nothing written"
-            log.warning("not the leader; skipping the write", model=model.name, detail=detail)
-            return Action(model.name, "standby", detail)
-        return self._targets.apply(model, decision, now=now)
+        if not self._fence():
+            log.warning("lost the leader lease during this tick; the policy state is not saved")
+            self._restored = False
+            return
+        try:
+            self._store.save(self._records)
+        except StateTaken as err:
+            # A new leader saved in between: its state, not this process's, is the one to act
+            # from, should this process lead again.
+            log.error("not saving the policy state: another leader wrote it", error=str(err))
+            self._restored = False

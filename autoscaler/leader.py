@@ -5,7 +5,9 @@ both act. client-go's algorithm (tools/leaderelection), with its default timings
   when its holder has not renewed it for `lease_duration_s`, and the leader renews it.
 * Expiry is judged by *when this replica last saw the record change*, on its own clock, never
   by the renewTime written in the Lease: clocks on two nodes may disagree, elapsed time on one
-  does not.
+  does not. What it saw is dated on receipt of the answer, not at the start of the round (as
+  client-go's observedTime): a read answered 3 s late would otherwise date the record 3 s
+  early and let a standby take over 3 s before the lease ran out.
 * A leader that cannot renew stops acting `renew_deadline_s` after its last renewal, before
   the `lease_duration_s` a standby waits. With 15 s and 10 s, a leader cut off from the API at
   t=0 acts until t=10 at most; no standby takes over before t=15.
@@ -19,6 +21,7 @@ that reads the clock.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -112,14 +115,18 @@ class LeaseElector:
     # -- one round -------------------------------------------------------------------------
 
     def _round(self, now: float) -> bool:
+        # `now` is the round's start; the time the answer came is `now` plus the read's own
+        # duration, measured on the monotonic clock within this process.
+        sent = time.monotonic()
         try:
             lease = self._read()
         except NotFound:
             return self._create(now)
+        received = now + (time.monotonic() - sent)
         spec = lease.spec
         record = _Record(spec.holder_identity or "", lease.metadata.resource_version, spec.renew_time)
         if record != self._observed:
-            self._observed, self._observed_at = record, now
+            self._observed, self._observed_at = record, received
         held_by_other = record.holder not in ("", self.identity)
         if held_by_other and now - self._observed_at < self.timings.lease_duration_s:
             with self._lock:

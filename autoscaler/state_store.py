@@ -60,7 +60,7 @@ from typing import Any, Protocol
 import structlog
 from kubernetes import client as k8s
 
-from autoscaler.kube_errors import Failed, Forbidden, KubernetesError, NotFound, Rule, Unreachable, translated
+from autoscaler.kube_errors import Conflict, Failed, Forbidden, KubernetesError, NotFound, Rule, Unreachable, translated
 from autoscaler.settings import ApiSettings, LeaderSettings
 from policies import PolicyState
 from policies.spec import HotSpec, LongTailSpec, PolicySpec
@@ -284,6 +284,12 @@ class StateUnavailable(Exception):
     """The stored state could not be read; acting without it could undo what it protects."""
 
 
+class StateTaken(Exception):
+    """The stored state was written by another process since this one last read or wrote it:
+    a new leader. Nothing was written; what this process holds in memory is no longer the
+    state to act from."""
+
+
 class StateStore(Protocol):
     def load(self) -> dict[str, object]:
         """What is stored, by key: each record JSON-decoded, or its text where it does not
@@ -291,7 +297,8 @@ class StateStore(Protocol):
         ...
 
     def save(self, records: Mapping[str, dict]) -> None:
-        """Store the records (`record_of`) of every configured model, by model; a model absent is forgotten."""
+        """Store the records (`record_of`) of every configured model, by model; a model absent is
+        forgotten. Raises StateTaken, writing nothing, if another process wrote in between."""
         ...
 
 
@@ -340,13 +347,16 @@ class ConfigMapStateStore:
         self._request_timeout_s = api.request_timeout_s
         self.namespace, self.name = namespace, name
         self._stored: dict[str, object] | None = None  # what the ConfigMap holds, as of our last read or write
+        # Its resourceVersion then: every write carries it as a precondition, so a write by a
+        # leader that was deposed in between (a process stopped and resumed) is answered 409.
+        self._version: str | None = None
 
     def load(self) -> dict[str, object]:
         try:
             with translated(Rule("", "configmaps", ("get",), self.namespace)):
                 config_map = self._core.read_namespaced_config_map(self.name, self.namespace, _request_timeout=self._request_timeout_s)
         except NotFound:
-            self._stored = {}
+            self._stored, self._version = {}, None
             return {}
         except Failed as err:
             hint = f"; {err.hint}" if isinstance(err, Forbidden) else ""
@@ -359,10 +369,12 @@ class ConfigMapStateStore:
                 stored[key] = json.loads(text)
             except ValueError:
                 stored[key] = text  # restore_all refuses it; the other records still load
-        self._stored = stored
+        self._stored, self._version = stored, config_map.metadata.resource_version
         return dict(stored)
 
     def save(self, records: Mapping[str, dict]) -> None:
+        """Write what changed. Raises StateTaken, writing nothing, when another process wrote
+        since this one's last read or write; any other failure is logged, to retry next tick."""
         wanted = {key_of(model): record for model, record in records.items()}
         if self._stored is None:  # never read: load first, so the diff is against what is there
             try:
@@ -375,6 +387,12 @@ class ConfigMapStateStore:
             return
         try:
             self._write(changes, wanted)
+        except Conflict:
+            self._stored, self._version = None, None  # read again before any later write
+            raise StateTaken(
+                f"ConfigMap {self.namespace}/{self.name} was written by another process since this one read it; "
+                "not overwritten"
+            ) from None
         except KubernetesError as err:
             log.error("could not save policy state; will retry next tick", configmap=self.name,
                       status=getattr(err, "status", None), error=str(getattr(err, "reason", err))[:200])
@@ -388,14 +406,19 @@ class ConfigMapStateStore:
         self._stored = stored
 
     def _write(self, changes: dict[str, str | None], wanted: dict[str, dict]) -> None:
+        body: dict[str, object] = {"data": changes}
+        if self._version is not None:
+            body["metadata"] = {"resourceVersion": self._version}
         try:
             with translated(Rule("", "configmaps", ("patch",), self.namespace)):
-                self._core.patch_namespaced_config_map(self.name, self.namespace, {"data": changes}, _request_timeout=self._request_timeout_s)
+                written = self._core.patch_namespaced_config_map(self.name, self.namespace, body, _request_timeout=self._request_timeout_s)
         except NotFound:
-            # First save in this cluster (or the ConfigMap was deleted): create it whole.
-            self._create({key: _text(record) for key, record in wanted.items()})
+            # First save in this cluster (or the ConfigMap was deleted): create it whole. Two
+            # processes creating it at once: the API server answers the second 409 (Conflict).
+            written = self._create({key: _text(record) for key, record in wanted.items()})
+        self._version = written.metadata.resource_version if written.metadata else None
 
-    def _create(self, data: dict[str, str]) -> None:
+    def _create(self, data: dict[str, str]) -> k8s.V1ConfigMap:
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -403,7 +426,7 @@ class ConfigMapStateStore:
             "data": data,
         }
         with translated(Rule("", "configmaps", ("create",), self.namespace)):
-            self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=self._request_timeout_s)
+            return self._core.create_namespaced_config_map(self.namespace, body, _request_timeout=self._request_timeout_s)
 
 
 class InMemoryStateStore:

@@ -43,11 +43,13 @@ CONFIG_KEY = "config.yaml"
 # What the daemon may do in a managed namespace, and nothing more: a rule added or widened in
 # rbac.yaml fails test_role_grants_exactly_the_expected_rules until it is added here too.
 # (group, resource, verb, resourceNames); an empty resourceNames is every name.
+# Writes only by name: the targets of deploy/configmap.yaml (autoscaler/rbac.py).
 EXPECTED_RULES = frozenset(
     {("apps", "deployments", verb, ()) for verb in ("list", "watch")}
     | {("apps", "replicasets", "list", ())}
-    | {("apps", "deployments/scale", verb, ()) for verb in ("get", "patch")}
-    | {("keda.sh", "scaledobjects", verb, ()) for verb in ("get", "list", "watch", "patch")}
+    | {("apps", "deployments/scale", verb, ("llama-8b-batch", "llama-8b-chat")) for verb in ("get", "patch")}
+    | {("keda.sh", "scaledobjects", verb, ()) for verb in ("list", "watch")}
+    | {("keda.sh", "scaledobjects", verb, ("qwen-7b-tail",)) for verb in ("get", "patch")}
     | {("autoscaling", "horizontalpodautoscalers", verb, ()) for verb in ("list", "watch")}
     | {("", "events", "create", ())}
 )
@@ -407,6 +409,16 @@ def test_rbac_exists_exactly_in_the_configured_namespaces(config: Config) -> Non
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": roles[namespace].name
         }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": DAEMON_NAME, "namespace": DAEMON_NAMESPACE}]
+
+
+def test_the_managed_roles_are_what_autoscaler_rbac_prints_for_the_shipped_config(config: Config) -> None:
+    """One definition: the Roles of rbac.yaml are autoscaler/rbac.py's for configmap.yaml."""
+    shipped = [d.body for d in _find("Role", examples=False) + _find("RoleBinding", examples=False) if d.name != HOME_ROLE]
+    out = subprocess.run([sys.executable, "-m", "autoscaler.cli", "rbac", str(DEPLOY / "configmap.yaml")],
+                         capture_output=True, text=True, check=True).stdout
+    printed = [d for d in yaml.safe_load_all(out) if d]
+    key = lambda d: (d["kind"], d["metadata"]["namespace"])  # noqa: E731
+    assert sorted(shipped, key=key) == sorted(printed, key=key)
 
 
 def test_the_grafana_dashboard_queries_only_metrics_the_daemon_exports() -> None:

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from autoscaler.controller import Controller
-from autoscaler.failover import FailoverController, LeaderGatedTargets
+from autoscaler.failover import FailoverController
 from autoscaler.metrics import ModelSignals, Signals
 from autoscaler.state_store import (
     ConfigMapStateStore, InMemoryStateStore, StateUnavailable, key_of, record_of, restore, restore_all, vouch_s,
@@ -248,13 +248,11 @@ def test_a_leader_that_cannot_read_the_stored_state_does_not_act():
 
 
 def test_a_lease_lost_mid_tick_stops_the_writes_that_remain():
-    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 1})
     flag = Flag(True)
-
-    gated = LeaderGatedTargets(targets, flag, now=lambda: 0.0)
+    targets = InMemoryTargets({m.name: m for m in FLEET.models}, initial={"tail": 1, "chat": 1}, fence=lambda: flag.leading)
     load = Load()
     load.waiting = {"tail": 30.0, "chat": 40.0}
-    controller = Controller(FLEET, metrics=load, targets=gated)
+    controller = Controller(FLEET, metrics=load, targets=targets)
     original_apply = targets.apply
 
     def apply_then_lose(model, decision, *, now):
@@ -273,11 +271,13 @@ def test_with_parallel_writers_a_lease_lost_mid_tick_stops_every_write_not_yet_p
     had passed the gate by then (at most one per writer) complete; every later one is a
     standby, and every model still gets its outcome, in the config's order."""
     fleet = config(*(model(f"m{i}", policy={"min_replicas": 1}) for i in range(12)))
-    targets = InMemoryTargets({m.name: m for m in fleet.models}, initial={m.name: 1 for m in fleet.models})
     flag = Flag(True)
+    targets = InMemoryTargets(
+        {m.name: m for m in fleet.models}, initial={m.name: 1 for m in fleet.models}, fence=lambda: flag.leading
+    )
     load = Load()
     load.waiting = {m.name: 40.0 for m in fleet.models}
-    controller = Controller(fleet, metrics=load, targets=LeaderGatedTargets(targets, flag, now=lambda: 0.0), write_workers=3)
+    controller = Controller(fleet, metrics=load, targets=targets, write_workers=3)
     original_apply = targets.apply
 
     def apply_then_lose(model, decision, *, now):

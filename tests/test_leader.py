@@ -7,10 +7,12 @@ real API server settles with 409 for the loser) is covered by injecting that 409
 from __future__ import annotations
 
 import pytest
+from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
 from autoscaler.leader import LeaseElector
 from autoscaler.settings import LeaderSettings
+from tests.support.faulty_proxy import FaultyProxy
 
 LEASES = "coordination.k8s.io/v1/leases"
 NS = "llm-autoscaler"
@@ -70,17 +72,23 @@ def test_a_leader_that_cannot_renew_stops_acting_before_a_standby_could_take_ove
     assert leading == {2.0: True, 4.0: True, 6.0: True, 8.0: True, 9.9: True, 10.0: False}
     assert any(entry["event"] == "lease round failed" and entry["status"] == 500 for entry in logs)
     # b may take the Lease only at 15 s: a stopped at 10 s, so the two never act at once.
+    # (15 s after b received the record, which took the read's few milliseconds past 0.)
     assert not b.try_acquire_or_renew(now=14.9)
-    assert b.try_acquire_or_renew(now=15.0)
+    assert b.try_acquire_or_renew(now=15.1)
 
 
 def test_of_two_standbys_racing_for_an_expired_lease_the_one_answered_409_stands_by(kmock_cluster):
     a, b, c = elector(kmock_cluster, "a"), elector(kmock_cluster, "b"), elector(kmock_cluster, "c")
     assert a.try_acquire_or_renew(now=0.0)
     assert not b.try_acquire_or_renew(now=0.0) and not c.try_acquire_or_renew(now=0.0)
-    assert b.try_acquire_or_renew(now=15.0)
-    kmock_cluster.fail_next("patch", LEASE_PATH, 409)  # c's write carried the old resourceVersion
-    assert not c.try_acquire_or_renew(now=15.0)
+    as_a_left_it = kmock_cluster.get(LEASES, NS, "llm-autoscaler")
+    assert b.try_acquire_or_renew(now=15.1)
+    # c's read was answered before b's write landed, so c saw a's expired record too ...
+    kmock_cluster.fail_next("get", LEASE_PATH, 200, as_a_left_it)
+    # ... and its write carried that record's resourceVersion.
+    conflict = kmock_cluster.fail_next("patch", LEASE_PATH, 409)
+    assert not c.try_acquire_or_renew(now=15.1)
+    assert len(conflict) == 1, "c never wrote: the race was not run"
     assert lease(kmock_cluster)["holderIdentity"] == "b"
     assert not c.is_leader(now=15.5)
 
@@ -124,3 +132,21 @@ def test_an_unreachable_api_is_a_failed_round_not_a_crash():
 def test_timings_that_could_let_two_leaders_overlap_are_refused(durations):
     with pytest.raises(ValueError, match="retry_period_s < renew_deadline_s < lease_duration_s|retry_period_s\n  Input should be greater than 0"):
         LeaderSettings(**dict(zip(("lease_duration_s", "renew_deadline_s", "retry_period_s"), durations)))
+
+
+def test_a_standby_dates_what_it_saw_on_receipt_so_a_late_answer_cannot_bring_its_takeover_forward(kmock_cluster):
+    """Issue 19, item 5: the standby dated the record by the start of its round, so a read
+    answered late made it take over that much early. Its first read here is answered 2.5 s late
+    (a proxy in front of kmock delays it): it may take over 15 s after it *received* the
+    record, at 1 + 2.5 + 15 = 18.5, not at 16."""
+    a = elector(kmock_cluster, "a")
+    assert a.try_acquire_or_renew(now=0.0)
+    with FaultyProxy(kmock_cluster.url) as proxy:
+        b = LeaseElector(k8s.ApiClient(k8s.Configuration(host=proxy.url)), namespace=NS, name="llm-autoscaler",
+                         identity="b", timings=TIMINGS)
+        proxy.delay_s = 2.5
+        assert not b.try_acquire_or_renew(now=1.0)
+        proxy.delay_s = 0.0
+        assert not b.try_acquire_or_renew(now=17.0), "took over before the lease ran out since it saw the record"
+        assert b.try_acquire_or_renew(now=19.0)
+    assert lease(kmock_cluster)["holderIdentity"] == "b"

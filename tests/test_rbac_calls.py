@@ -1,8 +1,11 @@
-"""deploy/rbac.yaml against the calls the daemon really makes. The daemon runs as a process with
+"""deploy/rbac.yaml, and the Roles `autoscaler rbac` prints (autoscaler/rbac.py), against the
+calls the daemon really makes. The daemon runs as a process with
 leader election and state, against the real Prometheus and the kmock API emulator, with a
 Deployment target and ScaledObject targets in pin and bounds mode, all in a GPU pool read from
 the nodes, one of them mid-rollout; the conflict paths that re-read an object run in-process. Every request kmock received is mapped to the RBAC check the
-API server would make, and must be allowed by the Roles; every rule must be used by a call.
+API server would make, and must be allowed by the Roles (the home Role of rbac.yaml, and the
+managed namespace's Role for this test's config, narrowed to its targets); every rule must be
+used by a call.
 
 kmock enforces no RBAC itself: this test is the check."""
 
@@ -17,9 +20,11 @@ from typing import NamedTuple
 
 import yaml
 
+from autoscaler.config import Config
 from autoscaler.controller import Controller
 from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.targets.events import EventSender
+from autoscaler.rbac import managed_rules
 from autoscaler.targets.kubernetes import KubernetesTargets
 from autoscaler.settings import WatchSettings
 from autoscaler.targets.watching import WatchCache
@@ -72,8 +77,9 @@ def allowing_rule(check: Check, rules: list[dict]) -> tuple | None:
     return None
 
 
-def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
-    """Run the daemon until it has done every kind of call; returns the managed namespace."""
+def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> tuple[str, Config]:
+    """Run the daemon until it has done every kind of call; returns the managed namespace and
+    the config."""
     exporter, prometheus = prometheus_stack
     ns = unique_name("ns")
     for name in ("chat", "pinned", "bounded"):
@@ -133,12 +139,13 @@ def exercise(prometheus_stack, kmock_cluster, tmp_path: Path) -> str:
         events.stop(timeout_s=5)
     finally:
         cache.stop()
-    return ns
+    return ns, cfg
 
 
 def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(prometheus_stack, kmock_cluster, tmp_path):
-    ns = exercise(prometheus_stack, kmock_cluster, tmp_path)
+    ns, cfg = exercise(prometheus_stack, kmock_cluster, tmp_path)
     granted = roles()
+    granted[MANAGED_EXAMPLE] = managed_rules(cfg, ns)
     checks = {check_of(r) for r in kmock_cluster.requests()}
     used, denied = set(), []
     for check in sorted(checks, key=str):
@@ -159,6 +166,11 @@ def test_every_call_the_daemon_makes_is_granted_and_every_grant_is_used(promethe
     verbs = {(c.resource, c.verb) for c in checks}
     assert {("deployments/scale", "get"), ("scaledobjects", "get"), ("events", "create"), ("leases", "create"),
             ("nodes", "list"), ("replicasets", "list"), ("horizontalpodautoscalers", "watch")} <= verbs
+    # Narrowed: another workload of the namespace is neither scaled nor repointed.
+    rules = granted[MANAGED_EXAMPLE]
+    assert allowing_rule(Check(ns, "keda.sh", "scaledobjects", "patch", "someone-elses-so"), rules) is None
+    assert allowing_rule(Check(ns, "apps", "deployments/scale", "patch", "someone-else"), rules) is None
+    assert allowing_rule(Check(ns, "keda.sh", "scaledobjects", "patch", "pinned-so"), rules) is not None
 
 
 def test_the_cluster_watch_scope_makes_exactly_the_calls_of_its_cluster_role(kmock_cluster):

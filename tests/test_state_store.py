@@ -308,3 +308,49 @@ def test_a_record_vouches_for_at_least_a_refresh_a_takeover_and_a_tick():
     assert vouch_s(600.0) >= timings.state_refresh_s + timings.lease_duration_s + timings.retry_period_s + 600.0
     longer = LeaderSettings(lease_duration_s=60, renew_deadline_s=40, retry_period_s=5, state_refresh_s=120)
     assert vouch_s(10.0, longer) == 120 + 60 + 5 + 10  # from the settings the daemon runs with
+
+
+# -- fencing the save (issue 19, item 5) ---------------------------------------------------------
+
+
+def test_a_deposed_leaders_save_is_answered_409_writes_nothing_and_it_reads_the_state_again(kmock_cluster):
+    """A leader stopped (SIGSTOP) and resumed once a new leader had saved: it overwrote the new
+    leader's state with counts it never applied. Now its save carries the resourceVersion it
+    last read or wrote, the API server answers 409 (injected: kmock keeps no versions), the
+    ConfigMap keeps the new leader's records, and the old leader reads them again before it
+    acts from its state."""
+    put_records(kmock_cluster, {key_of("chat"): honest("chat", now=T0, desired=1)})
+    kmock_cluster.call(lambda: kmock_cluster.emulator.objects["v1/configmaps", NS, NAME].patch(
+        {"metadata": {"resourceVersion": "100"}}))
+    load = Load()
+    load.waiting = {"tail": 0.0, "chat": 0.0}
+    old = daemon(kmock_cluster, FLEET, targets_for(FLEET, tail=1, chat=1), load)
+    old.tick(now=T0)
+    (first,) = kmock_cluster.requests("PATCH", CM_PATH)
+    assert first.data["metadata"] == {"resourceVersion": "100"}
+
+    theirs = honest("chat", now=T0 + 5, desired=7)
+    put_records(kmock_cluster, {key_of("chat"): theirs})  # the new leader's save
+    kmock_cluster.fail_next("PATCH", CM_PATH, 409, {"kind": "Status", "code": 409, "reason": "Conflict"})
+    load.waiting = {"tail": 0.0, "chat": 400.0}  # the old leader now decides a different count
+    with capture_logs() as logs:
+        old.tick(now=T0 + 10)
+        assert [e["error"] for e in logs if e["event"] == "not saving the policy state: another leader wrote it"]
+        assert json.loads(kmock_cluster.get("v1/configmaps", NS, NAME)["data"][key_of("chat")]) == theirs
+        reads_before = len(kmock_cluster.requests("GET", CM_PATH))
+        old.tick(now=T0 + 20)
+    assert len(kmock_cluster.requests("GET", CM_PATH)) == reads_before + 1
+    assert any(e["event"] == "policy state restored" for e in logs)
+
+
+def test_a_leader_whose_lease_lapsed_during_the_tick_does_not_save(kmock_cluster):
+    """The fence is asked right before the save, not only at the tick's start: here the
+    Lease lapsed after the tick's writes (the targets, unfenced, stand for writes already made)."""
+    load = Load()
+    load.waiting = {"tail": 0.0, "chat": 40.0}
+    controller = Controller(FLEET, metrics=load, targets=targets_for(FLEET, tail=1, chat=1))
+    leader = FailoverController(Holder(controller, FLEET), leadership=None, store=store(kmock_cluster), fence=lambda: False)
+    with capture_logs() as logs:
+        assert leader.tick(now=T0)  # decided and written ...
+    assert kmock_cluster.requests("PATCH", CM_PATH) == [] and kmock_cluster.requests("POST") == []  # ... not saved
+    assert any(e["event"] == "lost the leader lease during this tick; the policy state is not saved" for e in logs)

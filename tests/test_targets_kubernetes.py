@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from autoscaler.config import Config
 from autoscaler.controller import Controller
 from autoscaler.metrics import ModelSignals, Signals
+from autoscaler.targets import Fence, unfenced
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from autoscaler.targets.watching import WatchCache
 from policies import Decision, Reading, Reason
@@ -35,13 +36,13 @@ def make_targets(kmock_cluster, events) -> Iterator[Callable[..., KubernetesTarg
     on those it cannot list within `sync_s`), sending Events through the `events` fixture."""
     caches = []
 
-    def make(cfg: Config, *, api_client=None, sync_s: float = 10.0) -> KubernetesTargets:
+    def make(cfg: Config, *, api_client=None, sync_s: float = 10.0, fence: Fence = unfenced) -> KubernetesTargets:
         api_client = api_client or kmock_cluster.api_client
         cache = WatchCache(api_client)
         caches.append(cache)
         cache.follow(cfg.namespaces)
         cache.wait_synced(timeout_s=sync_s)
-        return KubernetesTargets(cfg, api_client, cache=cache, events=events)
+        return KubernetesTargets(cfg, api_client, cache=cache, events=events, fence=fence)
 
     yield make
     for cache in caches:
@@ -116,6 +117,52 @@ def test_endless_conflicts_give_up_without_raising(kmock_cluster, make_targets):
     action = read_and_apply(make_targets, config(model("chat")), 5)
     assert action.outcome == "failed"
     assert "3 attempts" in action.detail
+    assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 2
+
+
+def versioned(obj: dict, version: str) -> dict:
+    """kmock keeps no resourceVersion of its own: the test sets one, as the API server would."""
+    obj["metadata"]["resourceVersion"] = version
+    return obj
+
+
+def test_every_patch_carries_the_resource_version_it_was_planned_from(kmock_cluster, make_targets):
+    """Issue 19, item 5: a scale patch without a precondition lands over anyone's write,
+    a new leader's included. The first patch carries the version the watch cache read; after
+    a 409 the one re-read. (That the API server answers a stale one 409 is its contract, which
+    kmock does not keep: the 409 is injected here.)"""
+    kmock_cluster.put(versioned(deployment("chat", replicas=2), "41"))
+    targets = make_targets(config(model("chat")))
+    targets.read_states(now=0.0)
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409, status_body(409, "the object has been modified"))
+    kmock_cluster.put(versioned(deployment("chat", replicas=3), "42"))  # a write in between
+    action = targets.apply(config(model("chat")).models[0], decided(2, 5), now=0.0)
+    assert action.outcome == "patched"
+    first, second = kmock_cluster.requests("PATCH", SCALE.format("chat"))
+    assert first.data == {"spec": {"replicas": 5}, "metadata": {"resourceVersion": "41"}}
+    assert second.data == {"spec": {"replicas": 5}, "metadata": {"resourceVersion": "42"}}
+
+
+def test_a_scaled_object_patch_carries_its_resource_version(kmock_cluster, make_targets):
+    kmock_cluster.put(deployment("tail", replicas=2))
+    kmock_cluster.put(versioned(scaled_object("tail-so", deployment="tail"), "7"))
+    cfg = config(model("tail", target={"kind": "ScaledObject", "name": "tail-so", "mode": "pin"}))
+    assert read_and_apply(make_targets, cfg, 0, name="tail", floor=0).outcome == "patched"
+    (patch,) = kmock_cluster.requests("PATCH")
+    assert patch.data == {"metadata": {"annotations": {PAUSED_REPLICAS: "0"}, "resourceVersion": "7"}}
+
+
+def test_a_retry_after_a_conflict_asks_the_fence_again_and_a_lost_lease_sends_nothing(kmock_cluster, make_targets):
+    """Issue 19, item 5: `apply` used to check leadership once, then retry conflicts: a write
+    could go out seconds after the Lease was lost. The fence is asked before each request."""
+    kmock_cluster.put(deployment("chat", replicas=2))
+    answers = iter([True, False])
+    targets = make_targets(config(model("chat")), fence=lambda: next(answers))
+    targets.read_states(now=0.0)
+    kmock_cluster.fail_next("PATCH", SCALE.format("chat"), 409)
+    action = targets.apply(config(model("chat")).models[0], decided(2, 5), now=0.0)
+    assert action.outcome == "standby", action.detail
+    assert len(kmock_cluster.requests("PATCH", SCALE.format("chat"))) == 1
     assert kmock_cluster.get(DEPLOYMENTS, "ml", "chat")["spec"]["replicas"] == 2
 
 

@@ -7,12 +7,23 @@ In-package fakes used by dry-run and replay: recording.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal, Mapping, Protocol
 
 from autoscaler.config import ModelConfig
 from policies.decision import Decision
 
 Outcome = Literal["patched", "unchanged", "recorded", "missing", "forbidden", "failed", "refused", "standby"]
+
+
+# Asked right before each write request: may this process still write (it holds the Lease)?
+# A target that writes takes one; a write it forbids is the Action "standby".
+Fence = Callable[[], bool]
+
+
+def unfenced() -> bool:
+    """The fence of the only writer (no leader election): it may always write."""
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,14 @@ Reconcile, never blindly write: read the current value, skip if equal, patch the
 thing (`/scale`'s spec.replicas; one ScaledObject field or annotation), log "from X to Y
 because ...". A KEDA-managed workload is only ever written through its ScaledObject: its HPA
 would overwrite Deployment.spec.replicas within 15 s (ANCHORS.md, KEDA section).
+
+Fenced, for a daemon that runs as leader and standby: `fence()` ("may this process still
+write?", the Lease held) is asked right before every write request, the retries after a 409
+included, and every request ends within `api_connect_timeout_s + api_read_timeout_s`, which the
+settings keep below the Lease's renew margin. Every patch carries the resourceVersion it was
+planned from as a precondition: a write delayed past the check (a process stopped and resumed,
+a slow network) that meets a new leader's write in between is answered 409, re-read, and
+asked of the fence again, so it never lands over the new leader's.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from kubernetes import client as k8s
 from autoscaler.config import Config, ModelConfig
 from autoscaler.kube_errors import Conflict, Failed, Forbidden, NotFound, Rule, Unreachable, translated
 from autoscaler.settings import ApiSettings
-from autoscaler.targets import Action, TargetState
+from autoscaler.targets import Action, Fence, TargetState, unfenced
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.watching import (
     KEDA,
@@ -47,6 +55,13 @@ class PlannedPatch:
     current: int | str | None
     desired: int | str
     body: dict
+    resource_version: str | None  # of the object as read; sent as the write's precondition
+
+    def request(self) -> dict:
+        if self.resource_version is None:
+            return self.body
+        metadata = {**self.body.get("metadata", {}), "resourceVersion": self.resource_version}
+        return {**self.body, "metadata": metadata}
 
 
 class KubernetesTargets:
@@ -55,9 +70,17 @@ class KubernetesTargets:
     (events.py) that the caller stops: a tick does not wait for them."""
 
     def __init__(
-        self, config: Config, api_client: k8s.ApiClient, *, cache: WatchCache, events: EventSender, api: ApiSettings = ApiSettings()
+        self,
+        config: Config,
+        api_client: k8s.ApiClient,
+        *,
+        cache: WatchCache,
+        events: EventSender,
+        api: ApiSettings = ApiSettings(),
+        fence: Fence = unfenced,
     ) -> None:
         self._config = config
+        self._fence = fence
         self._request_timeout_s = api.request_timeout_s
         self._conflict_retries = api.conflict_retries
         self._cache = cache
@@ -74,6 +97,7 @@ class KubernetesTargets:
         self._owners: dict[str, dict[str, str]] = {}
         self._autoscaled: dict[str, dict[str, list[str]]] = {}
         self._scaled_objects: dict[tuple[str, str], ScaledObjectFacts] = {}
+        self._deployment_versions: dict[tuple[str, str], str | None] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -103,6 +127,7 @@ class KubernetesTargets:
                 if state is not None:
                     states[model.name] = state
                     name = self._deployment_name(model, view)
+                    self._deployment_versions[(namespace, name)] = view.deployments[name].resource_version
                     if model.pool is not None and view.deployments[name].rolling_out:
                         rolling[model.name] = name
             if rolling:
@@ -195,6 +220,10 @@ class KubernetesTargets:
                 plan = self._plan(model, decision, fresh=attempt > 0)
                 if plan.current == plan.desired:
                     return Action(model.name, "unchanged", f"{plan.field} already {plan.desired}")
+                if not self._fence():
+                    detail = "lost the leader lease before this write; nothing written"
+                    log.warning("not the leader; skipping the write", model=model.name, namespace=model.namespace, detail=detail)
+                    return Action(model.name, "standby", detail)
                 self._send(model, plan)
             except Conflict:
                 log.info("conflict; re-reading and retrying", model=model.name, namespace=model.namespace)
@@ -226,25 +255,28 @@ class KubernetesTargets:
 
     def _plan_replicas(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
         name, namespace = model.target.name, model.namespace
-        current = decision.current_replicas
+        current, version = decision.current_replicas, self._deployment_versions.get((namespace, name))
         if fresh:
             with translated(Rule("apps", "deployments/scale", ("get",), namespace)):
                 scale = self._apps.read_namespaced_deployment_scale(name, namespace, _request_timeout=self._request_timeout_s)
-            current = scale.spec.replicas or 0
+            current, version = scale.spec.replicas or 0, scale.metadata.resource_version
         return PlannedPatch(
             field=f"deployments/{name} replicas",
             current=current,
             desired=decision.desired_replicas,
             body={"spec": {"replicas": decision.desired_replicas}},
+            resource_version=version,
         )
 
     def _plan_paused_replicas(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
         desired = str(decision.desired_replicas)
+        scaled_object = self._scaled_object(model, fresh=fresh)
         return PlannedPatch(
             field=f"scaledobjects/{model.target.name} {PAUSED_REPLICAS}",
-            current=self._scaled_object(model, fresh=fresh).paused_replicas,
+            current=scaled_object.paused_replicas,
             desired=desired,
             body={"metadata": {"annotations": {PAUSED_REPLICAS: desired}}},
+            resource_version=scaled_object.resource_version,
         )
 
     def _plan_bounds(self, model: ModelConfig, decision: Decision, *, fresh: bool) -> PlannedPatch:
@@ -254,13 +286,14 @@ class KubernetesTargets:
             current=f"{scaled_object.min_replica_count}..{scaled_object.max_replica_count}",
             desired=f"{decision.floor}..{decision.cap}",
             body={"spec": {"minReplicaCount": decision.floor, "maxReplicaCount": decision.cap}},
+            resource_version=scaled_object.resource_version,
         )
 
     def _send(self, model: ModelConfig, plan: PlannedPatch) -> None:
         if model.target.kind == "Deployment":
-            self._patch_scale(model, plan.body)
+            self._patch_scale(model, plan.request())
         else:
-            self._patch_scaled_object(model, plan.body)
+            self._patch_scaled_object(model, plan.request())
 
     def _scaled_object(self, model: ModelConfig, *, fresh: bool) -> ScaledObjectFacts:
         cached = self._scaled_objects.get((model.namespace, model.target.name))

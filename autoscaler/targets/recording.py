@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from autoscaler.config import ModelConfig
-from autoscaler.targets import Action, ScaleTarget, TargetState
+from autoscaler.targets import Action, Fence, ScaleTarget, TargetState, unfenced
 from policies.decision import Decision
 
 
@@ -45,8 +45,12 @@ class _Replicas:
 
 
 class InMemoryTargets:
-    def __init__(self, models: Mapping[str, ModelConfig], *, initial: Mapping[str, int]) -> None:
+    """`fence` as for KubernetesTargets: asked before each write, so that the daemon's stack
+    (FailoverController, Controller, this) can be run through leadership changes in tests."""
+
+    def __init__(self, models: Mapping[str, ModelConfig], *, initial: Mapping[str, int], fence: Fence = unfenced) -> None:
         self._models = dict(models)
+        self._fence = fence
         self._replicas = {name: _Replicas(spec=count, ready=count) for name, count in initial.items()}
 
     def read_states(self, *, now: float) -> Mapping[str, TargetState]:
@@ -68,6 +72,8 @@ class InMemoryTargets:
         desired = decision.desired_replicas
         if desired == replicas.spec:
             return Action(model.name, "unchanged", f"already at {desired}")
+        if not self._fence():
+            return Action(model.name, "standby", "lost the leader lease before this write; nothing written")
         before = replicas.spec
         if desired > replicas.spec:
             cold_start_s = model.policy.cold_start_s

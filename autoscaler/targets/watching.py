@@ -70,6 +70,9 @@ class DeploymentFacts:
     ready_replicas: int
     gpus_per_replica: int
     rolling_out: bool = False
+    # As read: a write carries it as a precondition (kubernetes.py), so that it fails with 409
+    # if anyone wrote the object since, a new leader among them.
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class ScaledObjectFacts:
     paused_replicas: str | None  # the annotation as written, e.g. "3"
     min_replica_count: int | None
     max_replica_count: int | None
+    resource_version: str | None = None  # as for DeploymentFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ def deployment_facts(raw: Mapping) -> DeploymentFacts:
         ready_replicas=int(status.get("readyReplicas") or 0),
         gpus_per_replica=gpus_per_replica(spec),
         rolling_out=_rolling_out(raw, wanted),
+        resource_version=(raw.get("metadata") or {}).get("resourceVersion"),
     )
 
 
@@ -135,6 +140,7 @@ def scaled_object_facts(raw: Mapping) -> ScaledObjectFacts:
         paused_replicas=((raw.get("metadata") or {}).get("annotations") or {}).get(PAUSED_REPLICAS),
         min_replica_count=spec.get("minReplicaCount"),
         max_replica_count=spec.get("maxReplicaCount"),
+        resource_version=(raw.get("metadata") or {}).get("resourceVersion"),
     )
 
 
