@@ -26,7 +26,7 @@ from autoscaler.config import Config
 from autoscaler.kube_errors import Rule, rbac_hint
 from autoscaler.leader import LeaseElector
 from autoscaler.settings import LeaderSettings, WatchSettings
-from autoscaler.state_store import ConfigMapStateStore, StateUnavailable, record_of
+from autoscaler.state_store import ConfigMapStateStore, StateTaken, StateUnavailable, record_of
 from autoscaler.targets.events import EventSender
 from autoscaler.targets.kubernetes import PAUSED_REPLICAS, KubernetesTargets
 from autoscaler.targets.watching import KEDA, WatchCache
@@ -43,6 +43,9 @@ SERVICE_ACCOUNT = f"system:serviceaccount:{HOME}:llm-autoscaler"
 LEASE = "llm-autoscaler"  # the one Lease name deploy/rbac.yaml lets it get and patch
 STATE = "llm-autoscaler-state"  # likewise the one ConfigMap
 TIMINGS = LeaderSettings(lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)
+# The targets of deploy/configmap.yaml, the only names deploy/rbac.yaml lets the daemon write
+# (resourceNames): tests that write create these in `ml` and delete them after.
+CHAT, BATCH, TAIL = "llama-8b-chat", "llama-8b-batch", "qwen-7b-tail"
 
 
 def eventually(predicate: Callable[[], object], *, timeout_s: float = 30.0, what: str = "condition") -> object:
@@ -126,6 +129,29 @@ def make_targets(daemon, daemon_events) -> Iterator[Callable[..., KubernetesTarg
         cache.stop()
 
 
+@pytest.fixture
+def owned(admin) -> Iterator[Callable[[dict], str]]:
+    """Create a Deployment (or a ScaledObject) in `ml` for one test, deleted after it: the
+    writable names are few and shared by the tests."""
+    made: list[dict] = []
+
+    def create(body: dict) -> str:
+        if body["kind"] == "Deployment":
+            k8s.AppsV1Api(admin).create_namespaced_deployment("ml", body)
+        else:
+            k8s.CustomObjectsApi(admin).create_namespaced_custom_object(body=body, namespace="ml", **KEDA)
+        made.append(body)
+        return body["metadata"]["name"]
+
+    yield create
+    for body in reversed(made):
+        name_ = body["metadata"]["name"]
+        if body["kind"] == "Deployment":
+            k8s.AppsV1Api(admin).delete_namespaced_deployment(name_, "ml")
+        else:
+            k8s.CustomObjectsApi(admin).delete_namespaced_custom_object(name=name_, namespace="ml", **KEDA)
+
+
 def can_i(control_plane: ControlPlane, verb: str, resource: str, namespace: str, *extra: str) -> str:
     done = control_plane.kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--as={SERVICE_ACCOUNT}", *extra, check=False)
     return done.stdout.strip()
@@ -138,12 +164,14 @@ def test_deploy_applies_with_kubectl_and_grants_the_service_account_what_rbac_ya
     for created in ("namespace/llm-autoscaler", "serviceaccount/llm-autoscaler", "role.rbac.authorization.k8s.io/llm-autoscaler",
                     "rolebinding.rbac.authorization.k8s.io/llm-autoscaler-home", "deployment.apps/llm-autoscaler"):
         assert created in installed, installed
-    assert can_i(control_plane, "patch", "deployments.apps", "ml", "--subresource=scale") == "yes"
+    assert can_i(control_plane, "patch", f"deployments.apps/{CHAT}", "ml", "--subresource=scale") == "yes"
+    assert can_i(control_plane, "patch", f"scaledobjects.keda.sh/{TAIL}", "ml") == "yes"
     assert can_i(control_plane, "watch", "deployments.apps", "ml") == "yes"
-    # Deliberately absent in deploy/rbac.yaml: the Deployment itself is never written, and
-    # nothing outside the Roles' namespaces is.
-    assert can_i(control_plane, "patch", "deployments.apps", "ml") == "no"
-    assert can_i(control_plane, "patch", "deployments.apps", "default", "--subresource=scale") == "no"
+    # Deliberately absent in deploy/rbac.yaml: the Deployment itself is never written, nor
+    # one that is not a configured target, nor anything outside the Roles' namespaces.
+    assert can_i(control_plane, "patch", f"deployments.apps/{CHAT}", "ml") == "no"
+    assert can_i(control_plane, "patch", "deployments.apps/another", "ml", "--subresource=scale") == "no"
+    assert can_i(control_plane, "patch", f"deployments.apps/{CHAT}", "default", "--subresource=scale") == "no"
     assert can_i(control_plane, "get", f"leases.coordination.k8s.io/{LEASE}", HOME) == "yes"
     assert can_i(control_plane, "get", "leases.coordination.k8s.io/another", HOME) == "no"
     assert can_i(control_plane, "list", "nodes", "default") == "yes"
@@ -159,14 +187,13 @@ def test_the_shipped_examples_pass_the_real_api_servers_validation_and_the_scale
 # -- the actuator --------------------------------------------------------------------------------------
 
 
-def test_scaling_a_real_deployment_brings_up_pods_that_turn_ready_after_the_cold_start(admin, make_targets, daemon_events):
+def test_scaling_a_real_deployment_brings_up_pods_that_turn_ready_after_the_cold_start(admin, owned, make_targets, daemon_events):
     """Rests on the real control plane: the scale subresource's PATCH (with the ServiceAccount's
     rights only), the Deployment and ReplicaSet controllers making pods, the scheduler binding
     them to GPU nodes, KWOK making them Ready after the template's 3 s delay, and the watch
     bringing each change to the cache the next read uses."""
     apps = k8s.AppsV1Api(admin)
-    chat = name("chat")
-    apps.create_namespaced_deployment("ml", workload(chat, replicas=1, ready_delay="3s"))
+    chat = owned(workload(CHAT, replicas=1, ready_delay="3s"))
     eventually(lambda: (apps.read_namespaced_deployment(chat, "ml").status.ready_replicas or 0) == 1, what="first pod Ready")
     cfg = config(model(chat))
     targets = make_targets(cfg)
@@ -198,36 +225,59 @@ def test_scaling_a_real_deployment_brings_up_pods_that_turn_ready_after_the_cold
     assert any(e.reason == "ScaledUp" and "test wants 3" in e.message for e in events), [(e.reason, e.message) for e in events]
 
 
-def test_more_gpus_than_the_nodes_have_leave_pods_pending_and_not_ready(control_plane, admin, make_targets):
+def test_a_scale_planned_from_a_stale_read_is_answered_409_then_read_again_and_written(admin, owned, make_targets):
+    """Rests on the real API server's optimistic concurrency, which kmock does not enforce: the
+    scale patch carries the resourceVersion the cache read, another writer's change in
+    between makes the server answer 409, and the actuator reads /scale again and writes."""
+    apps = k8s.AppsV1Api(admin)
+    owned(workload(CHAT, replicas=1))
+    cfg = config(model(CHAT))
+    targets = make_targets(cfg)
+
+    def settled() -> bool:  # the controllers done writing its status, the cache caught up
+        live = apps.read_namespaced_deployment(CHAT, "ml")
+        state = targets.read_states(now=time.time()).get(CHAT)
+        return (live.status.ready_replicas or 0) == 1 and state is not None and state.ready_replicas == 1
+
+    eventually(settled, what="the Deployment settled")
+    targets.read_states(now=time.time())  # the read the write is planned from
+    apps.patch_namespaced_deployment(CHAT, "ml", {"metadata": {"labels": {"touched": "by-another-writer"}}})
+    with capture_logs() as logs:
+        action = targets.apply(cfg.models[0], decided(1, 2), now=time.time())
+    assert action.outcome == "patched", action.detail
+    assert any(entry["event"] == "conflict; re-reading and retrying" for entry in logs)
+    assert apps.read_namespaced_deployment_scale(CHAT, "ml").spec.replicas == 2
+
+
+def test_more_gpus_than_the_nodes_have_leave_pods_pending_and_not_ready(control_plane, admin, owned, make_targets):
     """Rests on the real scheduler: two KWOK nodes of 8 nvidia.com/gpu, kept for this test by a
     taint, hold four 4-GPU pods; the fifth stays Pending, so ready stays below spec, as on a
     full GPU pool."""
-    core, apps = k8s.CoreV1Api(admin), k8s.AppsV1Api(admin)
+    core = k8s.CoreV1Api(admin)
     pool = name("pool")
     nodes = [gpu_node(f"{pool}-{index}", gpus=8) for index in range(2)]
     for node in nodes:
         node["metadata"]["labels"]["pool"] = pool
         node["spec"] = {"taints": [{"key": "pool", "value": pool, "effect": "NoSchedule"}]}
     control_plane.add_nodes(nodes)
-    body = workload(pool, replicas=1, gpus=4)
+    body = workload(BATCH, replicas=1, gpus=4)
     body["spec"]["template"]["spec"] |= {"nodeSelector": {"pool": pool},
                                          "tolerations": [{"key": "pool", "value": pool, "effect": "NoSchedule"}]}
-    apps.create_namespaced_deployment("ml", body)
+    owned(body)
     try:
-        cfg = config(model(pool))
+        cfg = config(model(BATCH))
         targets = make_targets(cfg)
-        eventually(lambda: (s := targets.read_states(now=time.time()).get(pool)) and s.ready_replicas == 1, what="first pod Ready")
+        eventually(lambda: (s := targets.read_states(now=time.time()).get(BATCH)) and s.ready_replicas == 1, what="first pod Ready")
         assert targets.apply(cfg.models[0], decided(1, 5), now=time.time()).outcome == "patched"
-        eventually(lambda: targets.read_states(now=time.time())[pool].ready_replicas == 4, what="four pods Ready")
-        pods = core.list_namespaced_pod("ml", label_selector=f"app={pool}").items
+        eventually(lambda: targets.read_states(now=time.time())[BATCH].ready_replicas == 4, what="four pods Ready")
+        pods = core.list_namespaced_pod("ml", label_selector=f"app={BATCH}").items
         assert sorted(p.status.phase for p in pods) == ["Pending", "Running", "Running", "Running", "Running"]
         pending = next(p for p in pods if p.status.phase == "Pending")
         eventually(lambda: any(c.type == "PodScheduled" and c.status == "False" and "nvidia.com/gpu" in (c.message or "")
                                for c in core.read_namespaced_pod(pending.metadata.name, "ml").status.conditions or []),
                    what="the scheduler's reason")
-        assert targets.read_states(now=time.time())[pool].spec_replicas == 5
+        assert targets.read_states(now=time.time())[BATCH].spec_replicas == 5
     finally:
-        apps.delete_namespaced_deployment(pool, "ml")
         for node in nodes:
             core.delete_node(node["metadata"]["name"])
 
@@ -257,29 +307,28 @@ def test_a_namespace_outside_the_roles_answers_403_and_the_error_names_the_rule(
 # -- the ScaledObject modes, through the project's CRD -----------------------------------------------
 
 
-def test_scaledobject_pin_and_bounds_are_written_and_read_back_through_the_crd(admin, make_targets):
+def test_scaledobject_pin_and_bounds_are_written_and_read_back_through_the_crd(admin, owned, make_targets):
     """Rests on the real API server and the project's ScaledObject CRD: the merge patches of the
     paused-replicas annotation and of min/maxReplicaCount pass its structural schema, are
     stored, and come back through the watch."""
     custom = k8s.CustomObjectsApi(admin)
-    tail = name("tail")
-    k8s.AppsV1Api(admin).create_namespaced_deployment("ml", workload(tail, replicas=1))
-    custom.create_namespaced_custom_object(body=scaled_object(f"{tail}-so", deployment=tail), namespace="ml", **KEDA)
+    tail = owned(workload(name("tail"), replicas=1))
+    owned(scaled_object(TAIL, deployment=tail))
 
-    pin = config(model(tail, target={"kind": "ScaledObject", "name": f"{tail}-so", "mode": "pin"}))
+    pin = config(model(tail, target={"kind": "ScaledObject", "name": TAIL, "mode": "pin"}))
     targets = make_targets(pin)
     eventually(lambda: tail in targets.read_states(now=time.time()), what="the ScaledObject in the cache")
     assert targets.apply(pin.models[0], decided(1, 3), now=time.time()).outcome == "patched"
-    stored = custom.get_namespaced_custom_object(name=f"{tail}-so", namespace="ml", **KEDA)
+    stored = custom.get_namespaced_custom_object(name=TAIL, namespace="ml", **KEDA)
     assert stored["metadata"]["annotations"][PAUSED_REPLICAS] == "3"
     eventually(lambda: targets.read_states(now=time.time())[tail].spec_replicas == 3, what="the pin read back")
 
-    bounds = config(model(tail, target={"kind": "ScaledObject", "name": f"{tail}-so", "mode": "bounds"}))
+    bounds = config(model(tail, target={"kind": "ScaledObject", "name": TAIL, "mode": "bounds"}))
     targets = make_targets(bounds)
     eventually(lambda: tail in targets.read_states(now=time.time()), what="the ScaledObject in the cache")
     action = targets.apply(bounds.models[0], decided(1, 4, floor=2, cap=6), now=time.time())
     assert action.outcome == "patched", action.detail
-    stored = custom.get_namespaced_custom_object(name=f"{tail}-so", namespace="ml", **KEDA)
+    stored = custom.get_namespaced_custom_object(name=TAIL, namespace="ml", **KEDA)
     assert (stored["spec"]["minReplicaCount"], stored["spec"]["maxReplicaCount"]) == (2, 6)
     # Read back through the watch: the next tick sees the bounds it wrote and writes nothing.
     def read_back() -> bool:
@@ -361,12 +410,13 @@ def test_a_write_with_a_stale_resource_version_is_answered_409_and_the_loser_sta
     c = elector(racing, "c")
     assert a.try_acquire_or_renew(now=0.0)
     assert not b.try_acquire_or_renew(now=0.0) and not c.try_acquire_or_renew(now=0.0)
-    racing.then = lambda: b.try_acquire_or_renew(now=15.0)  # b writes between c's read and c's write
+    # Both saw a's record at 0 s (dated on receipt, a few ms later): at 16 s it has expired.
+    racing.then = lambda: b.try_acquire_or_renew(now=16.0)  # b writes between c's read and c's write
     with capture_logs() as logs:
-        assert not c.try_acquire_or_renew(now=15.0)
+        assert not c.try_acquire_or_renew(now=16.0)
     assert any(entry["event"] == "lost the race for the lease" and entry["identity"] == "c" for entry in logs)
     assert k8s.CoordinationV1Api(admin).read_namespaced_lease(LEASE, HOME).spec.holder_identity == "b"
-    assert b.is_leader(now=15.5) and not c.is_leader(now=15.5)
+    assert b.is_leader(now=16.5) and not c.is_leader(now=16.5)
     racing.close()
 
 
@@ -390,6 +440,26 @@ def test_the_state_configmap_is_created_merged_and_read_with_the_roles_rights_on
     assert set(data) == {"code"} and json.loads(data["code"])["desired"] == 2
     with pytest.raises(StateUnavailable, match=r"HTTP 403 .*resources \[configmaps\], verbs \[get\] in namespace llm-autoscaler"):
         ConfigMapStateStore(daemon, namespace=HOME, name="another").load()
+
+
+def test_a_deposed_leaders_state_save_is_answered_409_and_overwrites_nothing(admin, daemon, installed):
+    """Rests on the real API server's optimistic concurrency: each save carries the
+    ConfigMap's resourceVersion as its writer last saw it, so the old leader's save after the
+    new leader's is answered 409 (StateTaken) and the new leader's record stands."""
+    core = k8s.CoreV1Api(admin)
+    try:
+        core.delete_namespaced_config_map(STATE, HOME)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+    old = ConfigMapStateStore(daemon, namespace=HOME, name=STATE)
+    old.save({"chat": record_of("chat", PolicyState(), desired=3, now=1000.0)})
+    new = ConfigMapStateStore(daemon, namespace=HOME, name=STATE)
+    assert new.load()["chat"]["desired"] == 3
+    new.save({"chat": record_of("chat", PolicyState(), desired=5, now=1010.0)})
+    with pytest.raises(StateTaken, match="written by another process"):
+        old.save({"chat": record_of("chat", PolicyState(), desired=1, now=1020.0)})
+    assert json.loads(core.read_namespaced_config_map(STATE, HOME).data["chat"])["desired"] == 5
 
 
 # -- watch expiry ------------------------------------------------------------------------------------
