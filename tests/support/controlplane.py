@@ -180,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(PROGRAMS))
     if unknown:
         parser.error(f"no control-plane program {', '.join(unknown)}: the programs are {', '.join(PROGRAMS)}")
+    missing = [name for name in names if not (cache_dir() / name).is_file()]
     for name in names:
         print(f"{name}\t{binary(name)}")
-    for name, seconds in sorted(build_times().items()):
-        print(f"first build of {name}: {seconds:.0f} s", file=sys.stderr)
+    times = build_times()
+    for name in missing:
+        print(f"first build of {name}: {times[name]:.0f} s", file=sys.stderr)
     return 0
 
 
