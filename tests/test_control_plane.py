@@ -23,6 +23,8 @@ from kubernetes.client.exceptions import ApiException
 from structlog.testing import capture_logs
 
 from autoscaler.config import Config
+from autoscaler.controller import Controller
+from autoscaler.metrics.prometheus import PrometheusSource
 from autoscaler.kube_errors import Rule, rbac_hint
 from autoscaler.leader import LeaseElector
 from autoscaler.settings import LeaderSettings, WatchSettings
@@ -33,7 +35,7 @@ from autoscaler.targets.watching import KEDA, WatchCache
 from policies import Decision, PolicyState, Reason
 from tests.builders import config, deployment, model, scaled_object
 from tests.support.controlplane_harness import READY_DELAY, REPO, ControlPlane, gpu_node
-from tests.support.prom_harness import unique_name
+from tests.support.prom_harness import unique_name, vllm_labels
 from tests.support.tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.controlplane
@@ -48,7 +50,7 @@ TIMINGS = LeaderSettings(lease_duration_s=15, renew_deadline_s=10, retry_period_
 CHAT, BATCH, TAIL = "llama-8b-chat", "llama-8b-batch", "qwen-7b-tail"
 
 
-def eventually(predicate: Callable[[], object], *, timeout_s: float = 30.0, what: str = "condition") -> object:
+def eventually(predicate: Callable[[], object], *, timeout_s: float = 30.0, what: str = "condition", every_s: float = 0.05) -> object:
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
@@ -56,7 +58,7 @@ def eventually(predicate: Callable[[], object], *, timeout_s: float = 30.0, what
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not true within {timeout_s:.0f} s")
-        time.sleep(0.05)  # a poll interval
+        time.sleep(every_s)  # a poll interval
 
 
 def name(prefix: str) -> str:
@@ -223,6 +225,41 @@ def test_scaling_a_real_deployment_brings_up_pods_that_turn_ready_after_the_cold
     daemon_events.flush(5)
     events = k8s.CoreV1Api(admin).list_namespaced_event("ml", field_selector=f"involvedObject.name={chat}").items
     assert any(e.reason == "ScaledUp" and "test wants 3" in e.message for e in events), [(e.reason, e.message) for e in events]
+
+
+def test_the_controller_scales_from_real_prometheus_and_sees_the_cold_start_through(prometheus_stack, admin, owned, make_targets):
+    """End to end, each part real: queue depth from an exporter through a real Prometheus, the
+    controller's ticks, the scale PATCH with the ServiceAccount's rights, the controllers and
+    the scheduler making pods, KWOK making them Ready after a 3 s cold start, and the watch
+    showing each tick the replicas that are ready, not only those asked for."""
+    exporter, prometheus = prometheus_stack
+    exporter.set("vllm:num_requests_waiting", vllm_labels(CHAT, "ml"), 40)
+    exporter.set("vllm:num_requests_running", vllm_labels(CHAT, "ml"), 32)
+    prometheus.wait_for(f'vllm:num_requests_running{{model_name="{CHAT}",namespace="ml"}}')
+    try:
+        owned(workload(CHAT, replicas=1, ready_delay="3s"))
+        cfg = config(model(CHAT), prometheus={"url": prometheus.url})
+        targets = make_targets(cfg)
+        eventually(lambda: (s := targets.read_states(now=time.time()).get(CHAT)) and s.ready_replicas == 1, what="first pod Ready")
+        controller = Controller(cfg, metrics=PrometheusSource(cfg), targets=targets)
+
+        (first,) = controller.tick(now=time.time())
+        assert first.action.outcome == "patched", first.action.detail
+        # 40 waiting at 4 per replica asks for 10; one step adds at most max(4, 100% of 1) = 4.
+        assert (first.decision.current_replicas, first.decision.desired_replicas) == (1, 5)
+        seen = []
+
+        def ticked_until_ready() -> bool:
+            (outcome,) = controller.tick(now=time.time())
+            state = targets.read_states(now=time.time())[CHAT]
+            seen.append((state.spec_replicas, state.ready_replicas, outcome.action.outcome))
+            return state.ready_replicas >= 5
+
+        eventually(ticked_until_ready, timeout_s=60, what="five pods Ready", every_s=0.5)  # a tick each 0.5 s
+        assert any(ready < spec for spec, ready, _ in seen), seen  # the cold start, seen by the ticks
+    finally:
+        exporter.set("vllm:num_requests_waiting", vllm_labels(CHAT, "ml"), 0)
+        exporter.set("vllm:num_requests_running", vllm_labels(CHAT, "ml"), 0)
 
 
 def test_a_scale_planned_from_a_stale_read_is_answered_409_then_read_again_and_written(admin, owned, make_targets):
