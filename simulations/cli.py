@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (ANCHORS.md) or burstgpt-1b (fitted)")
     simulate.add_argument("--slo-wait-s", type=_positive, default=2.0, help="queue wait a request may have")
     simulate.add_argument("--slo-ttft-s", type=_positive, default=5.0, help="time to first token a request may have")
+    simulate.add_argument("--slo-tpot-ms", type=_positive, default=50.0, help="time per output token (after the first) a request may have, ms")
     simulate.add_argument("--slo-target", type=_positive, default=0.95, help="share of requests in SLO that tuning aims for")
-    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--seed", type=int, default=1, help="the seed tuning runs on")
+    simulate.add_argument("--held-out-seeds", default="", help="comma-separated seeds the choices are also reported on")
     simulate.add_argument("--out", type=Path, default=Path("simulation-report"), help="directory for report.json, report.txt and PNGs")
 
     suite = commands.add_parser("suite", help="the standard suite and its report (./dev suite)")
@@ -77,9 +79,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulations.suite import simulate_and_report
 
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    slo = Slo(queue_wait_s=args.slo_wait_s, ttft_s=args.slo_ttft_s)
+    slo = Slo(queue_wait_s=args.slo_wait_s, ttft_s=args.slo_ttft_s, tpot_s=args.slo_tpot_ms / 1e3)
     simulate_and_report(args.trace, policies, profile_name=args.profile, seed=args.seed, slo=slo,
-                        tuned=args.tuned, slo_target=args.slo_target, out=args.out)
+                        tuned=args.tuned, slo_target=args.slo_target, out=args.out,
+                        held_out_seeds=tuple(int(part) for part in args.held_out_seeds.split(",") if part.strip()))
     return 0
 
 
