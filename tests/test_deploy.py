@@ -107,10 +107,15 @@ class Document:
         return f"{self.path.relative_to(DEPLOY)}#{self.index}:{self.kind}/{self.name}"
 
 
+CHART = DEPLOY / "chart"
+
+
 def _yaml_files() -> list[Path]:
-    """Every manifest under deploy/: the YAML files but kustomize's own."""
+    """Every manifest under deploy/: the YAML files but kustomize's own and the Helm chart's
+    (templates, not manifests: tests/test_chart.py renders and checks them)."""
     return sorted(
-        p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != "kustomization.yaml"
+        p for p in DEPLOY.rglob("*")
+        if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != "kustomization.yaml" and CHART not in p.parents
     )
 
 
