@@ -22,18 +22,8 @@ from autoscaler.metrics.recorded import TraceError
 EXIT_USAGE = 2
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from simulations.suite import add_suite_arguments
+    from simulations.suite import add_suite_arguments, positive_number
 
     parser = argparse.ArgumentParser(prog="python -m simulations", description="The autoscaler's lab: closed-loop simulation.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -46,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--policies", default="ours,keda,hpa,kpa,ray,oracle", help="comma-separated: ours,keda,hpa,kpa,ray,oracle")
     simulate.add_argument("--tuned", action="store_true", help="also run each peer with its main target swept to the cheapest that meets the SLO")
     simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (ANCHORS.md) or burstgpt-1b (fitted)")
-    simulate.add_argument("--slo-wait-s", type=_positive, default=2.0, help="queue wait a request may have")
-    simulate.add_argument("--slo-ttft-s", type=_positive, default=5.0, help="time to first token a request may have")
-    simulate.add_argument("--slo-target", type=_positive, default=0.95, help="share of requests in SLO that tuning aims for")
+    simulate.add_argument("--slo-wait-s", type=positive_number, default=2.0, help="queue wait a request may have")
+    simulate.add_argument("--slo-ttft-s", type=positive_number, default=5.0, help="time to first token a request may have")
+    simulate.add_argument("--slo-target", type=positive_number, default=0.95, help="share of requests in SLO that tuning aims for")
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--out", type=Path, default=Path("simulation-report"), help="directory for report.json, report.txt and PNGs")
+    simulate.add_argument("--out", type=Path, default=Path("simulation-report"),
+                          help="directory for report.json, report.txt and one PNG per model (default: %(default)s)")
 
     suite = commands.add_parser("suite", help="the standard suite and its report (./dev suite)")
     add_suite_arguments(suite)

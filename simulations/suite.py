@@ -27,7 +27,7 @@ import numpy as np
 from autoscaler.config import ConfigError
 from autoscaler.logs import configure_logging
 from simulations.calibration import RECORDING_FILES, burstgpt_profile, profile_named, validate
-from simulations.compare import TraceSpec, compare, setups_for
+from simulations.compare import TraceSpec, compare, length_mismatch, setups_for
 from simulations.contenders import POLICIES
 from simulations.report import format_table, write_json, write_plots
 from simulations.simulate import Slo
@@ -136,6 +136,9 @@ def simulate_and_report(
         setups = setups_for([TraceSpec.parse(t) for t in traces], profile=profile, seed=seed, slice_s=slice_s)
     except (ValueError, WorkloadError) as err:
         raise ConfigError(str(err)) from None
+    mismatch = length_mismatch(setups)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     print(profile.describe(), file=sys.stderr)
     results = compare(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target)
@@ -143,19 +146,40 @@ def simulate_and_report(
     header = f"replica profile: {profile.describe()}\nSLO: queue wait <= {slo.queue_wait_s:g} s and TTFT <= {slo.ttft_s:g} s; seed {seed}\n"
     (out / "report.txt").write_text(header + table + "\n")
     write_json(out / "report.json", results, slo=slo, meta={"profile": profile.describe(), "seed": seed, "traces": traces})
-    write_plots(out, results, slo=slo)
+    plots = write_plots(out, results, slo=slo)
     print(header + table)
+    print(f"wrote {out}/: report.txt, report.json and {len(plots)} plot{'s' if len(plots) != 1 else ''} "
+          f"({', '.join(p.name for p in plots)})")
     return results
 
 
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("simulation-report"))
-    parser.add_argument("--slice-s", type=float, help="simulate only the first SLICE_S seconds of each trace")
+    parser.add_argument("--out", type=Path, default=Path("simulation-report"),
+                        help="directory for one folder of results per entry; a --slice-s run writes under OUT/slice-<S>s/ "
+                             "(default: %(default)s)")
+    parser.add_argument("--slice-s", type=positive_number, help="simulate only the first SLICE_S seconds of each trace")
     parser.add_argument("--no-tuned", action="store_true", help="skip the tuned sweeps of the peers")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", default="a100-8b")
     parser.add_argument("--entries", default=",".join(ENTRIES),
                         help=f"comma-separated entries (default {','.join(ENTRIES)}; also held-out: the mix with the held-out clients)")
+
+
+def suite_out(out: Path, slice_s: float | None) -> Path:
+    """Where a suite run writes: a sliced run in its own folder, so its reports never sit
+    among (or overwrite) the full run's."""
+    return out if slice_s is None else out / f"slice-{slice_s:g}s"
+
+
+def positive_number(text: str) -> float:
+    """argparse's type for a count of seconds or a share: finite and above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number greater than 0")
+    return value
 
 
 def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
@@ -178,11 +202,12 @@ def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
         check = validate(fitted, scale=scale)
         print(f"  check at scale {scale}: running MAE {check.running_mae:.1f} (recorded mean {check.recorded_running_mean:.0f}, "
               f"correlation {check.running_correlation:.2f}), waiting MAE {check.waiting_mae:.1f} (recorded mean {check.recorded_waiting_mean:.0f})")
+    out = suite_out(args.out, args.slice_s)
     for name, (traces, slo) in suite.items():
         print(f"\n== {name}: {' + '.join(traces)}")
         simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
-                            tuned=not args.no_tuned, slo_target=0.95, out=args.out / name, slice_s=args.slice_s)
-    print(f"\nsuite took {time.perf_counter() - started:.0f} s")
+                            tuned=not args.no_tuned, slo_target=0.95, out=out / name, slice_s=args.slice_s)
+    print(f"\nsuite took {time.perf_counter() - started:.0f} s; results in {out}/ ({', '.join(suite)})")
     return 0
 
 

@@ -163,6 +163,24 @@ def test_simulate_cli_writes_the_report(tmp_path):
     assert "a100-40g-8b: step = 12.00 ms + 1.500 ms x batch" in (out / "report.txt").read_text()
     assert (out / "requests.png").stat().st_size > 10_000
     assert "GPU-h" in result.stdout
+    assert f"wrote {out}/: report.txt, report.json and 2 plots (requests.png, requests-2.png)" in result.stdout
+    assert "differ in length" not in result.stderr  # one trace twice: the same length
+
+
+def test_simulate_warns_in_one_line_when_its_traces_differ_in_length(tmp_path):
+    """A 10-minute trace beside an hour-long one: the short one's model is simulated, and
+    charged, for the hour; the warning names both lengths."""
+    short, long = tmp_path / "short.csv", tmp_path / "long.csv"
+    write_requests(steady(2.0, 600), short)
+    write_requests(steady(0.02, 3600), long)
+    result = subprocess.run(
+        [sys.executable, "-m", "simulations", "simulate", "--trace", str(short), "--trace", f"{long}@long-tail",
+         "--policies", "ours", "--out", str(tmp_path / "report")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "differ in length" in line]
+    assert warning.startswith("warning: ") and "short 600 s" in warning and "long 3550 s" in warning
 
 
 @pytest.mark.parametrize(
@@ -187,13 +205,18 @@ def test_the_standard_suite_runs_on_a_short_slice(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # A sliced run in its own folder, never among a full run's reports.
+    sliced = tmp_path / "slice-300s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slice-300s"]
+    assert f"results in {sliced}/ (azure-code, azure-conv, mooncake, servegen-hot, mix)" in result.stdout
+    assert f"wrote {sliced / 'mix'}/: report.txt, report.json and 4 plots" in result.stdout
     for name in ("azure-code", "azure-conv", "mooncake", "servegen-hot", "mix"):
-        report = json.loads((tmp_path / name / "report.json").read_text())
+        report = json.loads((sliced / name / "report.json").read_text())
         policies = {r["policy"].split("-tuned")[0] for r in report["results"]}
         assert policies == {"ours", "keda", "hpa", "kpa", "ray", "oracle"}
         assert any("-tuned(" in r["policy"] for r in report["results"])
     assert "check at scale 2000" in result.stdout and "suite took" in result.stdout
-    mix = json.loads((tmp_path / "mix" / "report.json").read_text())
+    mix = json.loads((sliced / "mix" / "report.json").read_text())
     assert len({r["model"] for r in mix["results"]}) == 4
 
 
