@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from simulations.suite import add_suite_arguments, positive_number
+    from simulations.suite import add_suite_arguments, positive_number, share_number
 
     parser = argparse.ArgumentParser(prog="python -m simulations", description="The autoscaler's lab: closed-loop simulation.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (ANCHORS.md) or burstgpt-1b (fitted)")
     simulate.add_argument("--slo-wait-s", type=positive_number, default=2.0, help="queue wait a request may have")
     simulate.add_argument("--slo-ttft-s", type=positive_number, default=5.0, help="time to first token a request may have")
-    simulate.add_argument("--slo-target", type=positive_number, default=0.95, help="share of requests in SLO that tuning aims for")
+    simulate.add_argument("--slo-target", type=share_number, default=0.95, help="share of requests in SLO that tuning aims for, 0 to 1")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--out", type=Path, default=Path("simulation-report"),
                           help="directory for report.json, report.txt and one PNG per model (default: %(default)s)")

@@ -128,6 +128,8 @@ def simulate_and_report(
     out: Path,
     slice_s: float | None = None,
 ) -> list:
+    if not policies:
+        raise ConfigError(f"--policies: none given; choose from {', '.join(POLICIES)}")
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ConfigError(f"--policies: {', '.join(unknown)} unknown; choose from {', '.join(POLICIES)}")
@@ -139,7 +141,7 @@ def simulate_and_report(
     mismatch = length_mismatch(setups)
     if mismatch:
         print(mismatch, file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out(out)
     print(profile.describe(), file=sys.stderr)
     results = compare(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target)
     table = format_table(results)
@@ -163,6 +165,27 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="a100-8b")
     parser.add_argument("--entries", default=",".join(ENTRIES),
                         help=f"comma-separated entries (default {','.join(ENTRIES)}; also held-out: the mix with the held-out clients)")
+
+
+def make_out(out: Path) -> None:
+    """The results folder, made before the run: a file in its place, or a folder that cannot be
+    made, is the user's to fix, named before minutes of simulation, not after them."""
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"{existing} is a file"
+        raise ConfigError(f"--out {out}: {what}; give a directory (made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot make the directory: {err.strerror}") from None
+
+
+def share_number(text: str) -> float:
+    """argparse's type for a share of requests: above 0 and at most 1."""
+    value = positive_number(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is a share: give a number above 0 and at most 1 (0.95 for 95%)")
+    return value
 
 
 def suite_out(out: Path, slice_s: float | None) -> Path:
@@ -203,10 +226,15 @@ def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
         print(f"  check at scale {scale}: running MAE {check.running_mae:.1f} (recorded mean {check.recorded_running_mean:.0f}, "
               f"correlation {check.running_correlation:.2f}), waiting MAE {check.waiting_mae:.1f} (recorded mean {check.recorded_waiting_mean:.0f})")
     out = suite_out(args.out, args.slice_s)
-    for name, (traces, slo) in suite.items():
-        print(f"\n== {name}: {' + '.join(traces)}")
-        simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
-                            tuned=not args.no_tuned, slo_target=0.95, out=out / name, slice_s=args.slice_s)
+    try:
+        make_out(out)
+        for name, (traces, slo) in suite.items():
+            print(f"\n== {name}: {' + '.join(traces)}")
+            simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
+                                tuned=not args.no_tuned, slo_target=0.95, out=out / name, slice_s=args.slice_s)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"\nsuite took {time.perf_counter() - started:.0f} s; results in {out}/ ({', '.join(suite)})")
     return 0
 

@@ -190,6 +190,8 @@ def test_simulate_warns_in_one_line_when_its_traces_differ_in_length(tmp_path):
         (["--trace", "nosuchtrace"], "nosuchtrace"),
         (["--trace", "azure-conv@warm"], "must be hot or long-tail"),
         (["--trace", "azure-conv", "--profile", "h200"], "unknown replica profile 'h200'"),
+        (["--trace", "azure-conv", "--slo-target", "5"], "'5' is a share: give a number above 0 and at most 1"),
+        (["--trace", "azure-conv", "--policies", ""], "--policies: none given; choose from ours, keda"),
     ],
 )
 def test_simulate_cli_rejects_bad_input_without_a_traceback(args, expected, tmp_path):
@@ -197,6 +199,17 @@ def test_simulate_cli_rejects_bad_input_without_a_traceback(args, expected, tmp_
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["simulate", "--trace", "azure-conv"], ["suite", "--slice-s", "60", "--entries", "azure-conv"]])
+def test_an_out_that_is_a_file_is_named_before_the_run(command, tmp_path):
+    taken = tmp_path / "report"
+    taken.write_text("mine")
+    result = subprocess.run([sys.executable, "-m", "simulations", *command, "--out", str(taken)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "is a file" in result.stderr and "; give a directory" in result.stderr and "Traceback" not in result.stderr
+    assert taken.read_text() == "mine"
 
 
 def test_the_standard_suite_runs_on_a_short_slice(tmp_path):
