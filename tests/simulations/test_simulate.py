@@ -308,3 +308,17 @@ def test_a_flash_crowd_is_not_sized_from_the_overloaded_replicas_it_hits():
     (result,) = run(setups, driver_for("ours", setups), policy="ours", seed=1)
     assert result.slo_attainment > 0.99
     assert max(result.timeline["replicas"]) <= 30
+
+
+@pytest.mark.parametrize(("command", "default", "example"), [
+    (["simulate"], "(default: simulation-report)", "python -m simulations simulate --trace azure-conv"),
+    (["suite"], "(default: azure-code,azure-", "./dev suite --slice-s 300"),
+])
+def test_the_lab_help_has_a_description_the_defaults_and_an_example(command, default, example):
+    result = subprocess.run([sys.executable, "-m", "simulations", *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    usage, description = result.stdout.split("\n\n")[:2]
+    assert usage.startswith("usage:") and len(description) > 40 and not description.lstrip().startswith("options:")
+    assert default in " ".join(result.stdout.split())
+    assert "examples:" in result.stdout and example in result.stdout
+    assert "(default: None)" not in result.stdout and "(default: False)" not in result.stdout
