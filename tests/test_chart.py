@@ -294,11 +294,16 @@ def test_one_replica_without_leader_election_runs_without_the_flag(helm: Path, t
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"replicaCount": 2, "leaderElection": {"enabled": False}}, "replicaCount 2 needs leaderElection.enabled"),
-    ({"rbac": {"watchScope": "everywhere"}}, 'rbac.watchScope "everywhere": allowed: namespaces, cluster'),
+    # values.schema.json: a value of the wrong kind, or a misspelt key, is named by its path.
+    ({"rbac": {"watchScope": "everywhere"}}, "at '/rbac/watchScope': value must be one of 'namespaces', 'cluster'"),
+    ({"replicaCnt": 3}, "additional properties 'replicaCnt' not allowed"),
+    ({"metricsPort": 99999}, "at '/metricsPort'"),
+    ({"config": {"models": []}}, "at '/config': got object, want string"),
+    # The templates: what a schema cannot say.
     ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
-    ({"config": {"models": []}}, "config: a map; give the daemon's config as YAML text"),
     ({"config": "models: [\n"}, "config: not a YAML mapping"),
-], ids=["replicas-without-leader-election", "unknown-watch-scope", "no-service-account-name", "config-as-a-map", "config-not-yaml"])
+], ids=["replicas-without-leader-election", "unknown-watch-scope", "misspelt-key", "port-out-of-range", "config-as-a-map",
+        "no-service-account-name", "config-not-yaml"])
 def test_values_that_cannot_work_fail_to_render_naming_the_value(helm: Path, tmp_path: Path, values: dict, message: str) -> None:
     assert message in _render_fails(helm, tmp_path, values)
 

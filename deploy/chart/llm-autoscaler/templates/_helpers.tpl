@@ -39,13 +39,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- end }}
 {{- end }}
 
-{{/* values.config parsed, as JSON (include ... | fromJson): text, so that a release's config
-replaces the default whole instead of being merged into it key by key. */}}
+{{/* values.config parsed, as JSON (include ... | fromJson): text (values.schema.json says so),
+so that a release's config replaces the default whole instead of being merged into it key by key. */}}
 {{- define "llm-autoscaler.config" -}}
 {{- $text := required "config: the daemon's config as YAML text (config: |, or --set-file config=FILE)" .Values.config }}
-{{- if not (kindIs "string" $text) }}
-{{- fail (printf "config: a %s; give the daemon's config as YAML text (config: |, or --set-file config=FILE), which replaces the default whole, where a map would be merged into it" (kindOf $text)) }}
-{{- end }}
 {{- $config := fromYaml $text }}
 {{- if hasKey $config "Error" }}
 {{- fail (printf "config: not a YAML mapping: %s" (get $config "Error")) }}
