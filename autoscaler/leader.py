@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import structlog
 from kubernetes import client as k8s
@@ -195,4 +195,11 @@ class LeaseElector:
 
 def _stamp(now: float) -> str:
     # A Lease's times are MicroTime. Only for humans and other tools: expiry is judged locally.
-    return datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Never on a whole second: the client turns a created Lease into its V1Lease model and
+    # writes the times back with isoformat(), which drops the fraction of a whole second
+    # ("1970-01-01T00:00:00+00:00"), and the API server refuses that as MicroTime (400 Bad
+    # Request; tests/test_control_plane.py found it). A microsecond later reads the same.
+    at = datetime.fromtimestamp(now, tz=timezone.utc)
+    if at.microsecond == 0:
+        at += timedelta(microseconds=1)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

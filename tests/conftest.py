@@ -11,6 +11,7 @@ from hypothesis import settings
 from autoscaler.targets.events import EventSender
 
 from tests.builders import deployment, kubeconfig, model
+from tests.support.controlplane_harness import control_plane  # noqa: F401  (fixture)
 from tests.support.kmock_harness import kmock_cluster  # noqa: F401  (fixture)
 from tests.support.prom_harness import MetricsExporter, run_prometheus, unique_name, vllm_labels
 

@@ -1,7 +1,7 @@
 """The test control plane's programs, built from the project's Go module in tests/controlplane/.
 
 ``binary(name)`` answers the path of one program (etcd, kube-apiserver, kube-controller-manager,
-kubectl, kwok, helm), building it first when the cache lacks it. The module's go.mod names each
+kube-scheduler, kubectl, kwok, helm), building it first when the cache lacks it. The module's go.mod names each
 program with a ``tool`` directive and its go.sum pins every module they are built from, so a
 build takes nothing but what those files name from the Go module proxy.
 
@@ -14,7 +14,7 @@ How long each first build took is logged and kept in ``build-times.json`` beside
 (docs/testing.md quotes them with the command).
 
 From a shell: ``python -m tests.support.controlplane [NAME ...]`` builds the missing ones and
-prints where each is (all six without a name).
+prints where each is (all of them without a name).
 
 Test code, not shipped.
 """
@@ -39,11 +39,24 @@ log = logging.getLogger(__name__)
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parents[1] / "controlplane"
 
-# The releases the go.mod pins, stamped into the binaries: kube-apiserver reports its version
-# in /version, which kubectl and Helm (a chart's kubeVersion) compare against; an unstamped
-# build reports v0.0.0.
-KUBERNETES_VERSION = "v1.37.2"
-HELM_VERSION = "v4.3.2"
+
+
+def required_version(module: str, *, module_dir: pathlib.Path = MODULE_DIR) -> str:
+    """The version of `module` that go.mod requires: the one definition of each release."""
+    for line in (module_dir / "go.mod").read_text().splitlines():
+        words = line.split("//")[0].split()
+        if words[:1] == ["require"]:
+            words = words[1:]
+        if len(words) == 2 and words[0] == module:
+            return words[1]
+    raise LookupError(f"{module_dir / 'go.mod'} does not require {module}")
+
+
+# The releases go.mod pins, stamped into the binaries: kube-apiserver reports its version in
+# /version, which kubectl and Helm (a chart's kubeVersion) compare against; an unstamped build
+# reports v0.0.0.
+KUBERNETES_VERSION = required_version("k8s.io/kubernetes")
+HELM_VERSION = required_version("helm.sh/helm/v4")
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,12 @@ PROGRAMS: dict[str, Program] = {
                     {"helm.sh/helm/v4/internal/version.version": HELM_VERSION,
                      "helm.sh/helm/v4/internal/version.metadata": "",
                      "helm.sh/helm/v4/internal/version.gitTreeState": "clean"}),
+    "etcd": Program("go.etcd.io/etcd/server/v3", MODULE_DIR, {}),
+    "kube-apiserver": Program("k8s.io/kubernetes/cmd/kube-apiserver", MODULE_DIR, _kubernetes_stamps()),
+    "kube-controller-manager": Program("k8s.io/kubernetes/cmd/kube-controller-manager", MODULE_DIR, _kubernetes_stamps()),
+    "kube-scheduler": Program("k8s.io/kubernetes/cmd/kube-scheduler", MODULE_DIR, _kubernetes_stamps()),
+    "kubectl": Program("k8s.io/kubernetes/cmd/kubectl", MODULE_DIR, _kubernetes_stamps()),
+    "kwok": Program("sigs.k8s.io/kwok/cmd/kwok", MODULE_DIR, {}),
 }
 
 
@@ -79,12 +98,12 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(base) / "llm-autoscaler" / "controlplane"
 
 
-def module_hash() -> str:
+def module_hash(module_dir: pathlib.Path = MODULE_DIR) -> str:
     """A short hash of every go.mod and go.sum under tests/controlplane/, in a fixed order:
     the binaries are what those files pin, nothing else."""
     digest = hashlib.sha256()
-    for path in sorted(MODULE_DIR.rglob("go.[ms][ou][dm]")):
-        digest.update(str(path.relative_to(MODULE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted([*module_dir.rglob("go.mod"), *module_dir.rglob("go.sum")]):
+        digest.update(str(path.relative_to(module_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
 
