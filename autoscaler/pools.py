@@ -135,4 +135,7 @@ def _claim(model: ModelConfig, outcome: Outcome, target: TargetState) -> Claim:
         minimum=max(minimum, 1) if model.policy.kind == "hot" else minimum,
         pressure=pressure,
         decision=outcome.decision,
+        load_unknown=observation.spec_replicas > 0 and not (
+            observation.waiting.usable and observation.running.usable and observation.unreported() is None
+        ),
     )

@@ -5,8 +5,11 @@ cuts the decisions down to what does, and every cut decision says so (`PoolArbit
 Pure: the tick's decisions and the pool's capacity in, adjusted decisions out.
 
 Every model first keeps its floor: its minimum (a hot model's is at least 1), whatever the
-pool holds. A floor is a promise of the config (min_replicas) or of the kind (a hot model is
-never at zero), and no shortfall breaks it: when the floors alone need more GPUs than the pool
+pool holds; and a model without load data, or with data from only some of its pods, keeps
+the replicas it runs, since missing is not zero: nobody can tell that they serve nothing (in a day's soak a hot model with stale
+readings was cut 5 -> 4 when a node left the pool). A floor is a promise of the config
+(min_replicas), of the kind (a hot model is never at zero) or of the data, and no shortfall
+breaks it: when the floors alone need more GPUs than the pool
 holds, the pool is over-committed, every decision in it says so (`PoolOverCommitted`), and the
 replicas that do not fit wait Pending for the scheduler, as they would without us. Cutting a
 hot model with 40 requests waiting to zero because its pool read 0 GPUs would serve nobody.
@@ -71,7 +74,10 @@ class Claim:
     """One model's decision this tick, as the pool sees it.
 
     `minimum` is the count the model keeps whatever its load (a hot model's is at least 1);
-    `pressure` is its requests waiting (vLLM's queue), None without fresh data.
+    `pressure` is its requests waiting (vLLM's queue, or at no ready pod the gateway's), None
+    without fresh data; `load_unknown` says that its policy could not read the load of the
+    replicas it has (no fresh vLLM series, or series from only some of its pods), whatever
+    stands in for the queue.
     """
 
     model: str
@@ -80,6 +86,11 @@ class Claim:
     minimum: int
     pressure: float | None
     decision: Decision
+    load_unknown: bool = False
+
+    @property
+    def load_known(self) -> bool:
+        return self.pressure is not None and not self.load_unknown
 
     def __post_init__(self) -> None:
         if self.kind not in PRIORITY:
@@ -125,8 +136,12 @@ def _stages(claims: Sequence[Claim]) -> list[tuple[str, list[tuple[Claim, int]]]
 
 def floor_of(claim: Claim) -> int:
     """The count arbitration never cuts below: the model's minimum, or what it asks for when
-    that is less (a long-tail model going to zero after its idle timeout asks for nothing)."""
-    return min(claim.minimum, claim.decision.desired_replicas)
+    that is less (a long-tail model going to zero after its idle timeout asks for nothing);
+    without whole load data (`load_known`), the replicas it runs too, as far as it asks for them."""
+    floor = min(claim.minimum, claim.decision.desired_replicas)
+    if not claim.load_known:
+        floor = max(floor, min(claim.decision.current_replicas, claim.decision.desired_replicas))
+    return floor
 
 
 def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tuple[Decision, ...]:
@@ -151,7 +166,8 @@ def arbitrate(claims: Sequence[Claim], *, pool: str, capacity_gpus: int) -> tupl
         over = Reason(
             ReasonCode.PoolOverCommitted,
             f"pool {pool}: {capacity_gpus} GPUs, its models' floors alone need {floors_gpus} ({floors}); every floor is "
-            f"kept (min_replicas, and a hot model's at least 1), and the replicas that do not fit wait for the scheduler",
+            f"kept (min_replicas, a hot model's at least 1, and what a model without load data runs), and the replicas "
+            f"that do not fit wait for the scheduler",
         )
 
     summary = ", ".join(f"{c.model} {granted[c.model]}x{c.gpus_per_replica}" for c in _ranked(claims))

@@ -46,7 +46,8 @@ class FixedSignals:
 
     def fetch_signals(self, *, now: float) -> Signals:
         return Signals(models={
-            name: ModelSignals(waiting=Reading.of(waiting), running=Reading.of(running))
+            # Pods not counted: this fake knows none (a count of "unknown" would hold every model).
+            name: ModelSignals(waiting=Reading.of(waiting), running=Reading.of(running), reporting_pods=None)
             for name, (waiting, running) in self.models.items()
         })
 

@@ -1,8 +1,10 @@
 """A simulated day of 100 models under random faults, on a manual clock (no sleeping): the
-real Controller, policies and FailoverController, with hand-written fakes at the two edges
-that misbehave at random: readings missing or stale, Prometheus down for whole ticks, targets
-unreadable, writes failing, replicas changed by someone else, leadership lost and regained,
-and daemon restarts that restore state from the store.
+real Controller, policies and FailoverController, with hand-written fakes at the three edges
+that misbehave at random: readings missing or stale, pods that did not report, Prometheus down
+for whole ticks, targets unreadable, writes failing, replicas changed by someone else, a GPU
+pool whose nodes all go NotReady or cannot be read, leadership lost and regained (between
+ticks and in the middle of one), and daemon restarts that restore state from the store on a
+clock up to 5 minutes behind or 10 minutes ahead of the last one's.
 
 Asserted at every tick: every desired count within its bounds, no hot model at zero, no
 scale-down of a model whose load data is missing, nothing written while not leading. At the
@@ -10,6 +12,7 @@ end: memory retained over the last hours does not grow with the ticks run."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import random
@@ -34,11 +37,35 @@ TICK_S = 60.0  # the day in 1,440 ticks: the default 10 s would take six times a
 HOUR_TICKS = int(3600 / TICK_S)
 
 
+POOL = "a100"
+POOLED = 10  # the first ten hot and the first ten long-tail models share the pool
+
+
 def fleet():
-    models = [model(f"hot-{i}", policy={"min_replicas": 1 + i % 2, "max_replicas": 8}) for i in range(40)]
-    models += [model(f"tail-{i}", kind="long-tail", policy={"cold_start_s": 30 + i % 5 * 30, "max_replicas": 4})
+    models = [model(f"hot-{i}", policy={"min_replicas": 1 + i % 2, "max_replicas": 8}, pool=POOL if i < POOLED else None)
+              for i in range(40)]
+    models += [model(f"tail-{i}", kind="long-tail", policy={"cold_start_s": 30 + i % 5 * 30, "max_replicas": 4},
+                     pool=POOL if i < POOLED else None)
                for i in range(60)]
-    return config(*models)
+    return config(*models, pools=[{"name": POOL, "node_selector": {"pool": POOL}}])
+
+
+class FlakyNodes:
+    """The pool's nodes: 48 GPUs, at random all NotReady or cordoned for a spell (read as 0),
+    or unreadable for a tick (no reading)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.dark_ticks = 0
+        self.drops = 0
+
+    def read_capacities(self, *, now: float) -> Mapping[str, int]:
+        if self.dark_ticks == 0 and self._rng.random() < 0.01:
+            self.dark_ticks, self.drops = self._rng.randint(1, 30), self.drops + 1
+        if self.dark_ticks:
+            self.dark_ticks -= 1
+            return {POOL: 0}
+        return {} if self._rng.random() < 0.01 else {POOL: 48}
 
 
 class RandomLoad:
@@ -91,10 +118,16 @@ class FlakyTargets:
         for name in list(states):
             if self._rng.random() < 0.01:
                 del states[name]
+            elif self._pooled(name):
+                states[name] = dataclasses.replace(states[name], gpus_per_replica=1)
         return states
 
+    @staticmethod
+    def _pooled(name: str) -> bool:
+        return int(name.rsplit("-", 1)[1]) < POOLED
+
     def apply(self, model: ModelConfig, decision: Decision, *, now: float) -> Action:
-        if self._rng.random() < 0.0002:  # about once an hour of 100 models
+        if self._rng.random() < 0.00005:  # about seven times a day at 100 models
             self._leadership.leading = False  # the Lease lost mid-tick, after the tick's own check
         if self._rng.random() < 0.02:
             return Action(model.name, "failed", "injected API error")
@@ -131,9 +164,12 @@ def check(outcomes, specs: Mapping[str, ModelConfig]) -> int:
             assert decision.direction != "down", f"{outcome.model} scaled down on missing data: {decision.explain()}"
         if observation.unreported() is not None and observation.spec_replicas > 0:
             assert decision.direction != "down", f"{outcome.model} scaled down on partial data: {decision.explain()}"
-        if not observation.kv_cache_usage.usable and "IdleTimeout" not in decision.reason_codes:
+        cut_for_capacity = "PoolArbitration" in decision.reason_codes  # the pool no longer holds them
+        if not observation.kv_cache_usage.usable and "IdleTimeout" not in decision.reason_codes and not cut_for_capacity:
             # The idle timeout needs no KV reading: it acts only once nothing has run on any
-            # pod for the whole timeout, and no request running holds no cache.
+            # pod for the whole timeout, and no request running holds no cache. A pool that no
+            # longer holds the replicas is a cut on what the nodes say, which the load does not
+            # change; missing or partial load data still hold through it (checked above).
             assert decision.direction != "down", f"{outcome.model} scaled down without its KV reading: {decision.explain()}"
         checked += 1
     return checked
@@ -150,10 +186,11 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
     )
     targets = FlakyTargets(inner, rng, leadership)
     load = RandomLoad(list(specs), rng)
+    nodes = FlakyNodes(rng)
 
     class Holder:
         def __init__(self) -> None:
-            self.config, self.controller = cfg, Controller(cfg, metrics=load, targets=targets)
+            self.config, self.controller = cfg, Controller(cfg, metrics=load, targets=targets, pools=nodes)
 
         def tick(self, *, now: float):
             return self.controller.tick(now=now)
@@ -165,6 +202,7 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
     saved = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     checked = restarts = standby_ticks = downs = 0
+    skew_s = 0.0  # this process's clock against the first one's
     try:
         for tick in range(int(DAY_S / TICK_S)):
             now = 1_700_000_000.0 + tick * TICK_S
@@ -172,7 +210,9 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
             if rng.random() < (0.1 if not leadership.leading else 0.005):  # short spells as standby
                 leadership.leading = not leadership.leading
             if rng.random() < 0.004:
-                daemon, restarts = start_daemon(), restarts + 1  # a crash: the new process restores from the store
+                # A crash: the new process, perhaps on another node's clock, restores from the store.
+                daemon, restarts = start_daemon(), restarts + 1
+                skew_s = rng.choice([-300.0, -60.0, 0.0, 0.0, 300.0, 600.0])
             if rng.random() < 0.01:
                 targets.meddle(rng.choice(cfg.models))
             if tick == 2 * HOUR_TICKS:
@@ -180,7 +220,7 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
             if tick == 20 * HOUR_TICKS:
                 tracemalloc.start()
                 retained_at_20h = tracemalloc.get_traced_memory()[0]
-            outcomes = daemon.tick(now=now)
+            outcomes = daemon.tick(now=now + skew_s)
             standby_ticks += not leadership.leading
             checked += check(outcomes, specs)
             downs += sum(o.decision is not None and o.decision.direction == "down" for o in outcomes)
@@ -190,7 +230,7 @@ def test_a_day_of_100_models_under_random_faults_is_safe_and_does_not_grow():
         structlog.configure(**saved)
 
     assert checked > 100 * int(DAY_S / TICK_S) * 0.8  # most model-ticks were decided (and checked)
-    assert restarts >= 2 and standby_ticks > 0  # the faults that matter did happen
+    assert restarts >= 2 and standby_ticks > 0 and nodes.drops > 3  # the faults that matter did happen
     assert downs > 1000, "scale-downs happen between the faults, so the checks above could fail"
     assert targets.fenced > 0, "the Lease was lost mid-tick, so the check below could fail"
     assert targets.writes_while_standby == 0

@@ -3,6 +3,8 @@ model gets, the reasons a cut decision carries, and properties over random pools
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 
 import pytest
@@ -150,13 +152,27 @@ def test_an_over_committed_pool_keeps_every_floor_and_each_decision_says_so():
         assert decision.reason_codes[-2:] == ("PoolArbitration", "PoolOverCommitted")
         assert decision.reasons[-1].message == (
             "pool a100: 4 GPUs, its models' floors alone need 6 (chat 2x2, embed 1x2); every floor is kept "
-            "(min_replicas, and a hot model's at least 1), and the replicas that do not fit wait for the scheduler"
+            "(min_replicas, a hot model's at least 1, and what a model without load data runs), and the replicas that do not fit wait for the scheduler"
         )
 
 
 def test_a_pool_that_holds_its_floors_is_not_over_committed():
     decisions = arbitrate([claim("chat", "hot", 6, 10, minimum=2), claim("embed", "batch", 6, 6)], pool="a100", capacity_gpus=8)
     assert not any("PoolOverCommitted" in d.reason_codes for d in decisions)
+
+
+def test_a_model_without_load_data_keeps_what_it_runs_when_a_node_leaves_the_pool():
+    """Missing is not zero: the soak found a hot model with stale readings cut 5 -> 4 when
+    the pool read fewer GPUs than its models ran. Its replicas may be serving; the model with
+    data gives way, and past that the pool is over-committed."""
+    blind = claim("blind", "hot", 5, 5, minimum=1, pressure=None)
+    seen = claim("seen", "hot", 5, 5, minimum=1, pressure=0.0)
+    got = arbitrate([blind, seen], pool="a100", capacity_gpus=8)
+    assert [d.desired_replicas for d in got] == [5, 3]
+    assert "PoolArbitration" in got[1].reason_codes and "PoolArbitration" not in got[0].reason_codes
+    got = arbitrate([blind, seen], pool="a100", capacity_gpus=4)
+    assert [d.desired_replicas for d in got] == [5, 1]
+    assert all("PoolOverCommitted" in d.reason_codes for d in got)
 
 
 def test_an_unknown_kind_is_refused_with_its_name():
@@ -177,9 +193,18 @@ def pools(draw):
         current = draw(st.integers(0, 12))
         pressure = draw(st.one_of(st.none(), st.floats(0, 500)))
         needed = draw(st.one_of(st.none(), st.integers(0, desired)))
-        claims.append(claim(f"m{i}", kind, current, desired, gpus=draw(st.sampled_from([0, 1, 1, 2, 4, 8])),
-                            minimum=minimum, pressure=pressure, needed=needed))
+        made = claim(f"m{i}", kind, current, desired, gpus=draw(st.sampled_from([0, 1, 1, 2, 4, 8])),
+                     minimum=minimum, pressure=pressure, needed=needed)
+        claims.append(dataclasses.replace(made, load_unknown=draw(st.booleans())))
     return claims, draw(st.integers(0, 80))
+
+
+def floor(c: Claim) -> int:
+    """What a claim keeps whatever the pool: its minimum (as far as it asks), and without load
+    data the replicas it runs (as far as it asks): missing is not zero."""
+    asked = c.decision.desired_replicas
+    kept = min(c.minimum, asked)
+    return kept if c.pressure is not None and not c.load_unknown else max(kept, min(c.decision.current_replicas, asked))
 
 
 @settings(max_examples=400, deadline=None)
@@ -193,7 +218,7 @@ def test_properties(pool):
     assert all(got[c.model] <= c.decision.desired_replicas for c in claims)
     # Never below a floor (a hot model's minimum is at least 1: never at zero), whatever the pool
     # holds; above the pool only by the floors, and then every decision says it is over-committed.
-    floors = {c.model: min(c.minimum, c.decision.desired_replicas) for c in claims}
+    floors = {c.model: floor(c) for c in claims}
     assert all(got[c.model] >= floors[c.model] for c in claims)
     assert all(got[c.model] >= 1 for c in claims if c.kind == "hot")
     floors_gpus = sum(floors[c.model] * c.gpus_per_replica for c in claims)
@@ -205,19 +230,18 @@ def test_properties(pool):
         assert (d.desired_replicas < c.decision.desired_replicas) == ("PoolArbitration" in d.reason_codes)
     # A hot model with requests waiting is cut only while batch models hold above their minimum
     # fewer GPUs than one of its replicas: batch never keeps what such a replica could have used.
-    batch_surplus = sum((got[c.model] - min(c.minimum, c.decision.desired_replicas)) * c.gpus_per_replica
+    batch_surplus = sum((got[c.model] - floor(c)) * c.gpus_per_replica
                         for c in claims if c.kind == "batch")
     for c in claims:
         if c.kind == "hot" and got[c.model] < c.decision.desired_replicas and c.pressure:
             assert batch_surplus < c.gpus_per_replica
     # Running interactive replicas that the load needs are kept whenever they and the minimums fit.
     def kept(c: Claim) -> int:
-        floor = min(c.minimum, c.decision.desired_replicas)
         running = min(c.decision.current_replicas, c.decision.desired_replicas)
-        return max(running if c.kind == "hot" else min(running, c.decision.needed), floor)
+        return max(running if c.kind == "hot" else min(running, c.decision.needed), floor(c))
 
     keep = sum(kept(c) * c.gpus_per_replica for c in claims if c.kind != "batch")
-    keep += sum(min(c.minimum, c.decision.desired_replicas) * c.gpus_per_replica for c in claims if c.kind == "batch")
+    keep += sum(floor(c) * c.gpus_per_replica for c in claims if c.kind == "batch")
     if keep <= capacity:
         for c in claims:
             if c.kind != "batch":
