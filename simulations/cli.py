@@ -47,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (an 8B model on an A100-40G) or burstgpt-1b (fitted on the bundled vLLM recording)")
     simulate.add_argument("--slo-wait-s", type=positive_number, default=2.0, help="queue wait a request may have")
     simulate.add_argument("--slo-ttft-s", type=positive_number, default=5.0, help="time to first token a request may have")
+    simulate.add_argument("--slo-tpot-ms", type=positive_number, default=50.0, help="time per output token (after the first) a request may have, ms")
     simulate.add_argument("--slo-target", type=share_number, default=0.95, help="share of requests in SLO that tuning aims for, 0 to 1")
-    simulate.add_argument("--seed", type=int, default=1, help="seed of the cold starts and of synthesized traces")
+    simulate.add_argument("--seed", type=int, default=1, help="the seed tuning runs on, and of the cold starts and synthesized traces")
+    simulate.add_argument("--held-out-seeds", default="", help="comma-separated seeds the choices are also reported on")
     simulate.add_argument("--out", type=Path, default=Path("simulation-report"),
                           help="directory for report.json, report.txt and one PNG per model")
 
@@ -78,9 +80,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulations.suite import simulate_and_report
 
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    slo = Slo(queue_wait_s=args.slo_wait_s, ttft_s=args.slo_ttft_s)
+    slo = Slo(queue_wait_s=args.slo_wait_s, ttft_s=args.slo_ttft_s, tpot_s=args.slo_tpot_ms / 1e3)
     simulate_and_report(args.trace, policies, profile_name=args.profile, seed=args.seed, slo=slo,
-                        tuned=args.tuned, slo_target=args.slo_target, out=args.out)
+                        tuned=args.tuned, slo_target=args.slo_target, out=args.out,
+                        held_out_seeds=tuple(int(part) for part in args.held_out_seeds.split(",") if part.strip()))
     return 0
 
 

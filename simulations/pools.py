@@ -41,8 +41,8 @@ from autoscaler.logs import configure_logging
 from simulations.calibration import A100_8B
 from simulations.cluster import ColdStart, ModelSetup
 from simulations.compare import warm_start
-from simulations.contenders import driver_for
-from simulations.simulate import ModelResult, OursDriver, Slo, ours_config, run
+from simulations.peers.keda import Keda
+from simulations.simulate import ModelResult, OursDriver, PeerDriver, Slo, ours_config, run
 from simulations.workload import Requests, load_workload
 
 BATCH_SUBMITTED_S = 600.0
@@ -111,7 +111,11 @@ def run_mode(scenario: Scenario, mode: str, *, seed: int) -> list[ModelResult]:
         config = ours_config(setups)
         driver = lambda cluster: OursDriver(cluster, config)  # noqa: E731
     elif mode == "KEDA, independent":
-        driver = driver_for("keda", setups)
+        # The common KEDA example, a trigger on waiting requests (5 a replica, llm-d's
+        # saturation rule), for every model, batch included: what a greedy neighbour does.
+        driver = lambda cluster: PeerDriver(cluster, lambda m: Keda(  # noqa: E731
+            threshold=5.0, metric="waiting", min_replica_count=1 if m.setup.kind == "hot" else 0, max_replica_count=100),
+            floor=lambda m: 1 if m.setup.kind == "hot" else 0)
     else:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     return run(setups, driver, policy=mode, seed=seed, slo=INTERACTIVE, end_s=scenario.end_s, pool_gpus=pool)
@@ -136,7 +140,7 @@ def format_table(scenario: Scenario, results: dict[str, list[ModelResult]]) -> s
     batch = scenario.batch
     lines = [
         f"pool: {scenario.pool_gpus} GPUs ({scenario.setups[0].profile.name}, 1 GPU per replica); "
-        f"SLO: queue wait <= {INTERACTIVE.queue_wait_s:g} s and TTFT <= {INTERACTIVE.ttft_s:g} s",
+        f"SLO: {INTERACTIVE.describe()}",
     ]
     if batch is not None:
         lines.append(f"batch job: {len(batch.workload):,} requests at {batch.workload.arrival_s[0]:.0f} s, "

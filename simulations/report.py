@@ -50,6 +50,59 @@ def _cell(fmt, value) -> str:
     return fmt(value) if callable(fmt) else fmt.format(value)
 
 
+def standing_record(standing) -> dict:
+    return {
+        "model": standing.model,
+        "policy": standing.policy,
+        "configuration": standing.configuration,
+        "configurations_run": standing.configurations_run,
+        "on_edge": standing.on_edge,
+        "tuning": result_record(standing.tuning),
+        "held_out": [result_record(r) for r in standing.held_out],
+    }
+
+
+def format_summary(standings, *, bounds: dict[str, float], slo_target: float, held_out_seeds) -> str:
+    """Per model, a markdown table: each contender's configuration, GPU-hours / share in SLO on
+    the tuning seed and as the mean (min-max) over the held-out seeds, and the held-out
+    GPU-hours as a multiple of the oracle's. A row at or above the target that costs less
+    than the oracle is marked: the oracle is then no bound there."""
+    lines = []
+    by_model: dict[str, list] = {}
+    for standing in standings:
+        by_model.setdefault(standing.model, []).append(standing)
+    seeds = ", ".join(str(s) for s in held_out_seeds) or "none"
+    for model, rows in by_model.items():
+        oracle = next((r for r in rows if r.policy == "oracle"), None)
+        oracle_gpu_h = _mean([r.gpu_hours for r in oracle.held_out]) if oracle and oracle.held_out else (
+            oracle.tuning.gpu_hours if oracle else float("nan"))
+        lines.append(f"#### {model} ({rows[0].tuning.requests:,} requests; work bound {bounds.get(model, float('nan')):.2f} GPU-h)")
+        lines.append("")
+        lines.append(f"| contender | configuration | tuning seed: GPU-h / in SLO | held-out seeds ({seeds}): GPU-h / in SLO | x oracle | TPOT p95 ms | configs |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for row in rows:
+            kept = row.held_out or [row.tuning]
+            gpu = [r.gpu_hours for r in kept]
+            met = [r.slo_attainment for r in kept]
+            ratio = _mean(gpu) / oracle_gpu_h if oracle_gpu_h and oracle_gpu_h == oracle_gpu_h else float("nan")
+            flag = ""
+            if row.policy != "oracle" and min(met) >= slo_target and ratio < 1:
+                flag = " (below the oracle)"
+            edge = " (edge)" if row.on_edge else ""
+            lines.append(
+                f"| {row.policy} | {row.configuration}{edge} | {row.tuning.gpu_hours:.2f} / {row.tuning.slo_attainment:.1%} "
+                f"| {_mean(gpu):.2f} ({min(gpu):.2f}-{max(gpu):.2f}) / {_mean(met):.1%} ({min(met):.1%}-{max(met):.1%}) "
+                f"| {ratio:.2f}{flag} | {1e3 * _mean([r.tpot_p95_s for r in kept]):.0f} | {row.configurations_run} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
 def _by_model(results: Iterable[ModelResult]) -> dict[str, list[ModelResult]]:
     grouped: dict[str, list[ModelResult]] = {}
     for result in results:
@@ -60,7 +113,7 @@ def _by_model(results: Iterable[ModelResult]) -> dict[str, list[ModelResult]]:
 def write_json(path: Path, results: Iterable[ModelResult], *, slo: Slo, meta: dict) -> None:
     path.write_text(
         json.dumps(
-            {"slo": {"queue_wait_s": slo.queue_wait_s, "ttft_s": slo.ttft_s}, **meta, "results": [result_record(r) for r in results]},
+            {"slo": {"queue_wait_s": slo.queue_wait_s, "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s}, **meta, "results": [result_record(r) for r in results]},
             indent=2,
         )
         + "\n"
@@ -107,7 +160,7 @@ def plot_model(model: str, rows: list[ModelResult], *, slo: Slo):
     minutes = [t / 60 for t in first["t"]]
     demand.fill_between(minutes, first["arrivals"], step="post", color="0.75")
     demand.set_ylabel("arrivals / s")
-    demand.set_title(f"{model}: demand, replicas and queue per policy (SLO: wait <= {slo.queue_wait_s:g} s, TTFT <= {slo.ttft_s:g} s)")
+    demand.set_title(f"{model}: demand, replicas and queue per policy (SLO: {slo.describe()})")
     most_replicas = most_queued = 1
     for row in rows:
         line = row.timeline

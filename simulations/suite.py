@@ -27,9 +27,10 @@ import numpy as np
 from autoscaler.config import ConfigError
 from autoscaler.logs import configure_logging
 from simulations.calibration import RECORDING_FILES, burstgpt_profile, profile_named, validate
-from simulations.compare import TraceSpec, compare, length_mismatch, setups_for
+from simulations.compare import TraceSpec, benchmark, length_mismatch, setups_for
 from simulations.contenders import POLICIES
-from simulations.report import format_table, write_json, write_plots
+from simulations.peers.oracle import work_bound_gpu_hours
+from simulations.report import format_summary, format_table, standing_record, write_json, write_plots
 from simulations.simulate import Slo
 from simulations.workload import (
     AZURE_CODE,
@@ -127,7 +128,10 @@ def simulate_and_report(
     slo_target: float,
     out: Path,
     slice_s: float | None = None,
+    held_out_seeds: tuple[int, ...] = (),
 ) -> list:
+    """Tune on `seed`, report on it and on `held_out_seeds`: report.txt has the tuning seed's
+    full table, then the summary (summary.md, the same as markdown) over the held-out seeds."""
     if not policies:
         raise ConfigError(f"--policies: none given; choose from {', '.join(POLICIES)}")
     unknown = [p for p in policies if p not in POLICIES]
@@ -135,7 +139,9 @@ def simulate_and_report(
         raise ConfigError(f"--policies: {', '.join(unknown)} unknown; choose from {', '.join(POLICIES)}")
     try:
         profile = profile_named(profile_name)
-        setups = setups_for([TraceSpec.parse(t) for t in traces], profile=profile, seed=seed, slice_s=slice_s)
+        specs = [TraceSpec.parse(t) for t in traces]
+        setups = setups_for(specs, profile=profile, seed=seed, slice_s=slice_s)
+        held_out = {other: setups_for(specs, profile=profile, seed=other, slice_s=slice_s) for other in held_out_seeds}
     except (ValueError, WorkloadError) as err:
         raise ConfigError(str(err)) from None
     mismatch = length_mismatch(setups)
@@ -143,14 +149,23 @@ def simulate_and_report(
         print(mismatch, file=sys.stderr)
     make_out(out)
     print(profile.describe(), file=sys.stderr)
-    results = compare(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target)
+    standings = benchmark(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target, held_out=held_out)
+    results = [standing.tuning for standing in standings]
+    bounds = {
+        setup.name: work_bound_gpu_hours(setup.workload.prompt_tokens, setup.workload.output_tokens, setup.profile)
+        for setup in setups
+    }
     table = format_table(results)
-    header = f"replica profile: {profile.describe()}\nSLO: queue wait <= {slo.queue_wait_s:g} s and TTFT <= {slo.ttft_s:g} s; seed {seed}\n"
-    (out / "report.txt").write_text(header + table + "\n")
-    write_json(out / "report.json", results, slo=slo, meta={"profile": profile.describe(), "seed": seed, "traces": traces})
+    summary = format_summary(standings, bounds=bounds, slo_target=slo_target, held_out_seeds=held_out_seeds)
+    header = f"replica profile: {profile.describe()}\nSLO: {slo.describe()}; tuned on seed {seed}\n"
+    (out / "report.txt").write_text(header + table + "\n\n" + summary + "\n")
+    (out / "summary.md").write_text(summary + "\n")
+    write_json(out / "report.json", results, slo=slo,
+               meta={"profile": profile.describe(), "seed": seed, "held_out_seeds": list(held_out_seeds), "traces": traces,
+                     "work_bound_gpu_hours": bounds, "standings": [standing_record(s) for s in standings]})
     plots = write_plots(out, results, slo=slo)
-    print(header + table)
-    print(f"wrote {out}/: report.txt, report.json and {len(plots)} plot{'s' if len(plots) != 1 else ''} "
+    print(header + table + "\n\n" + summary)
+    print(f"wrote {out}/: report.txt, summary.md, report.json and {len(plots)} plot{'s' if len(plots) != 1 else ''} "
           f"({', '.join(p.name for p in plots)})")
     return results
 
@@ -178,7 +193,8 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory for one folder of results per entry; a --slice-s run writes under OUT/slice-<S>s/")
     parser.add_argument("--slice-s", type=positive_number, help="simulate only the first SLICE_S seconds of each trace")
     parser.add_argument("--no-tuned", action="store_true", help="skip the tuned sweeps of the peers")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the cold starts and of synthesized traces")
+    parser.add_argument("--seed", type=int, default=1, help="the seed tuning runs on, and of the cold starts and synthesized traces")
+    parser.add_argument("--held-out-seeds", default="2,3", help="comma-separated seeds the tuned choices are reported on ('' for none)")
     parser.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b or burstgpt-1b")
     parser.add_argument("--entries", default=",".join(ENTRIES),
                         help="comma-separated entries; also held-out: the mix with the held-out clients")
@@ -248,12 +264,17 @@ def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
         for name, (traces, slo) in suite.items():
             print(f"\n== {name}: {' + '.join(traces)}")
             simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
-                                tuned=not args.no_tuned, slo_target=0.95, out=out / name, slice_s=args.slice_s)
+                                tuned=not args.no_tuned, slo_target=0.95, out=out / name, slice_s=args.slice_s,
+                                held_out_seeds=_seeds(args.held_out_seeds))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"\nsuite took {time.perf_counter() - started:.0f} s; results in {out}/ ({', '.join(suite)})")
     return 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
 
 
 def main(argv: list[str] | None = None) -> int:

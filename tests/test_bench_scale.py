@@ -34,7 +34,7 @@ def test_queries_per_tick_stay_flat_and_a_steady_tick_writes_nothing(prometheus_
         # ...and then nothing changes, and nothing is asked of the API at all.
         assert steady_ticks(m) == m.ticks[1:]
         assert all(sum(t["api"].values()) == 0 for t in m.ticks[1:])
-        assert m.sync_requests["LIST"] == 2 * m.namespaces  # Deployments and ScaledObjects, once
+        assert m.sync_requests["LIST"] == 3 * m.namespaces  # Deployments, ScaledObjects and HPAs, once
     assert {t["promql"] for t in small.ticks} == {t["promql"] for t in large.ticks}
     assert large.ticks[0]["changes"] > small.ticks[0]["changes"]
 

@@ -40,6 +40,23 @@ class PeerView:
     buffered: int
 
 
+# The vLLM series a KEDA trigger or an HPA metric sums over the model's pods:
+# "waiting" = vllm:num_requests_waiting, "running" = vllm:num_requests_running (what KServe's
+# KEDA example and the Kubernetes vLLM HPA example scale on), "in_flight" = the two summed.
+QUEUE_METRICS = ("waiting", "running", "in_flight")
+
+
+def queue_metric(view: PeerView, metric: str) -> float | None:
+    """The summed series now, or None when none exists (no ready pod)."""
+    if metric == "waiting":
+        return view.waiting
+    if metric == "running":
+        return view.running
+    if metric == "in_flight":
+        return None if view.waiting is None or view.running is None else view.waiting + view.running
+    raise ValueError(f"metric {metric!r} unknown; choose from {', '.join(QUEUE_METRICS)}")
+
+
 class Peer(Protocol):
     name: str
     period_s: float  # how often its control loop runs; the simulator calls decide() that often

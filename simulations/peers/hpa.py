@@ -19,6 +19,13 @@ Two normalisation paths exist in the controller, and which one runs depends on w
 
 The two agree from 4 replicas up (2x >= x + 4); ANCHORS.md describes the second. `HpaCore` does
 both (`behavior_set`), is reused by the KEDA peer, and takes the time as an argument.
+
+As users run it (simulations.contenders): the Kubernetes vLLM example scales on a Pods metric
+`vllm_num_requests_running` with an AverageValue of 4, minReplicas 1
+(https://github.com/kubernetes/examples/blob/master/AI/vllm-deployment/hpa/horizontal-pod-autoscaler.yaml;
+it also sets a 30 s down-window, which the tuning grid covers), and the HPA's defaults
+otherwise: 300 s down-stabilization, none up, tolerance 0.1, a 15 s sync
+(https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from simulations.peers import PeerView
+from simulations.peers import QUEUE_METRICS, PeerView, queue_metric
 
 SYNC_PERIOD_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-period default 15s
 TOLERANCE = 0.1  # --horizontal-pod-autoscaler-tolerance default 0.1 (replica_calculator.go Tolerances)
@@ -104,6 +111,12 @@ class HpaCore:
         self._recommendations: list[_Timed] = []
         self._scale_up_events: list[_Timed] = []
         self._scale_down_events: list[_Timed] = []
+
+    def assume_running(self, replicas: int, *, now: float) -> None:
+        """Start as an HPA that has run for its window at `replicas`: its history holds that
+        recommendation, so the first sync of a warm service does not drop it to what an
+        empty window would allow."""
+        self._recommendations = [_Timed(now, replicas)]
 
     def sync(self, *, now: float, current_replicas: int, metric_value: float | None) -> HpaStep:
         """One reconcile. `current_replicas` is the scale subresource's spec.replicas (also used
@@ -243,8 +256,9 @@ class SyncSchedule:
 
 
 class Hpa:
-    """A plain HPA on `sum(vllm:num_requests_waiting)` as an External AverageValue metric
-    (e.g. through prometheus-adapter): desired = ceil(waiting / threshold), min 1 replica.
+    """A plain HPA on one vLLM series summed over the pods (`metric`, waiting by default) with
+    an AverageValue target, through prometheus-adapter (an External metric, or a Pods metric,
+    whose AverageValue arithmetic is the same): desired = ceil(sum / threshold), min 1 replica.
 
     With no series (view.waiting is None) the adapter answers an error, and the HPA holds.
     `last_reasons` keeps the controller's condition reasons of the latest sync.
@@ -262,7 +276,11 @@ class Hpa:
         sync_period_s: float = SYNC_PERIOD_S,
         downscale_stabilization_s: float = DOWNSCALE_STABILIZATION_S,
         behavior_set: bool = False,
+        metric: str = "waiting",
     ) -> None:
+        if metric not in QUEUE_METRICS:
+            raise ValueError(f"metric {metric!r} unknown; choose from {', '.join(QUEUE_METRICS)}")
+        self.metric = metric
         self.period_s = sync_period_s
         self.core = HpaCore(
             target_average_value=threshold,
@@ -275,10 +293,13 @@ class Hpa:
         self._schedule = SyncSchedule(sync_period_s)
         self.last_reasons: tuple[str, ...] = ()
 
+    def assume_running(self, replicas: int, *, now: float) -> None:
+        self.core.assume_running(replicas, now=now)
+
     def decide(self, view: PeerView) -> int:
         if not self._schedule.due(view.now):
             self.last_reasons = ("NotSyncing",)
             return view.spec_replicas
-        step = self.core.sync(now=view.now, current_replicas=view.spec_replicas, metric_value=view.waiting)
+        step = self.core.sync(now=view.now, current_replicas=view.spec_replicas, metric_value=queue_metric(view, self.metric))
         self.last_reasons = step.reasons
         return step.replicas

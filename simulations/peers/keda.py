@@ -23,13 +23,22 @@ from zero. `wake_from_gateway=True` (the default) models what deployments do ins
 `(sum(vllm:num_requests_waiting{model=...}) or vector(0)) + sum(gateway_queue{model=...})`, i.e.
 value = (waiting or 0) + buffered. (Without `or vector(0)` the `+` of an absent vector is itself
 empty, which ignoreNullValues would read as 0 again.)
+
+As users run it (simulations.contenders): KServe documents KEDA for LLMs as a Prometheus
+trigger on `vllm:num_requests_running` with a target value of 2 per pod, minReplicas 1
+(https://kserve.github.io/website/docs/model-serving/generative-inference/autoscaling, source
+kserve/website docs/model-serving/generative-inference/autoscaling/autoscaling.md); KEDA's
+trigger defaults are in its scaler docs (https://keda.sh/docs/latest/scalers/prometheus/:
+ignoreNullValues "Default is `true`"; threshold required, activationThreshold optional) and
+the ScaledObject spec (https://keda.sh/docs/latest/reference/scaledobject-spec/: pollingInterval
+30 s, cooldownPeriod 300 s). Tuned, the trigger sums running + waiting (`metric="in_flight"`).
 """
 
 from __future__ import annotations
 
 import math
 
-from simulations.peers import PeerView
+from simulations.peers import QUEUE_METRICS, PeerView, queue_metric
 from simulations.peers.hpa import (
     DEFAULT_THRESHOLD,
     DOWNSCALE_STABILIZATION_S,
@@ -52,7 +61,8 @@ THRESHOLD = DEFAULT_THRESHOLD
 
 
 class Keda:
-    """KEDA 2.x ScaledObject (Prometheus trigger on waiting requests) plus its HPA.
+    """KEDA 2.x ScaledObject (a Prometheus trigger on one vLLM series, `metric`: waiting by
+    default here, as KEDA itself has no default query) plus its HPA.
 
     `last_reasons` keeps what happened at the latest call: KEDA's own step (`Activated`,
     `Deactivated`, `CoolingDown`, `TriggerError`, ...) then the HPA's condition reasons.
@@ -72,6 +82,7 @@ class Keda:
         max_replica_count: int = MAX_REPLICA_COUNT,
         ignore_null_values: bool = IGNORE_NULL_VALUES,
         wake_from_gateway: bool = True,
+        metric: str = "waiting",
         hpa_sync_period_s: float = SYNC_PERIOD_S,
         hpa_tolerance: float = TOLERANCE,
         hpa_downscale_stabilization_s: float = DOWNSCALE_STABILIZATION_S,
@@ -84,6 +95,9 @@ class Keda:
                 f"cooldown periods must be >= 0, got cooldown_period_s={cooldown_period_s!r}, "
                 f"initial_cooldown_period_s={initial_cooldown_period_s!r}"
             )
+        if metric not in QUEUE_METRICS:
+            raise ValueError(f"metric {metric!r} unknown; choose from {', '.join(QUEUE_METRICS)}")
+        self.metric = metric
         self.threshold = threshold
         self.activation_threshold = activation_threshold
         self.polling_interval_s = polling_interval_s
@@ -112,11 +126,18 @@ class Keda:
     def trigger_value(self, view: PeerView) -> float | None:
         """What the Prometheus scaler returns now; None is a query error (only possible with
         ignore_null_values=False, when the result is empty)."""
+        value = queue_metric(view, self.metric)
         if self.wake_from_gateway:
-            return (view.waiting or 0.0) + view.buffered
-        if view.waiting is None:
+            return (value or 0.0) + view.buffered
+        if value is None:
             return 0.0 if self.ignore_null_values else None
-        return view.waiting
+        return value
+
+    def assume_running(self, replicas: int, *, now: float) -> None:
+        """A ScaledObject that has been active at `replicas`: its HPA's window holds them."""
+        self.hpa.assume_running(replicas, now=now)
+        if replicas > 0:
+            self._created_at, self._last_active_at = now, now
 
     def decide(self, view: PeerView) -> int:
         now = view.now

@@ -28,6 +28,12 @@ Scale to zero (handleScaleToZero): a desired 0 while the PA is Active does not s
 From zero: the activator's stat pokes the decider at once; its 60 s average of the buffered
   requests asks ceil(B / 60-ish / target) = 1 pod unless B is in the thousands.
 No data (view.in_flight_per_pod None with ready pods) is ScaleValid=false: nothing changes.
+
+As users run it (simulations.contenders): the defaults of config-autoscaler
+(https://knative.dev/docs/serving/autoscaling/kpa-specific/: stable-window 60 s, panic window
+10% of it, panic threshold 200%; scale-to-zero-grace-period 30 s; container-concurrency-target
+-default 100 at 70% utilization). Tuned: the target and the stable window
+(autoscaling.knative.dev/target and autoscaling.knative.dev/window).
 """
 
 from __future__ import annotations

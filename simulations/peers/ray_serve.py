@@ -25,6 +25,14 @@ Ray counts the delays in loop iterations (`decision_counter > int(delay_s / CONT
 at 0.1 s), which makes a decision apply on the iteration delay_s after the first one that took it.
 Here the delays compare stored instants, so the loop period does not matter to them; period_s is
 1 s instead of 0.1 s to keep the simulation cheap, which moves decisions by under a second.
+
+As users run it (simulations.contenders): AutoscalingConfig's defaults
+(https://docs.ray.io/en/latest/serve/api/doc/ray.serve.config.AutoscalingConfig.html:
+target_ongoing_requests 2, look_back_period_s 30, upscale_delay_s 30, downscale_delay_s 600,
+downscale_to_zero_delay_s None; the advanced guide,
+https://docs.ray.io/en/latest/serve/advanced-guides/advanced-autoscaling.html, says to load
+test and set the target from a latency objective, which is what tuning does). Tuned: the
+target and downscale_delay_s, with downscale_to_zero_delay_s set to the same delay.
 """
 
 from __future__ import annotations
@@ -108,6 +116,11 @@ class RayServe:
         self._direction: str | None = None
         self._direction_since = 0.0
         self.last_reasons: tuple[str, ...] = ()
+
+    def assume_running(self, replicas: int, *, now: float) -> None:
+        """A deployment that has run at `replicas` with its target met: the look-back window
+        holds replicas x target ongoing requests."""
+        self._samples.append((now - self.look_back_period_s / 2, replicas * self.target_ongoing_requests))
 
     def decide(self, view: PeerView) -> int:
         now = view.now
