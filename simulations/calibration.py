@@ -110,7 +110,7 @@ A100_8B = ReplicaProfile(
     kv_capacity_tokens=80_000,
     max_batched_tokens=8192,
     max_model_len=65_536,
-    source="ANCHORS.md: A100-40G knee at ~8 concurrent 1,024-in/128-out requests",
+    source="published A100-40G figures: knee at ~8 concurrent 1,024-in/128-out requests",
 )
 
 # Name -> profile, given where the traces are (the fitted one is built from them on demand).

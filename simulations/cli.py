@@ -22,39 +22,40 @@ from autoscaler.metrics.recorded import TraceError
 EXIT_USAGE = 2
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from simulations.suite import add_suite_arguments
+    from simulations.suite import SUITE_DESCRIPTION, SUITE_EXAMPLES, HelpFormatter, add_suite_arguments, positive_number, share_number
 
-    parser = argparse.ArgumentParser(prog="python -m simulations", description="The autoscaler's lab: closed-loop simulation.")
+    parser = argparse.ArgumentParser(prog="python -m simulations", description="The autoscaler's lab: closed-loop simulation.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    simulate = commands.add_parser("simulate", help="closed-loop simulation: GPU-hours and latency per policy on request traces")
+    simulate = commands.add_parser(
+        "simulate", help="closed-loop simulation: GPU-hours and latency per policy on request traces",
+        description="Simulate a cluster serving the traces, one model per --trace, under each policy in turn, and "
+                    "report GPU-hours, SLO attainment and latency per policy, with one plot per model.",
+        epilog="examples:\n"
+               "  python -m simulations simulate --trace azure-conv --out report/\n"
+               "  python -m simulations simulate --trace servegen:m-large:sum:end=7200:scale=0.03 "
+               "--trace servegen:m-large:client=40@long-tail --policies ours,keda --tuned",
+        formatter_class=HelpFormatter)
     simulate.add_argument("--trace", action="append", required=True, metavar="SPEC[@KIND]",
                           help="azure-conv, azure-code, mooncake, servegen:MODEL:client=ID|top=N|sum[:start=S][:end=S][:scale=F], "
                                "or a .csv/.jsonl file; @long-tail for a long-tail model (default @hot); repeat for several models")
     simulate.add_argument("--policies", default="ours,keda,hpa,kpa,ray,oracle", help="comma-separated: ours,keda,hpa,kpa,ray,oracle")
     simulate.add_argument("--tuned", action="store_true", help="also run each peer with its main target swept to the cheapest that meets the SLO")
-    simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (ANCHORS.md) or burstgpt-1b (fitted)")
-    simulate.add_argument("--slo-wait-s", type=_positive, default=2.0, help="queue wait a request may have")
-    simulate.add_argument("--slo-ttft-s", type=_positive, default=5.0, help="time to first token a request may have")
-    simulate.add_argument("--slo-tpot-ms", type=_positive, default=50.0, help="time per output token (after the first) a request may have, ms")
-    simulate.add_argument("--slo-target", type=_positive, default=0.95, help="share of requests in SLO that tuning aims for")
-    simulate.add_argument("--seed", type=int, default=1, help="the seed tuning runs on")
+    simulate.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b (an 8B model on an A100-40G) or burstgpt-1b (fitted on the bundled vLLM recording)")
+    simulate.add_argument("--slo-wait-s", type=positive_number, default=2.0, help="queue wait a request may have")
+    simulate.add_argument("--slo-ttft-s", type=positive_number, default=5.0, help="time to first token a request may have")
+    simulate.add_argument("--slo-tpot-ms", type=positive_number, default=50.0, help="time per output token (after the first) a request may have, ms")
+    simulate.add_argument("--slo-target", type=share_number, default=0.95, help="share of requests in SLO that tuning aims for, 0 to 1")
+    simulate.add_argument("--seed", type=int, default=1, help="the seed tuning runs on, and of the cold starts and synthesized traces")
     simulate.add_argument("--held-out-seeds", default="", help="comma-separated seeds the choices are also reported on")
-    simulate.add_argument("--out", type=Path, default=Path("simulation-report"), help="directory for report.json, report.txt and PNGs")
+    simulate.add_argument("--out", type=Path, default=Path("simulation-report"),
+                          help="directory for report.json, report.txt and one PNG per model")
 
-    suite = commands.add_parser("suite", help="the standard suite and its report (./dev suite)")
+    suite = commands.add_parser("suite", help="the standard suite and its report (./dev suite)",
+                                description=SUITE_DESCRIPTION, epilog=SUITE_EXAMPLES, formatter_class=HelpFormatter)
     add_suite_arguments(suite)
     return parser
 

@@ -61,6 +61,30 @@ def setups_for(
     return setups
 
 
+# Traces whose lengths differ by less than this share of the longest are the same length (a
+# sliced run, or two ServeGen windows that end a few seconds apart).
+LENGTH_TOLERANCE = 0.05
+
+
+def length_mismatch(setups: Sequence[ModelSetup]) -> str | None:
+    """One line when the traces of one run differ in length, else None. Every model is run
+    until the last request of any trace (simulate.run), so a model whose trace is shorter
+    keeps its replicas, and is charged their GPU-hours, for the rest of the longest."""
+    if len(setups) < 2:
+        return None
+    lengths = [(setup.name, setup.workload.duration_s) for setup in setups]
+    longest = max(length for _, length in lengths)
+    if min(length for _, length in lengths) >= longest * (1 - LENGTH_TOLERANCE):
+        return None
+    listed = ", ".join(f"{name} {_hours(length)}" for name, length in lengths)
+    return (f"warning: the traces differ in length ({listed}): every model is simulated as long as the longest, {_hours(longest)}, "
+            "so a shorter trace's model is charged GPU-hours after its load ends; slice or choose traces of one length")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
 WARM_START_WINDOW_S = 300.0
 
 

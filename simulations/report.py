@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 from simulations.simulate import ModelResult, Slo, result_record
 
-# (title, width, field, format): one row per policy, one block per model.
+def share(value: float) -> str:
+    """A share as a percentage that never rounds up to a whole one: 99.96% in SLO is 99.9%,
+    not 100%, and 100% means every request. No requests, no share: n/a."""
+    if not math.isfinite(value):
+        return "n/a"
+    if value in (0.0, 1.0):
+        return f"{value:.0%}"
+    return f"{math.floor(value * 1000 + 1e-9) / 10:.1f}%"
+
+
+# (title, width, field, format or function): one row per policy, one block per model.
 COLUMNS = (
     ("GPU-h", 8, "gpu_hours", "{:.2f}"),
     ("after last", 11, "after_last_gpu_hours", "{:.2f}"),
-    ("SLO met", 8, "slo_attainment", "{:.1%}"),
+    ("SLO met", 8, "slo_attainment", share),
     ("wait p50", 9, "queue_wait_p50_s", "{:.2f}"),
     ("p95", 8, "queue_wait_p95_s", "{:.2f}"),
     ("p99", 8, "queue_wait_p99_s", "{:.2f}"),
@@ -30,9 +41,13 @@ def format_table(results: Iterable[ModelResult]) -> str:
         lines.append(f"{model} ({rows[0].requests:,} requests)")
         lines.append("  " + f"{'policy':<16}" + "".join(f"{title:>{width}}" for title, width, _, _ in COLUMNS))
         for row in rows:
-            cells = "".join(f"{fmt.format(getattr(row, key)):>{width}}" for _, width, key, fmt in COLUMNS)
+            cells = "".join(f"{_cell(fmt, getattr(row, key)):>{width}}" for _, width, key, fmt in COLUMNS)
             lines.append(f"  {row.policy:<16}{cells}")
     return "\n".join(lines)
+
+
+def _cell(fmt, value) -> str:
+    return fmt(value) if callable(fmt) else fmt.format(value)
 
 
 def standing_record(standing) -> dict:
@@ -105,38 +120,95 @@ def write_json(path: Path, results: Iterable[ModelResult], *, slo: Slo, meta: di
     )
 
 
-def write_plots(directory: Path, results: Iterable[ModelResult], *, slo: Slo) -> list[Path]:
-    """One PNG per model: demand on top, replicas in the middle, the queue below; a line per
-    policy, so where one policy overshoots or lags is visible at a glance."""
+# A style per policy that no other shares, so that two policies asking for the same replicas
+# stay apart: the lines drawn first are wider and lighter, the later ones narrower and dashed
+# on top of them (KEDA's and the HPA's counts often coincide: KEDA drives an HPA).
+POLICY_STYLES = {
+    "ours": {"color": "black", "linestyle": "-", "linewidth": 2.4, "zorder": 6},
+    "hpa": {"color": "tab:orange", "linestyle": "-", "linewidth": 5.0, "alpha": 0.5, "zorder": 2},
+    "keda": {"color": "tab:blue", "linestyle": (0, (4, 2)), "linewidth": 1.4, "zorder": 4},
+    "kpa": {"color": "tab:green", "linestyle": (0, (1, 1.5)), "linewidth": 1.8, "zorder": 3},
+    "ray": {"color": "tab:purple", "linestyle": (0, (6, 2, 1, 2)), "linewidth": 1.4, "zorder": 3},
+    "oracle": {"color": "tab:gray", "linestyle": (0, (2, 3)), "linewidth": 1.2, "zorder": 5},
+}
+# A tuned peer: its peer's colour, thinner and with its own dash.
+TUNED_DASH = (0, (8, 2, 2, 2, 2, 2))
+# Replicas up to this count are drawn on a linear scale, more on a log one: a long-tail
+# model's 0, 1 and 2 replicas stay apart on a panel whose hot model reaches 100.
+REPLICA_LINEAR_UP_TO = 5
+
+
+def policy_style(policy: str) -> dict:
+    """The line style of `policy` ("keda", or a tuned "keda-tuned(12)")."""
+    base, tuned, _ = policy.partition("-tuned")
+    style = dict(POLICY_STYLES.get(base, {"color": "tab:brown", "linestyle": "-", "linewidth": 1.2, "zorder": 3}))
+    if tuned:
+        style.update(linestyle=TUNED_DASH, linewidth=1.0, alpha=1.0, zorder=style["zorder"] + 1)
+    return style
+
+
+def plot_model(model: str, rows: list[ModelResult], *, slo: Slo):
+    """The figure of one model: demand on top, replicas in the middle, the queue below; a line
+    per policy, so where one policy overshoots or lags is visible at a glance. The legend sits
+    right of the panels, outside the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    figure, (demand, replicas, queue) = plt.subplots(3, 1, figsize=(13, 8), sharex=True, height_ratios=(1, 2, 1.2))
+    first = rows[0].timeline
+    minutes = [t / 60 for t in first["t"]]
+    demand.fill_between(minutes, first["arrivals"], step="post", color="0.75")
+    demand.set_ylabel("arrivals / s")
+    demand.set_title(f"{model}: demand, replicas and queue per policy (SLO: {slo.describe()})")
+    most_replicas = most_queued = 1
+    for row in rows:
+        line = row.timeline
+        label = f"{row.policy}: {row.gpu_hours:.1f} GPU-h, {share(row.slo_attainment)} in SLO"
+        style = policy_style(row.policy)
+        replicas.step([t / 60 for t in line["t"]], line["replicas"], where="post", label=label, **style)
+        queue.step([t / 60 for t in line["t"]], line["queue"], where="post", **style)
+        most_replicas = max(most_replicas, max(line["replicas"], default=0))
+        most_queued = max(most_queued, max(line["queue"], default=0))
+    replicas.set_ylabel("replicas (asked)")
+    _count_axis(replicas, most_replicas, linear_up_to=REPLICA_LINEAR_UP_TO)
+    replicas.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    queue.set_ylabel("requests queued")
+    _count_axis(queue, most_queued, linear_up_to=10)
+    queue.set_xlabel("minutes")
+    for axis in (demand, replicas, queue):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+COUNT_TICKS = (0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000)
+
+
+def _count_axis(axis, most: float, *, linear_up_to: int) -> None:
+    """A count axis, linear up to `linear_up_to` and logarithmic above, its ticks whole counts."""
+    from matplotlib.ticker import FixedLocator, FixedFormatter, NullLocator
+
+    axis.set_yscale("symlog", linthresh=linear_up_to, linscale=1.5)
+    top = max(most * 1.2, linear_up_to + 0.5)
+    # Every whole count on a short linear part; past five only the round ones, so they do not crowd.
+    ticks = [t for t in COUNT_TICKS if t <= top and (linear_up_to <= 5 or t in (0, 1, 5) or t >= linear_up_to)]
+    axis.yaxis.set_major_locator(FixedLocator(ticks))
+    axis.yaxis.set_major_formatter(FixedFormatter([f"{t:,}" for t in ticks]))
+    axis.yaxis.set_minor_locator(NullLocator())
+    axis.set_ylim(-0.3, top)
+
+
+def write_plots(directory: Path, results: Iterable[ModelResult], *, slo: Slo) -> list[Path]:
+    """One PNG per model (plot_model)."""
+    import matplotlib.pyplot as plt
 
     written = []
     for model, rows in _by_model(results).items():
-        figure, (demand, replicas, queue) = plt.subplots(3, 1, figsize=(11, 8), sharex=True, height_ratios=(1, 2, 1.2))
-        first = rows[0].timeline
-        minutes = [t / 60 for t in first["t"]]
-        demand.fill_between(minutes, first["arrivals"], step="post", color="0.75")
-        demand.set_ylabel("arrivals / s")
-        demand.set_title(f"{model}: demand, replicas and queue per policy (SLO: {slo.describe()})")
-        for row in rows:
-            line = row.timeline
-            label = f"{row.policy}: {row.gpu_hours:.1f} GPU-h, {row.slo_attainment:.0%} in SLO"
-            style = {"linewidth": 2.2, "color": "black"} if row.policy == "ours" else {"linewidth": 1.1}
-            replicas.step([t / 60 for t in line["t"]], line["replicas"], where="post", label=label, **style)
-            queue.step([t / 60 for t in line["t"]], line["queue"], where="post", **style)
-        replicas.set_ylabel("replicas (asked)")
-        replicas.legend(fontsize=8, loc="upper left")
-        queue.set_ylabel("requests queued")
-        queue.set_yscale("symlog", linthresh=10)
-        queue.set_xlabel("minutes")
-        for axis in (demand, replicas, queue):
-            axis.grid(alpha=0.3)
-        figure.tight_layout()
+        figure = plot_model(model, rows, slo=slo)
         path = directory / f"{model}.png"
-        figure.savefig(path, dpi=110)
+        # bbox_inches="tight" keeps the legend right of the panels inside the image.
+        figure.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(figure)
         written.append(path)
     return written

@@ -27,7 +27,7 @@ import numpy as np
 from autoscaler.config import ConfigError
 from autoscaler.logs import configure_logging
 from simulations.calibration import RECORDING_FILES, burstgpt_profile, profile_named, validate
-from simulations.compare import TraceSpec, benchmark, setups_for
+from simulations.compare import TraceSpec, benchmark, length_mismatch, setups_for
 from simulations.contenders import POLICIES
 from simulations.peers.oracle import work_bound_gpu_hours
 from simulations.report import format_summary, format_table, standing_record, write_json, write_plots
@@ -132,6 +132,8 @@ def simulate_and_report(
 ) -> list:
     """Tune on `seed`, report on it and on `held_out_seeds`: report.txt has the tuning seed's
     full table, then the summary (summary.md, the same as markdown) over the held-out seeds."""
+    if not policies:
+        raise ConfigError(f"--policies: none given; choose from {', '.join(POLICIES)}")
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ConfigError(f"--policies: {', '.join(unknown)} unknown; choose from {', '.join(POLICIES)}")
@@ -142,7 +144,10 @@ def simulate_and_report(
         held_out = {other: setups_for(specs, profile=profile, seed=other, slice_s=slice_s) for other in held_out_seeds}
     except (ValueError, WorkloadError) as err:
         raise ConfigError(str(err)) from None
-    out.mkdir(parents=True, exist_ok=True)
+    mismatch = length_mismatch(setups)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
+    make_out(out)
     print(profile.describe(), file=sys.stderr)
     standings = benchmark(setups, policies, seed=seed, slo=slo, tuned=tuned, slo_target=slo_target, held_out=held_out)
     results = [standing.tuning for standing in standings]
@@ -158,20 +163,79 @@ def simulate_and_report(
     write_json(out / "report.json", results, slo=slo,
                meta={"profile": profile.describe(), "seed": seed, "held_out_seeds": list(held_out_seeds), "traces": traces,
                      "work_bound_gpu_hours": bounds, "standings": [standing_record(s) for s in standings]})
-    write_plots(out, results, slo=slo)
+    plots = write_plots(out, results, slo=slo)
     print(header + table + "\n\n" + summary)
+    print(f"wrote {out}/: report.txt, summary.md, report.json and {len(plots)} plot{'s' if len(plots) != 1 else ''} "
+          f"({', '.join(p.name for p in plots)})")
     return results
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Each flag's default shown, unless it has none (None) or is a switch (False); the
+    examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+SUITE_DESCRIPTION = ("Run every policy on the standard workloads (each bundled trace alone, and a hot + long-tail mix) "
+                     "and write one folder of reports and plots per entry.")
+SUITE_EXAMPLES = ("examples:\n"
+                  "  ./dev suite                     the full suite, into simulation-report/\n"
+                  "  ./dev suite --slice-s 300       the first 5 minutes of each trace, into simulation-report/slice-300s/\n"
+                  "  ./dev suite --entries mix --no-tuned")
+
+
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("simulation-report"))
-    parser.add_argument("--slice-s", type=float, help="simulate only the first SLICE_S seconds of each trace")
+    parser.add_argument("--out", type=Path, default=Path("simulation-report"),
+                        help="directory for one folder of results per entry; a --slice-s run writes under OUT/slice-<S>s/")
+    parser.add_argument("--slice-s", type=positive_number, help="simulate only the first SLICE_S seconds of each trace")
     parser.add_argument("--no-tuned", action="store_true", help="skip the tuned sweeps of the peers")
-    parser.add_argument("--seed", type=int, default=1, help="the seed tuning runs on")
+    parser.add_argument("--seed", type=int, default=1, help="the seed tuning runs on, and of the cold starts and synthesized traces")
     parser.add_argument("--held-out-seeds", default="2,3", help="comma-separated seeds the tuned choices are reported on ('' for none)")
-    parser.add_argument("--profile", default="a100-8b")
+    parser.add_argument("--profile", default="a100-8b", help="replica profile: a100-8b or burstgpt-1b")
     parser.add_argument("--entries", default=",".join(ENTRIES),
-                        help=f"comma-separated entries (default {','.join(ENTRIES)}; also held-out: the mix with the held-out clients)")
+                        help="comma-separated entries; also held-out: the mix with the held-out clients")
+
+
+def make_out(out: Path) -> None:
+    """The results folder, made before the run: a file in its place, or a folder that cannot be
+    made, is the user's to fix, named before minutes of simulation, not after them."""
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == out else f"{existing} is a file"
+        raise ConfigError(f"--out {out}: {what}; give a directory (made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot make the directory: {err.strerror}") from None
+
+
+def share_number(text: str) -> float:
+    """argparse's type for a share of requests: above 0 and at most 1."""
+    value = positive_number(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is a share: give a number above 0 and at most 1 (0.95 for 95%)")
+    return value
+
+
+def suite_out(out: Path, slice_s: float | None) -> Path:
+    """Where a suite run writes: a sliced run in its own folder, so its reports never sit
+    among (or overwrite) the full run's."""
+    return out if slice_s is None else out / f"slice-{slice_s:g}s"
+
+
+def positive_number(text: str) -> float:
+    """argparse's type for a count of seconds or a share: finite and above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number greater than 0")
+    return value
 
 
 def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> int:
@@ -194,12 +258,18 @@ def run_suite(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
         check = validate(fitted, scale=scale)
         print(f"  check at scale {scale}: running MAE {check.running_mae:.1f} (recorded mean {check.recorded_running_mean:.0f}, "
               f"correlation {check.running_correlation:.2f}), waiting MAE {check.waiting_mae:.1f} (recorded mean {check.recorded_waiting_mean:.0f})")
-    for name, (traces, slo) in suite.items():
-        print(f"\n== {name}: {' + '.join(traces)}")
-        simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
-                            tuned=not args.no_tuned, slo_target=0.95, out=args.out / name, slice_s=args.slice_s,
-                            held_out_seeds=_seeds(args.held_out_seeds))
-    print(f"\nsuite took {time.perf_counter() - started:.0f} s")
+    out = suite_out(args.out, args.slice_s)
+    try:
+        make_out(out)
+        for name, (traces, slo) in suite.items():
+            print(f"\n== {name}: {' + '.join(traces)}")
+            simulate_and_report(traces, list(POLICIES), profile_name=args.profile, seed=args.seed, slo=slo,
+                                tuned=not args.no_tuned, slo_target=0.95, out=out / name, slice_s=args.slice_s,
+                                held_out_seeds=_seeds(args.held_out_seeds))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\nsuite took {time.perf_counter() - started:.0f} s; results in {out}/ ({', '.join(suite)})")
     return 0
 
 
@@ -208,7 +278,8 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the standard simulation suite and write its report.")
+    parser = argparse.ArgumentParser(prog="./dev suite", description=SUITE_DESCRIPTION, epilog=SUITE_EXAMPLES,
+                                     formatter_class=HelpFormatter)
     add_suite_arguments(parser)
     return run_suite(parser.parse_args(argv), parser=parser)
 

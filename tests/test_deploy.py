@@ -107,10 +107,15 @@ class Document:
         return f"{self.path.relative_to(DEPLOY)}#{self.index}:{self.kind}/{self.name}"
 
 
+CHART = DEPLOY / "chart"
+
+
 def _yaml_files() -> list[Path]:
-    """Every manifest under deploy/: the YAML files but kustomize's own."""
+    """Every manifest under deploy/: the YAML files but kustomize's own and the Helm chart's
+    (templates, not manifests: tests/test_chart.py renders and checks them)."""
     return sorted(
-        p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != "kustomization.yaml"
+        p for p in DEPLOY.rglob("*")
+        if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != "kustomization.yaml" and CHART not in p.parents
     )
 
 
@@ -461,7 +466,8 @@ def test_the_kustomization_lists_every_manifest_of_deploy_but_the_opt_in_ones() 
     assert OPT_IN <= beside
     # Nothing that is not a manifest in the folder kustomize reads: a JSON file there once made
     # `kubectl apply -f deploy/` fail.
-    assert {p.name for p in DEPLOY.iterdir() if p.is_file()} == beside | {"kustomization.yaml", "Dockerfile"}
+    # The image's files beside them are not manifests, and kubectl reads only .yaml, .yml and .json.
+    assert {p.name for p in DEPLOY.iterdir() if p.is_file()} == beside | {"kustomization.yaml", "Dockerfile", "requirements.lock"}
 
 
 def _kubectl() -> str:

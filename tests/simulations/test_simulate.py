@@ -163,6 +163,24 @@ def test_simulate_cli_writes_the_report(tmp_path):
     assert "a100-40g-8b: step = 12.00 ms + 1.500 ms x batch" in (out / "report.txt").read_text()
     assert (out / "requests.png").stat().st_size > 10_000
     assert "GPU-h" in result.stdout
+    assert f"wrote {out}/: report.txt, summary.md, report.json and 2 plots (requests.png, requests-2.png)" in result.stdout
+    assert "differ in length" not in result.stderr  # one trace twice: the same length
+
+
+def test_simulate_warns_in_one_line_when_its_traces_differ_in_length(tmp_path):
+    """A 10-minute trace beside an hour-long one: the short one's model is simulated, and
+    charged, for the hour; the warning names both lengths."""
+    short, long = tmp_path / "short.csv", tmp_path / "long.csv"
+    write_requests(steady(2.0, 600), short)
+    write_requests(steady(0.02, 3600), long)
+    result = subprocess.run(
+        [sys.executable, "-m", "simulations", "simulate", "--trace", str(short), "--trace", f"{long}@long-tail",
+         "--policies", "ours", "--out", str(tmp_path / "report")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "differ in length" in line]
+    assert warning.startswith("warning: ") and "short 600 s" in warning and "long 3550 s" in warning
 
 
 @pytest.mark.parametrize(
@@ -172,6 +190,8 @@ def test_simulate_cli_writes_the_report(tmp_path):
         (["--trace", "nosuchtrace"], "nosuchtrace"),
         (["--trace", "azure-conv@warm"], "must be hot or long-tail"),
         (["--trace", "azure-conv", "--profile", "h200"], "unknown replica profile 'h200'"),
+        (["--trace", "azure-conv", "--slo-target", "5"], "'5' is a share: give a number above 0 and at most 1"),
+        (["--trace", "azure-conv", "--policies", ""], "--policies: none given; choose from ours, keda"),
     ],
 )
 def test_simulate_cli_rejects_bad_input_without_a_traceback(args, expected, tmp_path):
@@ -181,21 +201,37 @@ def test_simulate_cli_rejects_bad_input_without_a_traceback(args, expected, tmp_
     assert expected in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["simulate", "--trace", "azure-conv"], ["suite", "--slice-s", "60", "--entries", "azure-conv"]])
+def test_an_out_that_is_a_file_is_named_before_the_run(command, tmp_path):
+    taken = tmp_path / "report"
+    taken.write_text("mine")
+    result = subprocess.run([sys.executable, "-m", "simulations", *command, "--out", str(taken)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "is a file" in result.stderr and "; give a directory" in result.stderr and "Traceback" not in result.stderr
+    assert taken.read_text() == "mine"
+
+
 def test_the_standard_suite_runs_on_a_short_slice(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "simulations.suite", "--slice-s", "300", "--held-out-seeds", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # A sliced run in its own folder, never among a full run's reports.
+    sliced = tmp_path / "slice-300s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slice-300s"]
+    assert f"results in {sliced}/ (azure-code, azure-conv, mooncake, servegen-hot, mix)" in result.stdout
+    assert f"wrote {sliced / 'mix'}/: report.txt, summary.md, report.json and 4 plots" in result.stdout
     for name in ("azure-code", "azure-conv", "mooncake", "servegen-hot", "mix"):
-        report = json.loads((tmp_path / name / "report.json").read_text())
+        report = json.loads((sliced / name / "report.json").read_text())
         policies = {r["policy"].split("-tuned")[0] for r in report["results"]}
         assert policies == {"ours", "keda", "hpa", "kpa", "ray", "oracle"}
         assert any(r["policy"].endswith("-tuned") for r in report["results"])
         assert all(len(standing["held_out"]) == 1 for standing in report["standings"])
-        assert (tmp_path / name / "summary.md").read_text().startswith("#### ")
+        assert (sliced / name / "summary.md").read_text().startswith("#### ")
     assert "check at scale 2000" in result.stdout and "suite took" in result.stdout
-    mix = json.loads((tmp_path / "mix" / "report.json").read_text())
+    mix = json.loads((sliced / "mix" / "report.json").read_text())
     assert len({r["model"] for r in mix["results"]}) == 4
 
 
@@ -296,6 +332,20 @@ def test_a_flash_crowd_is_not_sized_from_the_overloaded_replicas_it_hits():
     (result,) = run(setups, driver_for("ours", setups, overrides=overrides), policy="ours", seed=1, slo=Slo(tpot_s=10.0))
     assert result.slo_attainment > 0.99
     assert max(result.timeline["replicas"]) <= 30
+
+
+@pytest.mark.parametrize(("command", "default", "example"), [
+    (["simulate"], "(default: simulation-report)", "python -m simulations simulate --trace azure-conv"),
+    (["suite"], "(default: azure-code,azure-", "./dev suite --slice-s 300"),
+])
+def test_the_lab_help_has_a_description_the_defaults_and_an_example(command, default, example):
+    result = subprocess.run([sys.executable, "-m", "simulations", *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    usage, description = result.stdout.split("\n\n")[:2]
+    assert usage.startswith("usage:") and len(description) > 40 and not description.lstrip().startswith("options:")
+    assert default in " ".join(result.stdout.split())
+    assert "examples:" in result.stdout and example in result.stdout
+    assert "(default: None)" not in result.stdout and "(default: False)" not in result.stdout
 
 
 def test_each_request_carries_its_time_per_output_token_and_the_slo_counts_it():
