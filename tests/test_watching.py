@@ -132,6 +132,25 @@ def test_410_gone_lists_again(kmock_cluster, cache, clock, gone):
     assert replicas(cache, clock, "chat") == 1
 
 
+def test_after_a_410_the_namespace_is_not_served_until_the_relist_is_done(kmock_cluster, cache, clock):
+    """A 410 says events were missed: the snapshot may hold an object since deleted. Until the
+    list that replaces it has come back, the namespace has no view (its models are skipped),
+    rather than serving what may be stale, however short the break (issue 18)."""
+    kmock_cluster.put(deployment("chat", replicas=1))
+    kmock_cluster.put(deployment("code", replicas=1))
+    cache.follow(["ml"])
+    assert cache.wait_synced(timeout_s=10)
+    kmock_cluster.forget(DEPLOYMENTS, "ml", "code")  # its DELETED event lost
+    expired = status_body(410, "too old resource version: 1 (2)", reason="Expired")
+    kmock_cluster.stream_next(LIST, {"type": "ERROR", "object": expired})
+    kmock_cluster.fail_next("GET", LIST, 503, times=3)  # the relists fail for a few seconds
+
+    eventually(lambda: cache.view("ml", now=clock.now()) is None)
+    assert len(gets(kmock_cluster, watch=False)) >= 2, "no view only once the 410 came"
+    eventually(lambda: cache.view("ml", now=clock.now()) is not None)
+    assert replicas(cache, clock, "code") is None and replicas(cache, clock, "chat") == 1
+
+
 def test_a_watch_broken_for_longer_than_the_bound_makes_the_namespace_unreadable(kmock_cluster, cache, clock):
     kmock_cluster.put(deployment("chat", replicas=2))
     cache.follow(["ml"])

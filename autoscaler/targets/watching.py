@@ -27,7 +27,8 @@ once (the daemon calls it before its first tick); `stop()` ends them all.
 Each thread lists, then watches from the list's resourceVersion:
 - a watch that ends (timeoutSeconds, or a read timeout on a server that ignores it) resumes
   from the last resourceVersion seen, without a list;
-- 410 Gone (the resourceVersion is older than the API server keeps) lists again;
+- 410 Gone (the resourceVersion is older than the API server keeps) lists again, and the
+  namespace has no view until that list is back: events were missed;
 - any other error is logged, and the thread lists again after a backoff (0.5 s doubling to
   30 s): a relist cannot miss an event that happened during the break.
 
@@ -232,6 +233,9 @@ class _Stream:
                 version = self._watch(version)
                 backoff_s = self._settings.watch_backoff_first_s
             except Gone:  # as an ERROR event in the stream, or as the answer's status
+                # Events were missed: what the snapshot holds may be gone. Not served until
+                # the list that replaces it is back (no decision on a stale cache).
+                self.synced.clear()
                 log.info("watch expired (410 Gone); listing again", namespace=self.namespace, kind=self.kind)
                 version = None
             except Failed as err:
