@@ -457,16 +457,21 @@ def test_a_write_with_a_stale_resource_version_is_answered_409_and_the_loser_sta
     racing.close()
 
 
-def test_the_state_configmap_is_created_merged_and_read_with_the_roles_rights_only(admin, daemon, installed):
+@pytest.fixture
+def no_state(admin, installed) -> None:
+    """The one state ConfigMap the Roles allow, deleted: each state test starts from none."""
+    try:
+        k8s.CoreV1Api(admin).delete_namespaced_config_map(STATE, HOME)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+def test_the_state_configmap_is_created_merged_and_read_with_the_roles_rights_only(admin, daemon, no_state):
     """Rests on the real API server: the Role's unnamed `create` of the ConfigMap, `get` and
     `patch` on its one name, a JSON merge patch that sets and deletes single keys (a null
     removes one), and a 403 for any other name, with the hint."""
     core = k8s.CoreV1Api(admin)
-    try:
-        core.delete_namespaced_config_map(STATE, HOME)
-    except ApiException as err:
-        if err.status != 404:
-            raise
     first = ConfigMapStateStore(daemon, namespace=HOME, name=STATE)
     assert first.load() == {}
     first.save({"chat": record_of("chat", PolicyState(), desired=3, now=1000.0)})
@@ -479,16 +484,11 @@ def test_the_state_configmap_is_created_merged_and_read_with_the_roles_rights_on
         ConfigMapStateStore(daemon, namespace=HOME, name="another").load()
 
 
-def test_a_deposed_leaders_state_save_is_answered_409_and_overwrites_nothing(admin, daemon, installed):
+def test_a_deposed_leaders_state_save_is_answered_409_and_overwrites_nothing(admin, daemon, no_state):
     """Rests on the real API server's optimistic concurrency: each save carries the
     ConfigMap's resourceVersion as its writer last saw it, so the old leader's save after the
     new leader's is answered 409 (StateTaken) and the new leader's record stands."""
     core = k8s.CoreV1Api(admin)
-    try:
-        core.delete_namespaced_config_map(STATE, HOME)
-    except ApiException as err:
-        if err.status != 404:
-            raise
     old = ConfigMapStateStore(daemon, namespace=HOME, name=STATE)
     old.save({"chat": record_of("chat", PolicyState(), desired=3, now=1000.0)})
     new = ConfigMapStateStore(daemon, namespace=HOME, name=STATE)
